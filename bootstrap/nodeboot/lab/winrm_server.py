@@ -98,6 +98,7 @@ PROTOCOL_STRING = "application/HTTP-SPNEGO-session-encrypted"
 BOUNDARY = b"--Encrypted Boundary"
 ENCRYPTED_TYPE = f'multipart/encrypted;protocol="{PROTOCOL_STRING}";boundary="Encrypted Boundary"'
 SOAP_TYPE = "application/soap+xml;charset=UTF-8"
+INJECTED_COMMAND_ID = "00000000-0000-0000-0000-1NJECTED0000"  # what inject_plaintext_reply() answers
 IDLE_TIMEOUT = 120.0  # longer than the client's Receive wait (20 s), as Windows' is
 
 
@@ -468,6 +469,7 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
     timeout = IDLE_TIMEOUT
+    disable_nagle_algorithm = True  # headers and body go out as two writes; Nagle would hold the second
     server: _Listener
 
     def setup(self) -> None:
@@ -570,7 +572,11 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
 
     def _plaintext_reply(self) -> None:
         """A well-formed SOAP reply sent in the clear: what a downgrade or a bad proxy would look like."""
-        body = self.server.owner.service._envelope(RESPONSE_ACTIONS["Send"], "", "<rsp:SendResponse/>")
+        body = self.server.owner.service._envelope(
+            RESPONSE_ACTIONS["Command"],
+            "",
+            f"<rsp:CommandResponse><rsp:CommandId>{INJECTED_COMMAND_ID}</rsp:CommandId></rsp:CommandResponse>",
+        )
         self.close_connection = True
         self._reply(200, body, {"Content-Type": SOAP_TYPE, "Connection": "close"})
 
@@ -610,6 +616,7 @@ class WinRMServer:
         self.auth_protocol = auth_protocol
         self.users_file = users_file
         self.boots = 0
+        self._closed = False  # close() is final: a pending reboot must not bring the endpoint back
         self._lock = threading.Lock()
         self._counters = ServerCounters()
         self.service = WSManService(handler, self._counters, self._lock)
@@ -638,7 +645,7 @@ class WinRMServer:
         """Start listening; port 0 picks a free port, which is then kept across restarts."""
         self._configure_acceptor()
         with self._lock:
-            if self._listeners:
+            if self._listeners or self._closed:
                 return self
         if self.http_port is not None:
             self.http_port = self._listen(self.http_port, None)
@@ -657,7 +664,12 @@ class WinRMServer:
         )
         thread.start()
         with self._lock:
-            self._listeners.append((listener, thread))
+            closed = self._closed
+            if not closed:
+                self._listeners.append((listener, thread))
+        if closed:  # close() ran while this one was starting: a reboot must not outlive the server
+            listener.shutdown()
+            listener.server_close()
         return int(listener.server_address[1])
 
     def stop(self) -> None:
@@ -671,6 +683,8 @@ class WinRMServer:
         self.drop_connections()
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.stop()
 
     def __enter__(self) -> WinRMServer:
