@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 from nodeboot.errors import TransportError
 from nodeboot.lab.windows_model import WindowsHostModel
 from nodeboot.lab.winrm_server import FAULT_SHELL_NOT_FOUND, INJECTED_COMMAND_ID, WinRMServer
-from nodeboot.transport.winrm import WinRMOptions, WinRMTransport
+from nodeboot.transport.winrm import SEND_CHUNK, WinRMOptions, WinRMTransport
 from winrm.exceptions import WSManFaultError
 from winrm.protocol import Protocol
 
@@ -277,6 +277,7 @@ def test_plaintext_reply_in_encrypted_mode_is_rejected(http: WinRMTransport, ser
         username=USER,
         password=PASSWORD,
         message_encryption="always",
+        ca_trust_path=None,
     )
     shell = raw.open_shell()
     server.inject_plaintext_reply()
@@ -291,6 +292,7 @@ def test_unknown_shell_is_a_wsman_fault(server: WinRMServer) -> None:
         username=USER,
         password=PASSWORD,
         message_encryption="always",
+        ca_trust_path=None,
     )
     with pytest.raises(WSManFaultError) as err:
         raw.run_command("8A5E0F2C-0000-4000-8000-000000000000", "hostname")
@@ -308,6 +310,12 @@ def test_script_longer_than_a_command_line_goes_as_input(http: WinRMTransport, s
     out = result.stdout.splitlines()
     assert len(out) == 400 and out[-1].startswith("line 0399")
     assert server.counters().actions["Send"] == 1  # ~36 KB: one Send
+
+    big = "\n".join(f"Write-Output '{i:05d} {'z' * 60}'" for i in range(2500)) + "\n"  # ~200 KB
+    result = http.run_script(big, {})
+    assert result.exit_status == 0 and len(result.stdout.splitlines()) == 2500
+    sends = -(-(len(big) + 2) // SEND_CHUNK)  # 64 KiB per Send keeps each envelope under 150 KB
+    assert sends >= 3 and server.counters().actions["Send"] == 1 + sends
 
 
 def test_secret_variables_reach_the_script_but_no_log(

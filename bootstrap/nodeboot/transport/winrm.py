@@ -26,7 +26,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -44,8 +44,6 @@ log = logging.getLogger("nodeboot.transport.winrm")
 POWERSHELL = "powershell.exe"
 POWERSHELL_ARGS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass", "-Command", "-")
 AUTH_METHODS = ("ntlm", "kerberos", "credssp", "basic")
-ENCRYPTED_PROTOCOL = 'protocol="application/HTTP-SPNEGO-session-encrypted"'
-CREDSSP_PROTOCOL = 'protocol="application/HTTP-CredSSP-session-encrypted"'
 SHELL_NOT_FOUND = 2150858843
 SEND_CHUNK = 64 * 1024  # raw stdin bytes per Send: base64 of it stays far below the 150 KB envelope
 UTF8_CODEPAGE = 65001  # the shell's console code page: PowerShell then reads stdin as UTF-8
@@ -72,7 +70,7 @@ exit 0
 @dataclass
 class WinRMOptions:
     user: str = "Administrator"  # DOMAIN\\user, user@domain or a local user
-    password: str | None = None  # from the environment (password_env), never from argv
+    password: str | None = field(default=None, repr=False)  # from the environment, never argv or logs
     password_env: str = "NODEBOOT_WINRM_PASSWORD"
     scheme: str = "https"
     port: int | None = None  # 5986 for https, 5985 for http
@@ -175,7 +173,7 @@ class _HardenedTransport(PywinrmTransport):
     def _get_message_response_text(self, response: requests.Response) -> bytes:
         if self.encryption is not None:
             content_type = response.headers.get("Content-Type", "")
-            if ENCRYPTED_PROTOCOL not in content_type and CREDSSP_PROTOCOL not in content_type:
+            if f'protocol="{self.encryption.protocol_string.decode()}"' not in content_type:
                 if response.status_code == 200:
                     raise TransportError(
                         f"WinRM at {self.endpoint} sent a reply without message encryption "
@@ -330,7 +328,7 @@ class WinRMTransport:
             if remaining <= 0:
                 self._drop()
                 raise TransportError(
-                    f"{self.name}: WinRM endpoint {self.endpoint} did not come back within {bound:g}s "
+                    f"{self.name}: WinRM endpoint {self.endpoint} did not come back within {bound:.3g}s "
                     f"(last error: {last})"
                 )
             time.sleep(min(delay, remaining))
