@@ -329,7 +329,7 @@ class WinRMTransport:
                 self._drop()
                 raise TransportError(
                     f"{self.name}: WinRM endpoint {self.endpoint} did not come back within {bound:.3g}s "
-                    f"(last error: {last})"
+                    f"(last error: {self._scrub(last)})"
                 )
             time.sleep(min(delay, remaining))
             delay = min(delay * 2, 10.0)
