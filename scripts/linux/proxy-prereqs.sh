@@ -1,0 +1,346 @@
+#!/usr/bin/env bash
+# proxy-prereqs.sh: make a Linux host ready for kube-proxy's chosen mode.
+#
+# Inputs (NB_* variables, exported ahead of this script on stdin):
+#   NB_PROXY_MODE         ipvs | nftables | iptables                  (required)
+#   NB_INSTALL_PACKAGES   0 | 1  install missing tools (apt-get/dnf/yum/zypper)  (default 0)
+#   NB_MODULES_FILE       where the IPVS module list is persisted
+#                         (default /etc/modules-load.d/nodeboot-ipvs.conf)
+#   NB_DRY_RUN            0 | 1  report what would change, change nothing  (default 0)
+#
+# Output: human text on stderr, then exactly one JSON line on stdout:
+#   {"ok":bool,"changed":bool,"facts":{...},"error":"..."}
+# facts: mode, kernel, dry_run, modules_required, modules_loaded,
+#   modules_loaded_now, modules_file, modules_file_written,
+#   modules_file_written_by_nodeboot, tools {name: bool}, packages_installed,
+#   actions (what changed, or in a dry run what would change).
+#
+# Commands are called by plain name (never /sbin/...): the lab puts stand-ins
+# for modprobe, lsmod, ipvsadm, ... first on PATH on hosts without IPVS.
+# Everything runs inside main(), called with stdin from /dev/null, because
+# bash reads this very script from stdin: a child that read stdin would eat
+# the rest of the script.
+
+MARKER='# managed-by: nodeboot proxy-prereqs.sh'
+
+# ---- result protocol ------------------------------------------------------
+RESULT_SENT=0
+CHANGED=false
+declare -a FACT_KEYS=()
+declare -A FACTS=()
+declare -a ACTIONS=()
+
+json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\r'/}
+    s=${s//[$'\001'-$'\037']/}
+    printf '"%s"' "$s"
+}
+
+json_list() {
+    local out="" item
+    for item in "$@"; do
+        out+="${out:+,}$(json_str "$item")"
+    done
+    printf '[%s]' "$out"
+}
+
+json_bool() {
+    if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi
+}
+
+# fact KEY RAW_JSON: facts keep their insertion order.
+fact() {
+    [[ -v "FACTS[$1]" ]] || FACT_KEYS+=("$1")
+    FACTS[$1]=$2
+}
+
+emit() {
+    local ok=$1 error=$2 body="" key
+    for key in "${FACT_KEYS[@]}"; do
+        body+="${body:+,}$(json_str "$key"):${FACTS[$key]}"
+    done
+    body+="${body:+,}\"actions\":$(json_list "${ACTIONS[@]}")"
+    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' \
+        "$ok" "$CHANGED" "$body" "$(json_str "$error")" >&3
+    RESULT_SENT=1
+}
+
+die() {
+    echo "proxy-prereqs: error: $1" >&2
+    # Inside a command substitution only the parent may answer, or there would be two results.
+    [[ $BASHPID == "$$" ]] || exit 1
+    emit false "$1"
+    exit 1
+}
+
+on_exit() {
+    local status=$?
+    # set -u and friends end the script without the ERR trap: still answer.
+    if [[ $RESULT_SENT == 0 ]]; then
+        emit false "proxy-prereqs.sh stopped unexpectedly (exit $status)"
+    fi
+}
+
+# changed "what": record a change (or, in a dry run, a change that would be made).
+changed() {
+    CHANGED=true
+    ACTIONS+=("$1")
+    echo "proxy-prereqs: ${DRY_PREFIX}$1" >&2
+}
+
+# ---- inputs ---------------------------------------------------------------
+check_flag() {
+    case $2 in
+        0 | 1) ;;
+        *) die "$1 must be 0 or 1, got '$2'" ;;
+    esac
+}
+
+read_inputs() {
+    MODE=${NB_PROXY_MODE:-}
+    INSTALL=${NB_INSTALL_PACKAGES:-0}
+    DRY_RUN=${NB_DRY_RUN:-0}
+    MODULES_FILE=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
+    check_flag NB_INSTALL_PACKAGES "$INSTALL"
+    check_flag NB_DRY_RUN "$DRY_RUN"
+    case $MODE in
+        ipvs | nftables | iptables) ;;
+        '') die "NB_PROXY_MODE is not set (expected ipvs, nftables or iptables)" ;;
+        *) die "NB_PROXY_MODE '$MODE' is not a kube-proxy mode (expected ipvs, nftables or iptables)" ;;
+    esac
+    [[ $MODULES_FILE == /* ]] || die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
+    DRY_PREFIX=""
+    if [[ $DRY_RUN == 1 ]]; then DRY_PREFIX="(dry run) would "; fi
+    fact mode "$(json_str "$MODE")"
+    fact dry_run "$(json_bool "$DRY_RUN")"
+}
+
+# ---- kernel ---------------------------------------------------------------
+read_kernel() {
+    KERNEL=$(uname -r)
+    fact kernel "$(json_str "$KERNEL")"
+    if [[ $KERNEL =~ ^([0-9]+)\.([0-9]+) ]]; then
+        KMAJOR=${BASH_REMATCH[1]}
+        KMINOR=${BASH_REMATCH[2]}
+    else
+        die "cannot read the kernel version from uname -r: '$KERNEL'"
+    fi
+}
+
+# kernel_at_least MAJOR MINOR
+kernel_at_least() {
+    ((KMAJOR > $1 || (KMAJOR == $1 && KMINOR >= $2)))
+}
+
+# ---- modules ---------------------------------------------------------------
+declare -A LOADED=()
+declare -A BUILTIN=()
+
+# lsmod is the source of truth (the lab's stand-in answers it). Its output is
+# read whole into a table: `lsmod | grep -q` under pipefail can fail on SIGPIPE.
+read_loaded() {
+    local out name _rest
+    out=$(lsmod) || die "lsmod failed"
+    LOADED=()
+    while read -r name _rest; do
+        [[ -n $name && $name != Module ]] && LOADED[$name]=1
+    done <<<"$out"
+}
+
+# A module built into the kernel never shows in lsmod: modules.builtin lists those.
+read_builtin() {
+    local path="/lib/modules/$KERNEL/modules.builtin" line name
+    BUILTIN=()
+    [[ -r $path ]] || return 0
+    while read -r line; do
+        name=${line##*/}
+        name=${name%%.ko*}
+        BUILTIN[${name//-/_}]=1
+    done <"$path"
+}
+
+module_loaded() {
+    local name=${1//-/_}
+    [[ -v "LOADED[$name]" || -v "BUILTIN[$name]" ]]
+}
+
+ipvs_modules() {
+    REQUIRED=(ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh)
+    # The IPv4 conntrack module was folded into nf_conntrack in 4.19.
+    if kernel_at_least 4 19; then REQUIRED+=(nf_conntrack); else REQUIRED+=(nf_conntrack_ipv4); fi
+}
+
+load_modules() {
+    local missing=() name loaded=()
+    read_builtin
+    read_loaded
+    for name in "${REQUIRED[@]}"; do
+        module_loaded "$name" || missing+=("$name")
+    done
+    fact modules_required "$(json_list "${REQUIRED[@]}")"
+    if ((${#missing[@]} > 0)); then
+        changed "load modules ${missing[*]}"
+        if [[ $DRY_RUN == 0 ]]; then
+            # -a: without it modprobe loads only the first name and takes the
+            # others as module parameters.
+            modprobe -a "${missing[@]}" >&2 || die "modprobe -a ${missing[*]} failed on kernel $KERNEL"
+            read_loaded
+        fi
+    fi
+    for name in "${REQUIRED[@]}"; do
+        if module_loaded "$name"; then loaded+=("$name"); fi
+    done
+    if [[ $DRY_RUN == 0 && ${#loaded[@]} -ne ${#REQUIRED[@]} ]]; then
+        die "modprobe ran but lsmod still lacks some of ${REQUIRED[*]} (kernel $KERNEL)"
+    fi
+    fact modules_loaded "$(json_list "${loaded[@]}")"
+    fact modules_loaded_now "$(json_list "${missing[@]}")"
+}
+
+modules_file_content() {
+    printf '%s\n' "$MARKER" \
+        "# Kernel modules kube-proxy's IPVS mode needs, loaded at boot by systemd-modules-load." \
+        "# nodeboot's reset removes this file; delete the first line to keep it." \
+        "${REQUIRED[@]}"
+}
+
+file_is_ours() {
+    [[ -f $1 ]] && grep -qxF -- "$MARKER" "$1"
+}
+
+persist_modules() {
+    local want written=false name
+    want=$(modules_file_content)
+    if [[ -e $MODULES_FILE ]] && ! file_is_ours "$MODULES_FILE"; then
+        # Someone else's file: leave it alone. It is enough if it already lists every module.
+        for name in "${REQUIRED[@]}"; do
+            grep -qE "^[[:space:]]*${name}([[:space:]]|\$)" "$MODULES_FILE" ||
+                die "$MODULES_FILE was not written by nodeboot and does not list $name; add the IPVS modules to it or set NB_MODULES_FILE to another path"
+        done
+    elif [[ ! -f $MODULES_FILE || "$(cat "$MODULES_FILE")" != "$want" ]]; then
+        changed "write $MODULES_FILE"
+        if [[ $DRY_RUN == 0 ]]; then
+            mkdir -p "$(dirname "$MODULES_FILE")"
+            printf '%s\n' "$want" >"$MODULES_FILE.nodeboot.$$"
+            chmod 0644 "$MODULES_FILE.nodeboot.$$"
+            mv -f "$MODULES_FILE.nodeboot.$$" "$MODULES_FILE"
+        fi
+        written=true
+    fi
+    fact modules_file_written "$written"
+}
+
+# ---- tools ----------------------------------------------------------------
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
+package_manager() {
+    local pm
+    for pm in apt-get dnf yum zypper; do
+        if have "$pm"; then
+            echo "$pm"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_packages() {
+    local pm
+    pm=$(package_manager) || die "no apt-get, dnf, yum or zypper to install $*"
+    changed "install $* with $pm"
+    [[ $DRY_RUN == 1 ]] && return 0
+    case $pm in
+        apt-get)
+            # A fresh host may have no package lists yet: update once and retry.
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 ||
+                { DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
+                    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; } ||
+                die "apt-get could not install $*"
+            ;;
+        dnf | yum) "$pm" install -y -q "$@" >&2 || die "$pm could not install $*" ;;
+        zypper) zypper --non-interactive install "$@" >&2 || die "zypper could not install $*" ;;
+    esac
+}
+
+# ensure_tools "command:package" ...: every command present, installing when allowed.
+ensure_tools() {
+    local pair cmd missing_cmds=() missing_pkgs=() tools=""
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        have "$cmd" || { missing_cmds+=("$cmd") && missing_pkgs+=("${pair#*:}"); }
+    done
+    if ((${#missing_cmds[@]} > 0)); then
+        if [[ $INSTALL == 1 ]]; then
+            install_packages "${missing_pkgs[@]}"
+        else
+            die "kube-proxy mode $MODE needs ${missing_cmds[*]}, which this host lacks; install ${missing_pkgs[*]} or set NB_INSTALL_PACKAGES=1"
+        fi
+    fi
+    for pair in "$@"; do
+        cmd=${pair%%:*}
+        if [[ $DRY_RUN == 0 ]] && ! have "$cmd"; then
+            die "${pair#*:} was installed but $cmd is still not on PATH"
+        fi
+        tools+="${tools:+,}$(json_str "$cmd"):$(json_bool "$(have "$cmd" && echo 1 || echo 0)")"
+    done
+    fact tools "{$tools}"
+    if [[ $INSTALL == 1 && ${#missing_pkgs[@]} -gt 0 ]]; then
+        fact packages_installed "$(json_list "${missing_pkgs[@]}")"
+    else
+        fact packages_installed "[]"
+    fi
+}
+
+# ---- modes ----------------------------------------------------------------
+prepare_ipvs() {
+    ensure_tools ipvsadm:ipvsadm ipset:ipset
+    ipvs_modules
+    load_modules
+    persist_modules
+}
+
+prepare_nftables() {
+    # kube-proxy's nftables mode needs kernel 5.13 or newer.
+    kernel_at_least 5 13 || die "kube-proxy nftables mode needs kernel 5.13 or newer; this host runs $KERNEL"
+    ensure_tools nft:nftables
+}
+
+prepare_iptables() {
+    ensure_tools iptables:iptables iptables-save:iptables iptables-restore:iptables
+}
+
+report_modules_file() {
+    [[ -v "FACTS[modules_required]" ]] || fact modules_required "[]"
+    [[ -v "FACTS[modules_loaded]" ]] || fact modules_loaded "[]"
+    [[ -v "FACTS[modules_loaded_now]" ]] || fact modules_loaded_now "[]"
+    fact modules_file "$(json_str "$MODULES_FILE")"
+    [[ -v "FACTS[modules_file_written]" ]] || fact modules_file_written false
+    # In a dry run nothing was written, so ownership follows what would be written.
+    if file_is_ours "$MODULES_FILE" || [[ $DRY_RUN == 1 && ${FACTS[modules_file_written]} == true ]]; then
+        fact modules_file_written_by_nodeboot true
+    else
+        fact modules_file_written_by_nodeboot false
+    fi
+}
+
+main() {
+    exec 3>&1 1>&2
+    export LC_ALL=C
+    trap on_exit EXIT
+    trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+    set -Eeuo pipefail
+    read_inputs
+    read_kernel
+    "prepare_$MODE"
+    report_modules_file
+    emit true ""
+}
+
+main </dev/null
