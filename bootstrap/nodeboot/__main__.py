@@ -1,0 +1,3 @@
+from nodeboot.cli import main
+
+main()

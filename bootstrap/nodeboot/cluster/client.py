@@ -1,0 +1,96 @@
+"""The connection to the cluster: kubeconfig, API clients, server version."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.config.config_exception import ConfigException
+
+from nodeboot.errors import ClusterError, UsageError
+
+_SERVER_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+def kubeconfig_path(explicit: str | None = None) -> str:
+    """--kubeconfig, then $KUBECONFIG (first entry), then ~/.kube/config."""
+    if explicit:
+        return explicit
+    env = os.environ.get("KUBECONFIG", "")
+    first = next((p for p in env.split(os.pathsep) if p), "")
+    return first or os.path.expanduser("~/.kube/config")
+
+
+@dataclass
+class Cluster:
+    api: client.ApiClient
+    kubeconfig: str
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Cluster:
+        resolved = kubeconfig_path(path)
+        if not Path(resolved).exists():
+            raise UsageError(f"kubeconfig {resolved}: file not found (use --kubeconfig or KUBECONFIG)")
+        cfg = client.Configuration()
+        try:
+            config.load_kube_config(config_file=resolved, context=context, client_configuration=cfg)
+        except (ConfigException, ValueError, TypeError, KeyError) as exc:
+            raise UsageError(f"kubeconfig {resolved}: {exc}") from None
+        # A failing API call should fail the step, not sit in urllib3's retry loop.
+        cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.2)
+        return cls(client.ApiClient(cfg), resolved)
+
+    @cached_property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.api)
+
+    @cached_property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.api)
+
+    @cached_property
+    def rbac(self) -> client.RbacAuthorizationV1Api:
+        return client.RbacAuthorizationV1Api(self.api)
+
+    @cached_property
+    def policy(self) -> client.PolicyV1Api:
+        return client.PolicyV1Api(self.api)
+
+    @cached_property
+    def coordination(self) -> client.CoordinationV1Api:
+        return client.CoordinationV1Api(self.api)
+
+    @property
+    def server(self) -> str:
+        return self.api.configuration.host
+
+    @cached_property
+    def version(self) -> tuple[int, int, str]:
+        """(major, minor, gitVersion) of the API server."""
+        try:
+            info = client.VersionApi(self.api).get_code()
+        except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"API server {self.server}: cannot read its version: {short_api_error(exc)}") from None
+        match = _SERVER_VERSION.match(info.git_version)
+        if not match:
+            raise ClusterError(f"API server {self.server}: unexpected version {info.git_version!r}")
+        return int(match.group(1)), int(match.group(2)), info.git_version
+
+
+def short_api_error(exc: BaseException) -> str:
+    """One line out of an ApiException (whose str() is a multi-line dump)."""
+    if isinstance(exc, client.ApiException):
+        import json
+
+        try:
+            message = json.loads(exc.body or "{}").get("message", "")
+        except (ValueError, AttributeError):
+            message = ""
+        return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__

@@ -1,0 +1,71 @@
+"""The error types nodeboot raises, and the exit codes they map to.
+
+Every error that reaches the user is one line: it names the file, field, host or
+step it is about. Tracebacks are for bugs, not for bad input or failing hosts.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_HOST_FAILED = 1
+EXIT_USAGE = 2
+
+
+class NodebootError(Exception):
+    """Base class: a one-line message meant for the operator."""
+
+    exit_code = EXIT_HOST_FAILED
+
+
+class UsageError(NodebootError):
+    """Bad command line, inventory or configuration: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class InventoryError(UsageError):
+    """A problem in an inventory file, always naming file, host and field."""
+
+    def __init__(self, source: str, host: str | None, field: str | None, problem: str) -> None:
+        where = [source]
+        if host:
+            where.append(f"host {host}")
+        if field:
+            where.append(f"field {field}")
+        super().__init__(f"{': '.join(where)}: {problem}")
+        self.source, self.host, self.field, self.problem = source, host, field, problem
+
+
+class TransportError(NodebootError):
+    """The host could not be reached or the connection broke."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class HostKeyError(TransportError):
+    """Unknown or changed SSH host key: never retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
+
+
+class ScriptError(NodebootError):
+    """A host script ran and reported failure (or printed no JSON result)."""
+
+    def __init__(self, script: str, message: str, exit_status: int | None = None, tail: str = "") -> None:
+        super().__init__(message)
+        self.script, self.exit_status, self.tail = script, exit_status, tail
+
+
+class PhaseError(NodebootError):
+    """A phase failed on a host; the text carries kubeadm-style context."""
+
+    def __init__(self, phase: str, cause: BaseException | str) -> None:
+        super().__init__(f"error execution phase {phase}: {cause}")
+        self.phase, self.cause = phase, cause
+
+
+class ClusterError(NodebootError):
+    """The Kubernetes API refused or failed a request nodeboot needed."""
