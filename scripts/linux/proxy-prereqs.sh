@@ -148,7 +148,7 @@ read_loaded() {
     out=$(lsmod) || die "lsmod failed"
     LOADED=()
     while read -r name _rest; do
-        [[ -n $name && $name != Module ]] && LOADED[$name]=1
+        if [[ -n $name && $name != Module ]]; then LOADED[$name]=1; fi
     done <<<"$out"
 }
 
@@ -255,7 +255,7 @@ install_packages() {
     local pm
     pm=$(package_manager) || die "no apt-get, dnf, yum or zypper to install $*"
     changed "install $* with $pm"
-    [[ $DRY_RUN == 1 ]] && return 0
+    if [[ $DRY_RUN == 1 ]]; then return 0; fi
     case $pm in
         apt-get)
             # A fresh host may have no package lists yet: update once and retry.
