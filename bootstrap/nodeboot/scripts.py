@@ -19,14 +19,23 @@ from nodeboot.errors import ScriptError
 SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 
 
+# Shared functions every script of that OS may use; sent ahead of the script body.
+COMMON = {"linux": "common.sh"}
+COMMON_MARKER = "nb_"
+
+
 @cache
 def script_text(os_name: str, name: str) -> str:
-    """Return the text of scripts/<os>/<name> (e.g. ('linux', 'facts.sh'))."""
+    """The text sent for scripts/<os>/<name>: common functions first, if the script uses them."""
     path = SCRIPTS_DIR / os_name / name
     try:
-        return path.read_text()
+        body = path.read_text()
     except FileNotFoundError:
         raise ScriptError(name, f"host script {os_name}/{name} is missing from this install") from None
+    common = COMMON.get(os_name)
+    if common and name != common and f"{COMMON_MARKER}ok" in body:
+        return (SCRIPTS_DIR / os_name / common).read_text() + "\n" + body
+    return body
 
 
 @dataclass

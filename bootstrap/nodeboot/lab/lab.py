@@ -133,6 +133,8 @@ class Lab:
             raise LabError("lab: at most 80 hosts fit the lab's /24")
         started = time.monotonic()
         self.down(quiet=True)  # leftovers of a crashed lab go first
+        for old in ("controlplane", "hosts", "logs"):
+            shutil.rmtree(self.state / old, ignore_errors=True)  # a new lab starts from an empty cluster
         bins = build.ensure_binaries(version, bin_dir, log=self.log)
         prefix, subnet = self._names()
         record = LabRecord(prefix=prefix, subnet=subnet, bridge=f"{prefix}br", version=version,

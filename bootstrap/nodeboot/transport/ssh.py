@@ -117,7 +117,8 @@ class SSHTransport:
             other = next(iter(stored.values()))
             raise HostKeyError(
                 f"{self.name}: host key for {entry} CHANGED: known_hosts {path} has "
-                f"{other.get_name()} {fingerprint(other)}, the host offers {key.get_name()} {fingerprint(key)}; refusing"
+                f"{other.get_name()} {fingerprint(other)}, the host offers {key.get_name()} {fingerprint(key)}; "
+                "refusing"
             )
         if not self.options.accept_new_host_keys:
             raise HostKeyError(
@@ -125,9 +126,8 @@ class SSHTransport:
                 "check it and add it, or pass --accept-new-host-keys"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock_known_hosts(path):
-            with path.open("a") as fh:
-                fh.write(f"{entry} {key.get_name()} {key.get_base64()}\n")
+        with self._lock_known_hosts(path), path.open("a") as fh:
+            fh.write(f"{entry} {key.get_name()} {key.get_base64()}\n")
 
     _known_hosts_locks: dict[str, threading.Lock] = {}
     _known_hosts_guard = threading.Lock()

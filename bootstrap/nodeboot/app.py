@@ -1,0 +1,142 @@
+"""The glue between the command line and the workflows: builds the run's
+hosts, cluster connection, output and fleet, and returns an exit code."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodeboot import inventory, validate
+from nodeboot.cluster import tokens
+from nodeboot.cluster.client import Cluster
+from nodeboot.errors import EXIT_USAGE, UsageError
+from nodeboot.inventory import Host
+from nodeboot.output import Output
+from nodeboot.redact import Redactor
+from nodeboot.runner import Fleet, FleetReport, summarise
+from nodeboot.steps import linux
+from nodeboot.steps.base import Phase, RunOptions
+from nodeboot.transport.factory import ConnectionDefaults
+
+
+@dataclass
+class HostSelection:
+    inventory_file: str | None = None
+    limit: str | None = None
+    host_args: tuple[str, ...] = ()
+    os_name: str = "linux"
+    cli_vars: dict = field(default_factory=dict)  # ansible_* / nodeboot_* from flags
+
+
+@dataclass
+class RunSettings:
+    kubeconfig: str | None = None
+    output: str = "human"
+    log_dir: str | None = None
+    parallel: int = 20
+    fail_fast: bool = False
+    connection: ConnectionDefaults = field(default_factory=ConnectionDefaults)
+    options: RunOptions = field(default_factory=RunOptions)
+
+
+def select_hosts(sel: HostSelection) -> list[Host]:
+    hosts: list[Host] = []
+    if sel.inventory_file:
+        hosts += inventory.load_inventory(sel.inventory_file)
+        overrides = {k: v for k, v in sel.cli_vars.items() if v is not None and k.startswith("nodeboot_")}
+        if overrides:
+            hosts = [inventory.host_from_vars("command line", h.name, {**h.vars, **overrides}, h.groups)
+                     for h in hosts]
+    for arg in sel.host_args:
+        hosts.append(inventory.host_from_arg(arg, sel.os_name, sel.cli_vars))
+    if not hosts:
+        raise UsageError("no hosts: give HOST arguments or -i INVENTORY")
+    hosts = inventory.apply_limit(hosts, sel.limit)
+    seen: dict[str, str] = {}
+    for host in hosts:
+        if host.node_name in seen:
+            raise UsageError(f"hosts {seen[host.node_name]} and {host.name} would both be node {host.node_name}")
+        seen[host.node_name] = host.name
+    return hosts
+
+
+def default_log_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(base) / "nodeboot" / "runs" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def make_output(settings: RunSettings, redactor: Redactor) -> Output:
+    log_dir = Path(settings.log_dir) if settings.log_dir else default_log_dir()
+    return Output(redactor=redactor, mode=settings.output, log_dir=log_dir)
+
+
+def cluster_state(cluster: Cluster, options: RunOptions, need_join: bool) -> dict:
+    """What every host of a run shares: the server's version, and for a join the endpoint and CA pin."""
+    major, minor, git_version = cluster.version
+    state: dict = {"server_minor": (major, minor), "server_version": git_version}
+    if need_join:
+        state["endpoint"] = tokens.join_endpoint(cluster, options.api_server_endpoint)
+        state["ca_hashes"] = options.extra.get("ca_cert_hashes") or tokens.ca_cert_hashes(cluster)
+    return state
+
+
+def workflow_for(action: str):
+    """The phases for each host, by its OS."""
+    def phases(host: Host) -> list[Phase]:
+        if host.os == "windows":
+            from nodeboot.steps import windows
+
+            return windows.join_phases() if action == "join" else windows.reset_phases()
+        if action == "join":
+            return linux.join_phases()
+        if action == "reset":
+            return linux.reset_phases()
+        if action == "proxy-prereqs":
+            return linux.proxy_prereq_phases()
+        raise UsageError(f"unknown action {action}")
+
+    return phases
+
+
+def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: list[Host] | None = None,
+              redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
+    redactor = redactor or Redactor()
+    hosts = hosts if hosts is not None else select_hosts(sel)
+    cluster = Cluster.from_kubeconfig(settings.kubeconfig)
+    output = make_output(settings, redactor)
+    state = cluster_state(cluster, settings.options, need_join=action == "join")
+    if action == "join":
+        warn_proxy_mode(output, state, settings.options, hosts)
+    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
+                  settings.fail_fast)
+    title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
+    report = fleet.run(hosts, workflow_for(action), title, state)
+    summarise(output, report)
+    return report.exit_code, report
+
+
+def warn_proxy_mode(output: Output, state: dict, options: RunOptions, hosts: list[Host]) -> None:
+    from nodeboot.cluster.kubeproxy import ipvs_notice
+
+    if any((h.proxy_mode or options.proxy_mode) == "ipvs" for h in hosts):
+        notice = ipvs_notice(state["server_minor"])
+        if notice:
+            output.message(notice, "yellow")
+
+
+def parse_skip_phases(value: str | None) -> frozenset[str]:
+    return frozenset(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+def check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is None:
+        return None
+    try:
+        return validate.one_of(value, choices)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
+__all__ = ["EXIT_USAGE", "HostSelection", "RunSettings", "run_fleet", "select_hosts"]

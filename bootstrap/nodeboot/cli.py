@@ -1,0 +1,346 @@
+"""nodeboot's command line: parse, call, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from nodeboot import __version__, app, validate
+from nodeboot.errors import EXIT_HOST_FAILED, EXIT_USAGE, NodebootError
+from nodeboot.redact import Redactor
+
+DEBUG_ENV = "NODEBOOT_DEBUG"
+
+
+def host_options(f: Callable) -> Callable:
+    """Which hosts, and how to reach them."""
+    decorators = [
+        click.argument("hosts", nargs=-1, metavar="[USER@]HOST[:PORT]..."),
+        click.option("-i", "--inventory", "inventory_file", metavar="FILE", help="Ansible YAML inventory."),
+        click.option("--limit", metavar="PATTERN", help="Only hosts or groups matching (Ansible syntax)."),
+        click.option("--os", "os_name", default="linux", show_default=True, help="OS of HOST arguments: linux|windows."),
+        click.option("--user", help="Login user for HOST arguments."),
+        click.option("--ssh-key", type=click.Path(dir_okay=False), help="SSH private key file."),
+        click.option("--password-env", metavar="VAR", help="Environment variable holding the password."),
+        click.option("--known-hosts", type=click.Path(dir_okay=False), help="known_hosts file (default ~/.ssh)."),
+        click.option("--accept-new-host-keys", is_flag=True, help="Trust and record keys of hosts not yet known."),
+        click.option("--become", is_flag=True, help="Use sudo on the host (password from --password-env)."),
+        click.option("--winrm-ca", type=click.Path(dir_okay=False), help="CA that signed the WinRM certificates."),
+        click.option("--insecure-skip-tls-verify", is_flag=True, help="Do not verify WinRM TLS certificates."),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def run_options(f: Callable) -> Callable:
+    decorators = [
+        click.option("--kubeconfig", metavar="FILE", help="Default: $KUBECONFIG, then ~/.kube/config."),
+        click.option("--parallel", default=20, show_default=True, type=click.IntRange(1, 2000)),
+        click.option("--fail-fast", is_flag=True, help="Stop all hosts when one fails."),
+        click.option("--dry-run", is_flag=True, help="Show each host's phases and whether they would run."),
+        click.option("--skip-phases", metavar="LIST", help="Comma-separated phase names to skip."),
+        click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human",
+                     show_default=True),
+        click.option("--log-dir", metavar="DIR", help="Where the run's log and host transcripts go."),
+        click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 600)),
+        click.option("--step-timeout", default=600.0, show_default=True, type=click.FloatRange(1, 86400)),
+    ]
+    for decorator in reversed(decorators):
+        f = decorator(f)
+    return f
+
+
+def selection(kw: dict, extra_vars: dict | None = None) -> app.HostSelection:
+    os_name = app.check_choice("--os", kw["os_name"], validate.OS_NAMES) or "linux"
+    cli_vars = {
+        "ansible_user": kw.get("user"),
+        "ansible_ssh_private_key_file": kw.get("ssh_key"),
+        "nodeboot_password_env": kw.get("password_env"),
+        "nodeboot_known_hosts": kw.get("known_hosts"),
+        "ansible_become": True if kw.get("become") else None,
+        **(extra_vars or {}),
+    }
+    return app.HostSelection(kw.get("inventory_file"), kw.get("limit"), tuple(kw.get("hosts") or ()), os_name,
+                             cli_vars)
+
+
+def settings(kw: dict, **option_fields) -> app.RunSettings:
+    s = app.RunSettings(kubeconfig=kw.get("kubeconfig"), output=kw.get("output_mode", "human"),
+                        log_dir=kw.get("log_dir"), parallel=kw.get("parallel", 20), fail_fast=kw.get("fail_fast", False))
+    s.connection.known_hosts = kw.get("known_hosts")
+    s.connection.accept_new_host_keys = kw.get("accept_new_host_keys", False)
+    s.connection.connect_timeout = kw.get("connect_timeout", 10.0)
+    s.connection.command_timeout = kw.get("step_timeout", 600.0)
+    s.connection.winrm_ca = kw.get("winrm_ca")
+    s.connection.insecure_skip_tls_verify = kw.get("insecure_skip_tls_verify", False)
+    if s.connection.insecure_skip_tls_verify:
+        click.echo("warning: --insecure-skip-tls-verify: WinRM certificates will not be checked", err=True)
+    s.options.dry_run = kw.get("dry_run", False)
+    s.options.skip_phases = app.parse_skip_phases(kw.get("skip_phases"))
+    s.options.step_timeout = kw.get("step_timeout", 600.0)
+    for key, value in option_fields.items():
+        setattr(s.options, key, value)
+    return s
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nodeboot")
+def cli() -> None:
+    """Join Linux and Windows machines to an existing kubeadm cluster, and take them out again."""
+
+
+@cli.command()
+@host_options
+@run_options
+@click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
+@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
+              help="Pin the CA by hash instead of reading it from the kubeconfig.")
+@click.option("--proxy-mode", help="Prepare hosts for kube-proxy mode: iptables|ipvs|nftables.")
+@click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
+@click.option("--node-name", help="Node name for a single HOST argument.")
+@click.option("--labels", metavar="K=V,...", help="Labels for every host (added to inventory labels).")
+@click.option("--taints", metavar="K[=V]:EFFECT,...", help="Taints for every host.")
+@click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="Windows: the cluster's CNI.")
+@click.option("--artifacts-url", metavar="URL", help="Windows: where nodes download their binaries.")
+@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
+def join(**kw) -> None:
+    """Make hosts workers of the cluster (idempotent: joined hosts are left as they are)."""
+    proxy_mode = app.check_choice("--proxy-mode", kw["proxy_mode"], validate.PROXY_MODES)
+    extra_vars = {"nodeboot_labels": kw["labels"], "nodeboot_taints": kw["taints"]}
+    if kw["node_name"]:
+        if len(kw["hosts"]) != 1 or kw["inventory_file"]:
+            raise click.UsageError("--node-name goes with exactly one HOST argument")
+        extra_vars["nodeboot_node_name"] = kw["node_name"]
+    for hash_value in kw["ca_cert_hashes"]:
+        if not hash_value.startswith("sha256:") or len(hash_value) != 71:
+            raise click.UsageError(f"--ca-cert-hash {hash_value!r}: expected sha256:<64 hex digits>")
+    s = settings(kw, api_server_endpoint=kw["api_server_endpoint"], proxy_mode=proxy_mode,
+                 install_packages=kw["install_packages"], ready_timeout=kw["ready_timeout"])
+    if kw["ca_cert_hashes"]:
+        s.options.extra["ca_cert_hashes"] = list(kw["ca_cert_hashes"])
+    s.options.extra.update({"cni": kw["cni"], "artifacts_url": kw["artifacts_url"]})
+    sel = selection(kw, extra_vars)
+    if kw["engine"] == "ansible":
+        from nodeboot import ansible_engine
+
+        sys.exit(ansible_engine.run("join", sel, s))
+    code, _ = app.run_fleet("join", sel, s)
+    sys.exit(code)
+
+
+@cli.command()
+@host_options
+@run_options
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
+@click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
+@click.option("--keep-modules-file", is_flag=True, help="Leave nodeboot's modules-load.d file in place.")
+@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
+def reset(**kw) -> None:
+    """Drain, kubeadm reset, clean what kubeadm leaves, and delete the Node."""
+    sel = selection(kw)
+    hosts = app.select_hosts(sel)
+    if not kw["yes"] and not kw["dry_run"]:
+        if not sys.stdin.isatty():
+            raise click.UsageError("reset needs --yes when there is no terminal to confirm on")
+        names = ", ".join(h.name for h in hosts)
+        if not click.confirm(f"Reset and remove {len(hosts)} node(s): {names}?", default=False):
+            click.echo("nothing done", err=True)
+            sys.exit(EXIT_USAGE)
+    s = settings(kw, force=kw["force"], drain_timeout=kw["drain_timeout"])
+    s.options.extra["remove_modules_file"] = not kw["keep_modules_file"]
+    if kw["engine"] == "ansible":
+        from nodeboot import ansible_engine
+
+        sys.exit(ansible_engine.run("reset", sel, s))
+    code, _ = app.run_fleet("reset", sel, s, hosts=hosts)
+    sys.exit(code)
+
+
+@cli.command()
+@host_options
+@click.option("--kubeconfig", metavar="FILE")
+@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+def status(**kw) -> None:
+    """Each host's Node in the cluster: registered, Ready, labels, taints."""
+    from nodeboot import status as status_mod
+
+    rows = status_mod.node_status(app.select_hosts(selection(kw)), kw["kubeconfig"])
+    if kw["output_mode"] == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        status_mod.print_table(rows)
+    sys.exit(0 if all(r["ready"] for r in rows) else EXIT_HOST_FAILED)
+
+
+@cli.group()
+def token() -> None:
+    """Bootstrap tokens, for scripts and the Ansible playbooks."""
+
+
+@token.command("create")
+@click.option("--node", "node_name", required=True, help="The node this token is for (named in its description).")
+@click.option("--kubeconfig", metavar="FILE")
+@click.option("--api-server-endpoint", metavar="HOST:PORT")
+@click.option("--json", "as_json", is_flag=True, help="Print endpoint, token and CA hashes as JSON.")
+def token_create(node_name: str, kubeconfig: str | None, api_server_endpoint: str | None, as_json: bool) -> None:
+    """Create one short-lived (15 min) token for one node and print what kubeadm join needs."""
+    from nodeboot import tokens_cmd
+
+    tokens_cmd.create(node_name, kubeconfig, api_server_endpoint, as_json)
+
+
+@token.command("delete")
+@click.argument("token_id")
+@click.option("--kubeconfig", metavar="FILE")
+def token_delete(token_id: str, kubeconfig: str | None) -> None:
+    """Delete a bootstrap token by its id (the part before the dot)."""
+    from nodeboot import tokens_cmd
+
+    tokens_cmd.delete(token_id, kubeconfig)
+
+
+@cli.group()
+def proxy() -> None:
+    """kube-proxy's mode across the cluster: IPVS, nftables or iptables."""
+
+
+@proxy.command("set-mode")
+@click.argument("mode")
+@host_options
+@click.option("--kubeconfig", metavar="FILE")
+@click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS))
+@click.option("--strict-arp/--no-strict-arp", default=None)
+@click.option("--sync-period", metavar="DURATION")
+@click.option("--min-sync-period", metavar="DURATION")
+@click.option("--exclude-cidrs", metavar="CIDRS")
+@click.option("--tcp-timeout", metavar="DURATION")
+@click.option("--tcp-fin-timeout", metavar="DURATION")
+@click.option("--udp-timeout", metavar="DURATION")
+@click.option("--install-packages", is_flag=True)
+@click.option("--parallel", default=20, type=click.IntRange(1, 2000))
+@click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600))
+@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("--log-dir", metavar="DIR")
+@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
+@click.option("--step-timeout", default=600.0, type=click.FloatRange(1, 86400))
+def proxy_set_mode(mode: str, **kw) -> None:
+    """Prepare every Linux node for MODE, switch kube-proxy's config, roll it out, clean the old mode."""
+    from nodeboot import proxy_cmd
+
+    sys.exit(proxy_cmd.set_mode(mode, selection(kw), settings(kw, install_packages=kw["install_packages"]), kw))
+
+
+@proxy.command("status")
+@host_options
+@click.option("--kubeconfig", metavar="FILE")
+@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
+@click.option("--step-timeout", default=600.0, type=click.FloatRange(1, 86400))
+def proxy_status(**kw) -> None:
+    """Per node: kube-proxy's configured mode, the IPVS modules, the virtual-server count."""
+    from nodeboot import proxy_cmd
+
+    sys.exit(proxy_cmd.status(selection(kw), settings(kw), kw["output_mode"]))
+
+
+@cli.group()
+def lab() -> None:
+    """The local lab: a real control plane and sandboxed hosts (root; see README)."""
+
+
+def _lab(state_dir: str | None):
+    from nodeboot.lab.lab import Lab
+
+    return Lab(Path(state_dir) if state_dir else None, log=lambda m: click.echo(m, err=True))
+
+
+@lab.command("up")
+@click.option("--linux", default=3, show_default=True, type=click.IntRange(0, 79))
+@click.option("--windows", default=1, show_default=True, type=click.IntRange(0, 20))
+@click.option("--k8s-version", default=None, help="Release to build (default v1.37.2).")
+@click.option("--bin-dir", type=click.Path(file_okay=False), help="Use ready-made binaries instead of building.")
+@click.option("--state-dir", type=click.Path(file_okay=False))
+def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, state_dir: str | None) -> None:
+    """Start the lab (a previous lab in the same state dir is removed first)."""
+    from nodeboot.lab import build
+
+    the_lab = _lab(state_dir)
+    the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None)
+    click.echo(json.dumps(the_lab.env(), indent=2))
+
+
+@lab.command("down")
+@click.option("--state-dir", type=click.Path(file_okay=False))
+def lab_down(state_dir: str | None) -> None:
+    """Stop the lab and remove every process, namespace, mount and bridge it made."""
+    removed = _lab(state_dir).down()
+    if not removed:
+        click.echo("lab: nothing to remove", err=True)
+
+
+@lab.command("status")
+@click.option("--state-dir", type=click.Path(file_okay=False))
+def lab_status(state_dir: str | None) -> None:
+    click.echo(json.dumps(_lab(state_dir).status(), indent=2))
+
+
+@lab.command("env")
+@click.option("--state-dir", type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def lab_env(state_dir: str | None, as_json: bool) -> None:
+    """Paths of admin.conf, inventory.yml, known_hosts, the SSH key; the API endpoint."""
+    env = _lab(state_dir).env()
+    if as_json:
+        click.echo(json.dumps(env, indent=2))
+        return
+    click.echo(f"export KUBECONFIG={env['kubeconfig']}")
+    click.echo(f"export NODEBOOT_LAB_INVENTORY={env['inventory']}")
+    click.echo(f"export {env['winrm_password_env']}=\"$(cat {env['winrm_password_file']})\"")
+
+
+def _register_optional_groups() -> None:
+    """Command groups that live in their own modules (Windows: gmsa, windows)."""
+    try:
+        from nodeboot import cli_windows
+    except ImportError:
+        return
+    cli_windows.register(cli)
+
+
+_register_optional_groups()
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        ctx_info = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
+        click.echo(f"nodeboot: {exc.format_message()}{ctx_info}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as exc:
+        click.echo(f"nodeboot: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except NodebootError as exc:
+        click.echo(f"nodeboot: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("nodeboot: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug: one line unless asked for the traceback
+        if os.environ.get(DEBUG_ENV):
+            raise
+        text = Redactor().redact(f"{type(exc).__name__}: {exc}")
+        click.echo(f"nodeboot: internal error: {text} (set {DEBUG_ENV}=1 for a traceback)", err=True)
+        sys.exit(EXIT_HOST_FAILED)
+    sys.exit(0)

@@ -1,0 +1,137 @@
+"""kube-proxy's mode, cluster-wide: the ConfigMap kube-system/kube-proxy
+(config.conf holds a KubeProxyConfiguration) and the DaemonSet's rollout.
+
+IPVS is being retired upstream: deprecated in 1.35, kubeadm warns from 1.37,
+the KubeProxyIPVS feature gate defaults off in 1.40, and the code goes in
+1.43. nftables is GA since 1.33 and is the way forward.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+import yaml
+from kubernetes import client, watch
+
+from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.errors import ClusterError
+
+IPVS_DEPRECATED = 35
+IPVS_GATE_OFF = 40
+IPVS_REMOVED = 43
+NFTABLES_GA = 33
+
+
+def ipvs_notice(server: tuple[int, int]) -> str | None:
+    minor = server[1]
+    if minor >= IPVS_REMOVED:
+        return f"kube-proxy 1.{minor} has no IPVS mode any more: use --proxy-mode nftables"
+    if minor >= IPVS_GATE_OFF:
+        return (f"IPVS mode is deprecated and off by default in 1.{minor}: nodeboot sets the KubeProxyIPVS feature "
+                "gate; plan the move to nftables (nodeboot proxy set-mode nftables)")
+    if minor >= IPVS_DEPRECATED:
+        return f"IPVS mode is deprecated since 1.35 (server is 1.{minor}); nftables is the way forward"
+    return None
+
+
+def ipvs_gate_needed(server: tuple[int, int]) -> bool:
+    return IPVS_GATE_OFF <= server[1] < IPVS_REMOVED
+
+
+@dataclass
+class ModeChange:
+    mode: str
+    scheduler: str | None = None
+    strict_arp: bool | None = None
+    sync_period: str | None = None
+    min_sync_period: str | None = None
+    exclude_cidrs: list[str] | None = None
+    tcp_timeout: str | None = None
+    tcp_fin_timeout: str | None = None
+    udp_timeout: str | None = None
+    feature_gates: dict[str, bool] = field(default_factory=dict)
+
+
+def read_config(cluster: Cluster) -> tuple[client.V1ConfigMap, dict]:
+    try:
+        cm = cluster.core.read_namespaced_config_map("kube-proxy", "kube-system")
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot read kube-system/kube-proxy: {short_api_error(exc)}") from None
+    try:
+        config = yaml.safe_load((cm.data or {}).get("config.conf", "")) or {}
+    except yaml.YAMLError as exc:
+        raise ClusterError(f"kube-system/kube-proxy config.conf is not YAML: {exc}") from None
+    return cm, config
+
+
+def apply_change(config: dict, change: ModeChange) -> dict:
+    """The new KubeProxyConfiguration: only the fields asked for change; every other field is kept."""
+    new = yaml.safe_load(yaml.safe_dump(config)) or {}
+    new["mode"] = change.mode
+    ipvs = dict(new.get("ipvs") or {})
+    for key, value in (("scheduler", change.scheduler), ("strictARP", change.strict_arp),
+                       ("syncPeriod", change.sync_period), ("minSyncPeriod", change.min_sync_period),
+                       ("excludeCIDRs", change.exclude_cidrs), ("tcpTimeout", change.tcp_timeout),
+                       ("tcpFinTimeout", change.tcp_fin_timeout), ("udpTimeout", change.udp_timeout)):
+        if value is not None:
+            ipvs[key] = value
+    new["ipvs"] = ipvs
+    if change.feature_gates:
+        new["featureGates"] = {**(new.get("featureGates") or {}), **change.feature_gates}
+    return new
+
+
+def write_config(cluster: Cluster, cm: client.V1ConfigMap, config: dict) -> bool:
+    text = yaml.safe_dump(config, sort_keys=False)
+    if (cm.data or {}).get("config.conf") == text:
+        return False
+    body = {"metadata": {"resourceVersion": cm.metadata.resource_version}, "data": {"config.conf": text}}
+    try:
+        cluster.core.patch_namespaced_config_map("kube-proxy", "kube-system", body)
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot update kube-system/kube-proxy: {short_api_error(exc)}") from None
+    return True
+
+
+def restart_daemonset(cluster: Cluster, name: str = "kube-proxy", namespace: str = "kube-system") -> int:
+    """Roll the DaemonSet as `kubectl rollout restart` does; returns the generation to wait for."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {"spec": {"template": {"metadata": {"annotations": {"nodeboot.io/restartedAt": stamp}}}}}
+    try:
+        ds = cluster.apps.patch_namespaced_daemon_set(name, namespace, body)
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot restart {namespace}/{name}: {short_api_error(exc)}") from None
+    return ds.metadata.generation
+
+
+def rollout_done(ds: client.V1DaemonSet, generation: int) -> bool:
+    st = ds.status
+    if st is None or (st.observed_generation or 0) < generation:
+        return False
+    desired = st.desired_number_scheduled or 0
+    return (st.updated_number_scheduled or 0) >= desired and (st.number_available or 0) >= desired and (
+        st.number_unavailable or 0) == 0
+
+
+def wait_rollout(cluster: Cluster, generation: int, timeout: float = 300.0, name: str = "kube-proxy",
+                 namespace: str = "kube-system") -> client.V1DaemonSet:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ds = cluster.apps.read_namespaced_daemon_set(name, namespace)
+        if rollout_done(ds, generation):
+            return ds
+        w = watch.Watch()
+        try:
+            for event in w.stream(cluster.apps.list_namespaced_daemon_set, namespace,
+                                  field_selector=f"metadata.name={name}",
+                                  resource_version=ds.metadata.resource_version,
+                                  timeout_seconds=max(1, int(deadline - time.monotonic()))):
+                if rollout_done(event["object"], generation):
+                    return event["object"]
+        except (client.ApiException, OSError, ValueError):
+            time.sleep(0.5)
+        finally:
+            w.stop()
+    raise ClusterError(f"{namespace}/{name} rollout did not finish within {timeout:.0f}s")

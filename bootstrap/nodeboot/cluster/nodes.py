@@ -1,0 +1,242 @@
+"""Nodes: wait for Ready with one shared watch, labels and taints, drain, delete."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import urllib3
+from kubernetes import client, watch
+
+from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.errors import ClusterError
+from nodeboot.validate import Taint
+
+
+def is_ready(node: client.V1Node | None) -> bool:
+    if node is None or node.status is None:
+        return False
+    return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
+
+
+class NodeWatcher:
+    """One watch on all Nodes for the whole run, shared by every host's wait.
+
+    A watch, not polling: a node turning Ready is seen within milliseconds. If the
+    API server goes away (restart, network), the watch re-lists and resumes.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._nodes: dict[str, client.V1Node] = {}
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._synced = threading.Event()
+        self.restarts = 0
+        self.last_error = ""
+
+    def start(self) -> NodeWatcher:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                listing = self.cluster.core.list_node()
+                with self._changed:
+                    self._nodes = {n.metadata.name: n for n in listing.items}
+                    self._changed.notify_all()
+                self._synced.set()
+                version = listing.metadata.resource_version
+                w = watch.Watch()
+                for event in w.stream(self.cluster.core.list_node, resource_version=version, timeout_seconds=60,
+                                      _request_timeout=(5, 90)):
+                    node = event["object"]
+                    with self._changed:
+                        if event["type"] == "DELETED":
+                            self._nodes.pop(node.metadata.name, None)
+                        else:
+                            self._nodes[node.metadata.name] = node
+                        self._changed.notify_all()
+                    if self._stop.is_set():
+                        w.stop()
+                        return
+                backoff = 0.2
+            except (client.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                # 410 Gone, a restarted API server, a dropped connection: re-list and go on.
+                self.restarts += 1
+                self.last_error = short_api_error(exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 3.0)
+
+    def get(self, name: str) -> client.V1Node | None:
+        with self._changed:
+            return self._nodes.get(name)
+
+    def wait_for(self, name: str, predicate: Callable[[client.V1Node | None], bool], timeout: float,
+                 cancelled: threading.Event | None = None) -> client.V1Node | None:
+        self.start()
+        self._synced.wait(timeout=min(timeout, 30))
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                node = self._nodes.get(name)
+                if predicate(node):
+                    return node
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
+                    raise ClusterError(
+                        f"node {name} did not become Ready within {timeout:.0f}s"
+                        + (f" (API watch: {self.last_error})" if self.last_error else "")
+                    )
+                self._changed.wait(min(remaining, 0.5))
+
+    def wait_ready(self, name: str, timeout: float, cancelled: threading.Event | None = None) -> client.V1Node:
+        node = self.wait_for(name, is_ready, timeout, cancelled)
+        assert node is not None
+        return node
+
+
+def read_node(cluster: Cluster, name: str) -> client.V1Node | None:
+    try:
+        return cluster.core.read_node(name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise ClusterError(f"cannot read node {name}: {short_api_error(exc)}") from None
+
+
+def missing_labels(node: client.V1Node, labels: dict[str, str]) -> dict[str, str]:
+    have = node.metadata.labels or {}
+    return {k: v for k, v in labels.items() if have.get(k) != v}
+
+
+def missing_taints(node: client.V1Node, taints: list[Taint]) -> list[Taint]:
+    have = {(t.key, t.value or "", t.effect) for t in (node.spec.taints or [])}
+    return [t for t in taints if (t.key, t.value, t.effect) not in have]
+
+
+def apply_labels_and_taints(cluster: Cluster, node: client.V1Node, labels: dict[str, str],
+                            taints: list[Taint]) -> bool:
+    """Add what is missing; never drops labels or taints someone else set. True if anything changed."""
+    new_labels = missing_labels(node, labels)
+    new_taints = missing_taints(node, taints)
+    if not new_labels and not new_taints:
+        return False
+    body: dict = {"metadata": {"labels": new_labels}} if new_labels else {}
+    if new_taints:
+        kept = [t.to_dict() for t in (node.spec.taints or [])]
+        # Taints are a list without a merge key: send the whole list, guarded by resourceVersion.
+        body.setdefault("metadata", {})["resourceVersion"] = node.metadata.resource_version
+        body["spec"] = {"taints": [*({k: v for k, v in t.items() if v is not None} for t in kept),
+                                   *(t.as_api() for t in new_taints)]}
+    try:
+        cluster.core.patch_node(node.metadata.name, body)
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot label/taint node {node.metadata.name}: {short_api_error(exc)}") from None
+    return True
+
+
+@dataclass
+class DrainResult:
+    evicted: list[str]
+    skipped_daemonset: list[str]
+    deleted_bare: list[str]
+
+
+def _owner_kind(pod: client.V1Pod) -> str | None:
+    for ref in pod.metadata.owner_references or []:
+        if ref.controller:
+            return ref.kind
+    return None
+
+
+def drain(cluster: Cluster, name: str, force: bool = False, timeout: float = 300.0,
+          cancelled: threading.Event | None = None, progress: Callable[[str], None] = lambda _m: None) -> DrainResult:
+    """Cordon, then evict through the Eviction API (so PodDisruptionBudgets hold),
+    retrying evictions the API refuses with 429 until the timeout."""
+    try:
+        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return DrainResult([], [], [])
+        raise ClusterError(f"cannot cordon node {name}: {short_api_error(exc)}") from None
+    pods = cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+    result = DrainResult([], [], [])
+    to_evict: list[client.V1Pod] = []
+    bare = []
+    for pod in pods:
+        if pod.status.phase in ("Succeeded", "Failed"):
+            continue
+        kind = _owner_kind(pod)
+        annotations = pod.metadata.annotations or {}
+        if kind == "DaemonSet" or "kubernetes.io/config.mirror" in annotations:
+            result.skipped_daemonset.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+            continue
+        if kind is None:
+            bare.append(pod)
+        to_evict.append(pod)
+    if bare and not force:
+        names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in bare)
+        raise ClusterError(f"node {name} runs pods no controller will recreate ({names}); drain with --force")
+    deadline = time.monotonic() + timeout
+    pending = list(to_evict)
+    while pending:
+        if cancelled is not None and cancelled.is_set():
+            raise ClusterError(f"drain of {name} interrupted; {len(pending)} pods still on the node (node is cordoned)")
+        blocked = []
+        for pod in pending:
+            ref = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name,
+                                                                   namespace=pod.metadata.namespace))
+            try:
+                cluster.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+                (result.evicted if _owner_kind(pod) else result.deleted_bare).append(ref)
+            except client.ApiException as exc:
+                if exc.status == 404:
+                    continue
+                if exc.status == 429:  # a PodDisruptionBudget says not now
+                    blocked.append(pod)
+                    continue
+                raise ClusterError(f"cannot evict {ref} from {name}: {short_api_error(exc)}") from None
+        pending = blocked
+        if pending:
+            if time.monotonic() > deadline:
+                refs = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in pending)
+                raise ClusterError(f"drain of {name} timed out after {timeout:.0f}s: PodDisruptionBudget still "
+                                   f"blocks eviction of {refs} (node stays cordoned)")
+            progress(f"{len(pending)} evictions blocked by a PodDisruptionBudget; retrying")
+            time.sleep(2.0)
+    _wait_pods_gone(cluster, name, [*result.evicted, *result.deleted_bare], deadline)
+    return result
+
+
+def _wait_pods_gone(cluster: Cluster, node: str, refs: list[str], deadline: float) -> None:
+    remaining = set(refs)
+    while remaining and time.monotonic() < deadline:
+        pods = cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        present = {f"{p.metadata.namespace}/{p.metadata.name}" for p in pods}
+        remaining &= present
+        if remaining:
+            time.sleep(0.5)
+    if remaining:
+        raise ClusterError(f"pods on {node} did not terminate in time: {', '.join(sorted(remaining))}")
+
+
+def delete_node(cluster: Cluster, name: str) -> bool:
+    try:
+        cluster.core.delete_node(name)
+        return True
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise ClusterError(f"cannot delete node {name}: {short_api_error(exc)}") from None

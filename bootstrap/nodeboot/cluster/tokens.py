@@ -1,0 +1,184 @@
+"""Bootstrap tokens and the CA pin that kubeadm join discovers the cluster with.
+
+One short-lived token per node, described with the node's name, deleted as
+soon as the node is Ready (or the run ends); the CA hash comes from the
+operator's kubeconfig, which is what makes the pin trustworthy.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import secrets
+import string
+import threading
+import time
+from dataclasses import dataclass, field
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from kubernetes import client, watch
+
+from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.errors import ClusterError
+
+TOKEN_TTL = dt.timedelta(minutes=15)
+TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+_ALPHABET = string.ascii_lowercase + string.digits
+
+
+@dataclass
+class BootstrapToken:
+    token_id: str
+    secret: str = field(repr=False)
+    node: str
+    expires: dt.datetime
+
+    @property
+    def value(self) -> str:
+        return f"{self.token_id}.{self.secret}"
+
+
+def new_token(node: str) -> BootstrapToken:
+    token_id = "".join(secrets.choice(_ALPHABET) for _ in range(6))
+    secret = "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    return BootstrapToken(token_id, secret, node, dt.datetime.now(dt.UTC) + TOKEN_TTL)
+
+
+def token_secret_body(token: BootstrapToken) -> client.V1Secret:
+    return client.V1Secret(
+        metadata=client.V1ObjectMeta(
+            name=f"bootstrap-token-{token.token_id}",
+            namespace="kube-system",
+            labels={"app.kubernetes.io/managed-by": "nodeboot"},
+        ),
+        type="bootstrap.kubernetes.io/token",
+        string_data={
+            "token-id": token.token_id,
+            "token-secret": token.secret,
+            "expiration": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "description": f"nodeboot join of node {token.node}",
+            "usage-bootstrap-authentication": "true",
+            "usage-bootstrap-signing": "true",
+            "auth-extra-groups": TOKEN_GROUP,
+        },
+    )
+
+
+class TokenLedger:
+    """Every token this run created, so an interrupted or failed run can delete them all."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self._live: dict[str, BootstrapToken] = {}
+        self._lock = threading.Lock()
+        self.created = 0
+
+    def create(self, node: str) -> BootstrapToken:
+        token = new_token(node)
+        try:
+            self.cluster.core.create_namespaced_secret("kube-system", token_secret_body(token))
+        except client.ApiException as exc:
+            raise ClusterError(f"cannot create a bootstrap token for {node}: {short_api_error(exc)}") from None
+        with self._lock:
+            self._live[token.token_id] = token
+            self.created += 1
+        return token
+
+    def delete(self, token: BootstrapToken) -> None:
+        with self._lock:
+            self._live.pop(token.token_id, None)
+        try:
+            self.cluster.core.delete_namespaced_secret(f"bootstrap-token-{token.token_id}", "kube-system")
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise ClusterError(f"cannot delete bootstrap token {token.token_id}: {short_api_error(exc)}") from None
+
+    def delete_all(self) -> list[str]:
+        with self._lock:
+            live = list(self._live.values())
+        failed = []
+        for token in live:
+            try:
+                self.delete(token)
+            except ClusterError:
+                failed.append(token.token_id)
+        return failed
+
+    def live_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._live)
+
+
+def wait_signed(cluster: Cluster, token: BootstrapToken, timeout: float = 30.0) -> None:
+    """kubeadm join verifies cluster-info with the token's JWS signature, which the
+    bootstrapsigner controller adds a moment after the token exists: wait for it."""
+    key = f"jws-kubeconfig-{token.token_id}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
+        if key in (cm.data or {}):
+            return
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                cluster.core.list_namespaced_config_map,
+                "kube-public",
+                field_selector="metadata.name=cluster-info",
+                resource_version=cm.metadata.resource_version,
+                timeout_seconds=max(1, int(deadline - time.monotonic())),
+            ):
+                if key in (event["object"].data or {}):
+                    return
+        except (client.ApiException, OSError, ValueError):
+            time.sleep(0.2)
+        finally:
+            w.stop()
+    raise ClusterError(
+        f"cluster-info was not signed for token {token.token_id} within {timeout:.0f}s "
+        "(is the bootstrapsigner controller enabled in kube-controller-manager?)"
+    )
+
+
+def ca_cert_hashes(cluster: Cluster) -> list[str]:
+    """sha256 over the DER SubjectPublicKeyInfo of the CA in the operator's kubeconfig."""
+    cfg = cluster.api.configuration
+    pem = b""
+    if cfg.ssl_ca_cert:
+        with open(cfg.ssl_ca_cert, "rb") as fh:
+            pem = fh.read()
+    if not pem:
+        raise ClusterError(
+            f"kubeconfig {cluster.kubeconfig} has no certificate-authority, so the CA cannot be pinned; "
+            "give --ca-cert-hash"
+        )
+    return [spki_hash(cert) for cert in x509.load_pem_x509_certificates(pem)]
+
+
+def spki_hash(cert: x509.Certificate) -> str:
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return "sha256:" + hashlib.sha256(spki).hexdigest()
+
+
+def join_endpoint(cluster: Cluster, override: str | None = None) -> str:
+    """host:port that nodes use: --api-server-endpoint, else the cluster-info kubeconfig's server."""
+    if override:
+        return override.removeprefix("https://").rstrip("/")
+    try:
+        cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot read kube-public/cluster-info: {short_api_error(exc)}") from None
+    try:
+        kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
+        server = kubeconfig["clusters"][0]["cluster"]["server"]
+    except (KeyError, IndexError, TypeError, yaml.YAMLError):
+        raise ClusterError("kube-public/cluster-info has no usable kubeconfig (was the cluster made by kubeadm?)") from None
+    return server.removeprefix("https://").rstrip("/")
+
+
+def cluster_info_ca(cluster: Cluster) -> bytes:
+    cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
+    kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
+    return base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])

@@ -1,0 +1,178 @@
+"""Fan-out over hosts: each host runs its own workflow on its own connection,
+without waiting for the others; one host's failure never stops the rest
+(unless --fail-fast). Ctrl-C stops new phases from starting, lets in-flight
+ones end, deletes every token the run created, and reports each host's state.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+from nodeboot.cluster.client import Cluster
+from nodeboot.cluster.nodes import NodeWatcher
+from nodeboot.cluster.tokens import TokenLedger
+from nodeboot.errors import NodebootError, PhaseError
+from nodeboot.inventory import Host
+from nodeboot.output import Output
+from nodeboot.redact import Redactor
+from nodeboot.steps.base import HostContext, Phase, PhaseOutcome, RunOptions, WorkflowResult, run_workflow
+from nodeboot.transport.factory import ConnectionDefaults, make_transport
+
+
+@dataclass
+class HostReport:
+    host: Host
+    result: str  # ok | changed | failed | interrupted | not-started
+    phase: str = ""
+    detail: str = ""
+    outcomes: list[PhaseOutcome] = field(default_factory=list)
+    execs: int = 0
+    connects: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class FleetReport:
+    hosts: list[HostReport]
+    seconds: float
+    tokens_created: int
+    tokens_left: list[str]
+
+    @property
+    def failed(self) -> list[HostReport]:
+        return [h for h in self.hosts if h.result in ("failed", "interrupted", "not-started")]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed or self.tokens_left else 0
+
+
+class Fleet:
+    def __init__(self, cluster: Cluster, options: RunOptions, output: Output, redactor: Redactor,
+                 connection: ConnectionDefaults, parallel: int = 20, fail_fast: bool = False) -> None:
+        self.cluster = cluster
+        self.options = options
+        self.output = output
+        self.redactor = redactor
+        self.connection = connection
+        self.parallel = max(1, parallel)
+        self.fail_fast = fail_fast
+        self.cancelled = threading.Event()
+        self.tokens = TokenLedger(cluster)
+        self.watcher = NodeWatcher(cluster)
+        self.options.extra.setdefault("run_id", f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+    def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,
+            shared_state: dict | None = None) -> FleetReport:
+        started = time.monotonic()
+        self.output.begin([h.name for h in hosts], title)
+        reports: dict[str, HostReport] = {h.name: HostReport(h, "not-started") for h in hosts}
+        previous = self._install_sigint()
+        self.watcher.start()
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.parallel, len(hosts)) or 1,
+                                    thread_name_prefix="host") as pool:
+                futures = {pool.submit(self._one_host, h, workflow, shared_state or {}): h for h in hosts}
+                for future in as_completed(futures):
+                    report = future.result()
+                    reports[report.host.name] = report
+                    if self.fail_fast and report.result == "failed":
+                        self.output.message("--fail-fast: a host failed, stopping the others", "bold red")
+                        self.cancelled.set()
+        finally:
+            self._restore_sigint(previous)
+            self.watcher.stop()
+            left = self.tokens.delete_all()
+            self.output.end()
+        for report in reports.values():
+            if report.result == "not-started" and self.cancelled.is_set():
+                report.result, report.detail = "interrupted", "not started"
+        return FleetReport(list(reports.values()), time.monotonic() - started, self.tokens.created, left)
+
+    def _one_host(self, host: Host, workflow: Callable[[Host], list[Phase]], shared_state: dict) -> HostReport:
+        started = time.monotonic()
+        if self.cancelled.is_set():
+            return HostReport(host, "interrupted", detail="not started")
+
+        def emit(kind: str, **fields) -> None:
+            self.output.event(kind, host.name, **fields)
+
+        try:
+            transport = make_transport(host, self.connection, self.redactor)
+        except NodebootError as exc:
+            emit("phase", phase="connect", status="failed", detail=str(exc))
+            return HostReport(host, "failed", "connect", self.redactor.redact(str(exc)))
+        ctx = HostContext(host=host, transport=transport, cluster=self.cluster, watcher=self.watcher,
+                          tokens=self.tokens, options=self.options, redactor=self.redactor,
+                          cancelled=self.cancelled, emit=emit, state=dict(shared_state))
+        try:
+            try:
+                transport.connect()
+            except NodebootError as exc:
+                error = PhaseError("connect", exc)
+                emit("phase", phase="connect", status="failed", detail=self.redactor.redact(str(error)))
+                return HostReport(host, "failed", "connect", self.redactor.redact(str(error)), [],
+                                  transport.stats.execs, transport.stats.connects, time.monotonic() - started)
+            result = run_workflow(workflow(host), ctx)
+        finally:
+            transport.close()
+        report = self._report(host, result, time.monotonic() - started)
+        report.execs, report.connects = transport.stats.execs, transport.stats.connects
+        emit("host", status=report.result, phase=report.phase, detail=report.detail)
+        return report
+
+    def _report(self, host: Host, result: WorkflowResult, seconds: float) -> HostReport:
+        if result.error is not None:
+            return HostReport(host, "failed", result.error.phase, self.redactor.redact(str(result.error)),
+                              result.outcomes, seconds=seconds)
+        if result.interrupted:
+            last = next((o for o in result.outcomes if o.detail == "interrupted"), None)
+            return HostReport(host, "interrupted", last.phase if last else "", "stopped by Ctrl-C before this phase",
+                              result.outcomes, seconds=seconds)
+        return HostReport(host, "changed" if result.changed else "ok", "", "", result.outcomes, seconds=seconds)
+
+    # -- Ctrl-C ---------------------------------------------------------------
+    def _install_sigint(self):
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame) -> None:
+            if self.cancelled.is_set():
+                raise KeyboardInterrupt
+            self.cancelled.set()
+            self.output.message("interrupt: letting running steps finish, starting no new ones "
+                                "(Ctrl-C again to abort at once)", "bold magenta")
+
+        return signal.signal(signal.SIGINT, handler)
+
+    @staticmethod
+    def _restore_sigint(previous) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def summarise(output: Output, report: FleetReport) -> None:
+    rows = [
+        {"host": h.host.name, "node": h.host.node_name, "result": h.result, "changed": h.result == "changed",
+         "phase": h.phase, "detail": h.detail, "execs": h.execs, "seconds": round(h.seconds, 3)}
+        for h in report.hosts
+    ]
+    totals = {
+        "ok": sum(1 for h in report.hosts if h.result in ("ok", "changed")),
+        "failed": sum(1 for h in report.hosts if h.result == "failed"),
+        "interrupted": sum(1 for h in report.hosts if h.result in ("interrupted", "not-started")),
+        "seconds": round(report.seconds, 3),
+        "tokens_created": report.tokens_created,
+        "tokens_left": report.tokens_left,
+    }
+    output.summary(rows, totals)
+    if report.tokens_left:
+        output.message(f"could not delete bootstrap tokens {', '.join(report.tokens_left)}: "
+                       "delete them with kubectl -n kube-system delete secret bootstrap-token-<id>", "bold red")

@@ -1,0 +1,1 @@
+"""The join / reset / proxy workflows, per OS, as lists of phases."""

@@ -1,0 +1,113 @@
+"""Cluster-side phases shared by the Linux and Windows join workflows."""
+
+from __future__ import annotations
+
+from nodeboot.cluster import nodes, tokens
+from nodeboot.cluster.joinconfig import JoinSpec, render
+from nodeboot.steps.base import HostContext, Phase
+
+
+def node_registered(ctx: HostContext) -> bool:
+    name = ctx.host.node_name
+    return ctx.watcher.get(name) is not None or nodes.read_node(ctx.cluster, name) is not None
+
+
+def make_join_config(ctx: HostContext, kubeadm_minor: int) -> str:
+    """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration."""
+    token = ctx.tokens.create(ctx.host.node_name)
+    ctx.state["token"] = token
+    ctx.redactor.add(token.secret)
+    ctx.redactor.add(token.value)
+    tokens.wait_signed(ctx.cluster, token)
+    spec = JoinSpec(
+        endpoint=ctx.state["endpoint"],
+        token=token.value,
+        ca_hashes=ctx.state["ca_hashes"],
+        node_name=ctx.host.node_name,
+        os=ctx.host.os,
+        taints=ctx.host.taints,
+        node_ips=ctx.host.node_ips,
+        kubelet_extra_args=ctx.host.kubelet_extra_args,
+        ignore_preflight_errors=ctx.host.ignore_preflight_errors,
+    )
+    return render(spec, kubeadm_minor)
+
+
+class WaitReady(Phase):
+    name = "wait-ready"
+    title = "wait for the Node to be Ready"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return "Ready" if nodes.is_ready(ctx.watcher.get(ctx.host.node_name)) else None
+
+    def run(self, ctx: HostContext) -> bool:
+        ctx.watcher.wait_ready(ctx.host.node_name, ctx.options.ready_timeout, ctx.cancelled)
+        return False
+
+
+class LabelAndTaint(Phase):
+    name = "label-taint"
+    title = "apply labels and taints"
+
+    def _node(self, ctx: HostContext):
+        return ctx.watcher.get(ctx.host.node_name) or nodes.read_node(ctx.cluster, ctx.host.node_name)
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        node = self._node(ctx)
+        if node is None:
+            return None if (ctx.host.labels or ctx.host.taints) else "nothing asked"
+        if not nodes.missing_labels(node, ctx.host.labels) and not nodes.missing_taints(node, ctx.host.taints):
+            return "labels and taints in place"
+        return None
+
+    def run(self, ctx: HostContext) -> bool:
+        node = nodes.read_node(ctx.cluster, ctx.host.node_name)
+        if node is None:
+            raise RuntimeError(f"node {ctx.host.node_name} is not registered")
+        return nodes.apply_labels_and_taints(ctx.cluster, node, ctx.host.labels, ctx.host.taints)
+
+
+class DeleteToken(Phase):
+    name = "delete-token"
+    title = "delete the bootstrap token"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return None if ctx.state.get("token") else "no token was created"
+
+    def run(self, ctx: HostContext) -> bool:
+        ctx.tokens.delete(ctx.state.pop("token"))
+        return True
+
+    def cleanup(self, ctx: HostContext) -> None:
+        # A failed or interrupted join must not leave its token behind.
+        token = ctx.state.pop("token", None)
+        if token is not None:
+            ctx.tokens.delete(token)
+
+
+class Drain(Phase):
+    name = "drain"
+    title = "cordon and drain the Node"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return None if nodes.read_node(ctx.cluster, ctx.host.node_name) else "no such Node"
+
+    def run(self, ctx: HostContext) -> bool:
+        result = nodes.drain(ctx.cluster, ctx.host.node_name, force=ctx.options.force,
+                             timeout=ctx.options.drain_timeout, cancelled=ctx.cancelled,
+                             progress=lambda m: ctx.emit("progress", phase=self.name, detail=m))
+        ctx.emit("progress", phase=self.name,
+                 detail=f"evicted {len(result.evicted) + len(result.deleted_bare)} pods, "
+                        f"left {len(result.skipped_daemonset)} DaemonSet pods")
+        return True
+
+
+class DeleteNode(Phase):
+    name = "delete-node"
+    title = "delete the Node object"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return None if nodes.read_node(ctx.cluster, ctx.host.node_name) else "no such Node"
+
+    def run(self, ctx: HostContext) -> bool:
+        return nodes.delete_node(ctx.cluster, ctx.host.node_name)

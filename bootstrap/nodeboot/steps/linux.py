@@ -1,0 +1,158 @@
+"""Linux workflows: join, reset and the kube-proxy prerequisites, as phases."""
+
+from __future__ import annotations
+
+import time
+
+from nodeboot.errors import NodebootError
+from nodeboot.steps import cluster_phases, preflight
+from nodeboot.steps.base import HostContext, Phase
+
+MODULES_FILE = "/etc/modules-load.d/nodeboot-ipvs.conf"
+IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
+
+
+class PreflightError(NodebootError):
+    pass
+
+
+class Facts(Phase):
+    name = "facts"
+    title = "gather facts"
+    reads_only = True
+
+    def run(self, ctx: HostContext) -> bool:
+        sent = time.time()
+        result = ctx.script("facts.sh", {"NB_MODULES_FILE": MODULES_FILE})
+        ctx.facts.update(result.facts)
+        ctx.facts["_sent_at"], ctx.facts["_received_at"] = sent, time.time()
+        return False
+
+
+def is_joined(ctx: HostContext) -> bool:
+    return bool(ctx.facts.get("joined")) and cluster_phases.node_registered(ctx)
+
+
+class Preflight(Phase):
+    name = "preflight"
+    title = "check the host can join"
+    reads_only = True
+
+    def run(self, ctx: HostContext) -> bool:
+        if is_joined(ctx):
+            return False
+        if ctx.facts.get("joined"):
+            raise PreflightError(
+                f"{ctx.host.name} has /etc/kubernetes/kubelet.conf but no Node {ctx.host.node_name} exists in this "
+                "cluster: it belongs to another cluster or was deleted; run nodeboot reset on it first"
+            )
+        problems = preflight.linux_problems(ctx.facts, ctx.host.node_name, ctx.state["server_minor"],
+                                            ctx.facts["_sent_at"], ctx.facts["_received_at"])
+        if problems:
+            raise PreflightError("; ".join(problems))
+        return False
+
+
+def wanted_proxy_mode(ctx: HostContext) -> str | None:
+    return ctx.host.proxy_mode or ctx.options.proxy_mode
+
+
+def proxy_prereqs_met(facts: dict, mode: str | None) -> bool:
+    if mode in (None, "iptables"):
+        return True
+    tools = set(facts.get("tools") or [])
+    if mode == "nftables":
+        return "nft" in tools and kernel_at_least(facts.get("kernel", ""), (5, 13))
+    loaded = set(facts.get("modules_loaded") or [])
+    return (set(IPVS_MODULES) <= loaded and "nf_conntrack" in loaded and bool(facts.get("modules_file"))
+            and {"ipset", "ipvsadm"} <= tools)
+
+
+def kernel_at_least(kernel: str, wanted: tuple[int, int]) -> bool:
+    found = preflight.minor_of(kernel)
+    return found is not None and found >= wanted
+
+
+class ProxyPrereqs(Phase):
+    name = "proxy-prereqs"
+    title = "kube-proxy mode prerequisites"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        mode = wanted_proxy_mode(ctx)
+        if mode in (None, "iptables"):
+            return "no IPVS or nftables mode asked"
+        return f"{mode} prerequisites in place" if proxy_prereqs_met(ctx.facts, mode) else None
+
+    def run(self, ctx: HostContext) -> bool:
+        result = ctx.script("proxy-prereqs.sh", {
+            "NB_PROXY_MODE": wanted_proxy_mode(ctx) or "iptables",
+            "NB_INSTALL_PACKAGES": "1" if ctx.options.install_packages else "0",
+            "NB_MODULES_FILE": MODULES_FILE,
+        })
+        return result.changed
+
+
+class KubeadmJoin(Phase):
+    name = "kubeadm-join"
+    title = "kubeadm join"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return "already joined" if is_joined(ctx) else None
+
+    def run(self, ctx: HostContext) -> bool:
+        kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]
+        config = cluster_phases.make_join_config(ctx, kubeadm_minor)
+        result = ctx.script("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", "")},
+                            secret_variables={"NB_JOIN_CONFIG": config})
+        ctx.facts["joined"] = True
+        return result.changed
+
+
+def join_phases() -> list[Phase]:
+    return [
+        Facts(),
+        Preflight(),
+        ProxyPrereqs(),
+        KubeadmJoin(),
+        cluster_phases.WaitReady(),
+        cluster_phases.LabelAndTaint(),
+        cluster_phases.DeleteToken(),
+    ]
+
+
+class KubeadmReset(Phase):
+    name = "kubeadm-reset"
+    title = "kubeadm reset and CNI cleanup"
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        return None if (ctx.facts.get("joined") or ctx.facts.get("kubelet_configured")) else "not joined"
+
+    def run(self, ctx: HostContext) -> bool:
+        return ctx.script("reset.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
+                                       "NB_CRI_SOCKET": "unix:///var/run/containerd/containerd.sock"}).changed
+
+
+class ProxyCleanup(Phase):
+    name = "proxy-cleanup"
+    title = "remove kube-proxy's rules, kube-ipvs0 and ipsets"
+
+    def run(self, ctx: HostContext) -> bool:
+        return ctx.script("proxy-cleanup.sh", {
+            "NB_CLEAN_MODES": ctx.options.extra.get("clean_modes", "ipvs iptables nftables"),
+            "NB_REMOVE_MODULES_FILE": "1" if ctx.options.extra.get("remove_modules_file", True) else "0",
+            "NB_MODULES_FILE": MODULES_FILE,
+        }).changed
+
+
+def reset_phases() -> list[Phase]:
+    return [
+        Facts(),
+        cluster_phases.Drain(),
+        KubeadmReset(),
+        ProxyCleanup(),
+        cluster_phases.DeleteNode(),
+    ]
+
+
+def proxy_prereq_phases() -> list[Phase]:
+    return [Facts(), ProxyPrereqs()]

@@ -1,0 +1,74 @@
+"""Checks nodeboot makes from gathered facts before touching a host."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from nodeboot import validate
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+MAX_KUBELET_SKEW = 3  # minors the kubelet may trail the API server
+MAX_CLOCK_SKEW = 5.0  # seconds; certificates and tokens fail beyond this
+
+
+def minor_of(version: str) -> tuple[int, int] | None:
+    match = _VERSION.search(version or "")
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def version_skew_problem(kubelet: str, server_minor: tuple[int, int]) -> str | None:
+    """The kubelet may not be newer than the API server, nor more than 3 minors older."""
+    have = minor_of(kubelet)
+    if have is None:
+        return f"cannot read the kubelet version ({kubelet!r})"
+    if have[0] != server_minor[0]:
+        return f"kubelet {kubelet} and API server {server_minor[0]}.{server_minor[1]} differ in major version"
+    if have[1] > server_minor[1]:
+        return f"kubelet {kubelet} is newer than the API server (1.{server_minor[1]}); upgrade the control plane first"
+    if server_minor[1] - have[1] > MAX_KUBELET_SKEW:
+        return (f"kubelet {kubelet} is more than {MAX_KUBELET_SKEW} minors older than the API server "
+                f"(1.{server_minor[1]}); upgrade the node's packages")
+    return None
+
+
+def clock_skew(host_time: str, sent_at: float, received_at: float) -> float:
+    """Seconds between the host's clock and ours, allowing for the round trip."""
+    try:
+        remote = float(host_time)
+    except ValueError:
+        return 0.0
+    midpoint = (sent_at + received_at) / 2
+    skew = remote - midpoint
+    slack = (received_at - sent_at) / 2
+    return 0.0 if abs(skew) <= slack else skew
+
+
+def linux_problems(facts: dict, node_name: str, server_minor: tuple[int, int], sent_at: float,
+                   received_at: float, need_cri: bool = True) -> list[str]:
+    problems = []
+    if facts.get("swap_on"):
+        problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): swapoff -a")
+    if facts.get("ip_forward") != "1":
+        problems.append(f"net.ipv4.ip_forward is {facts.get('ip_forward')!r}, must be 1")
+    if facts.get("bridge_nf_call_iptables") not in ("1", "missing"):
+        problems.append("net.bridge.bridge-nf-call-iptables is 0, must be 1 (modprobe br_netfilter)")
+    if need_cri and not facts.get("cri_socket"):
+        problems.append("no container runtime: /run/containerd/containerd.sock is missing (is containerd running?)")
+    if not facts.get("kubeadm_version"):
+        problems.append("kubeadm is not installed")
+    skew = version_skew_problem(facts.get("kubelet_version", ""), server_minor)
+    if skew:
+        problems.append(skew)
+    try:
+        validate.node_name(node_name)
+    except ValueError as exc:
+        problems.append(str(exc))
+    drift = clock_skew(facts.get("time", ""), sent_at, received_at)
+    if abs(drift) > MAX_CLOCK_SKEW:
+        problems.append(f"clock is {drift:+.1f}s off from this machine; fix NTP first (certificates will fail)")
+    return problems
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,59 @@
+"""Pick and configure the transport for a host from its inventory entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nodeboot.errors import UsageError
+from nodeboot.inventory import Host
+from nodeboot.redact import Redactor
+from nodeboot.transport import Transport
+from nodeboot.transport.ssh import SSHOptions, SSHTransport
+
+
+@dataclass
+class ConnectionDefaults:
+    """Command-line connection options; inventory vars win where both are set."""
+
+    known_hosts: str | None = None
+    accept_new_host_keys: bool = False
+    connect_timeout: float = 10.0
+    command_timeout: float = 600.0
+    winrm_ca: str | None = None
+    insecure_skip_tls_verify: bool = False
+
+
+def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor) -> Transport:
+    password = host.secret()
+    if host.password_env and password is None:
+        raise UsageError(f"host {host.name}: environment variable {host.password_env} (its password) is not set")
+    redactor.add(password)
+    if host.connection == "winrm":
+        from nodeboot.transport.winrm import WinRMOptions, WinRMTransport
+
+        options = WinRMOptions(
+            user=host.user or "Administrator",
+            password=password,
+            scheme=host.winrm_scheme,
+            port=host.port,
+            transport=host.winrm_transport,
+            ca_file=host.winrm_ca or defaults.winrm_ca,
+            insecure_skip_tls_verify=host.winrm_insecure or defaults.insecure_skip_tls_verify,
+            connect_timeout=defaults.connect_timeout,
+        )
+        return WinRMTransport(host.address, options, name=host.name)
+    if host.connection != "ssh":
+        raise UsageError(f"host {host.name}: connection {host.connection!r} is not supported for a join")
+    options = SSHOptions(
+        user=host.user or "root",
+        port=host.port or 22,
+        key_file=host.key_file,
+        password=password,
+        known_hosts=host.known_hosts or defaults.known_hosts,
+        accept_new_host_keys=defaults.accept_new_host_keys,
+        become=host.become,
+        become_password=password if host.become else None,
+        connect_timeout=defaults.connect_timeout,
+        command_timeout=defaults.command_timeout,
+    )
+    return SSHTransport(host.address, options, name=host.name)

@@ -1,0 +1,102 @@
+# common.sh: the result protocol and host lock shared by nodeboot's Linux scripts.
+# nodeboot (and the Ansible roles) feed this file, then the script, to
+# `bash --noprofile --norc -s` on stdin. Inputs arrive as NB_* variables.
+#
+# Protocol: human text goes to stderr; the script ends by printing exactly one
+# JSON line on stdout: {"ok":bool,"changed":bool,"facts":{...},"error":"..."}.
+# Commands that might read stdin get </dev/null: bash is still reading the
+# script from stdin, and a child that read it would eat the rest.
+
+set -uo pipefail
+exec 3>&1 1>&2
+
+NB_RESULT_SENT=0
+NB_CHANGED=false
+NB_LOCKED=0
+NB_LOCK_DIR=${NB_LOCK_DIR:-/run/nodeboot.lock}
+declare -a NB_FACT_KEYS=()
+declare -A NB_FACTS=()
+declare -a NB_ACTIONS=()
+
+nb_json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    s=${s//$'\n'/\\n}
+    s=${s//$'\t'/\\t}
+    s=${s//$'\r'/}
+    s=${s//[$'\001'-$'\037']/}
+    printf '"%s"' "$s"
+}
+
+nb_json_list() {
+    local out="" item
+    for item in "$@"; do out+="${out:+,}$(nb_json_str "$item")"; done
+    printf '[%s]' "$out"
+}
+
+nb_json_bool() { if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi; }
+
+# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT: facts keep their insertion order.
+nb_fact() {
+    [[ -v "NB_FACTS[$1]" ]] || NB_FACT_KEYS+=("$1")
+    NB_FACTS[$1]=$2
+}
+nb_fact_str() { nb_fact "$1" "$(nb_json_str "$2")"; }
+
+# nb_changed "what": record a change (in a dry run, a change that would be made).
+nb_changed() {
+    NB_CHANGED=true
+    NB_ACTIONS+=("$1")
+    echo "${NB_SCRIPT:-nodeboot}: $1"
+}
+
+nb_emit() {
+    local ok=$1 error=$2 body="" key
+    for key in "${NB_FACT_KEYS[@]}"; do body+="${body:+,}$(nb_json_str "$key"):${NB_FACTS[$key]}"; done
+    body+="${body:+,}\"actions\":$(nb_json_list "${NB_ACTIONS[@]}")"
+    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' "$ok" "$NB_CHANGED" "$body" "$(nb_json_str "$error")" >&3
+    NB_RESULT_SENT=1
+}
+
+nb_die() {
+    echo "${NB_SCRIPT:-nodeboot}: error: $1"
+    [[ $BASHPID == "$$" ]] || exit 1
+    nb_emit false "$1"
+    exit 1
+}
+
+nb_ok() { nb_emit true ""; exit 0; }
+
+nb_on_exit() {
+    local status=$?
+    [[ $NB_LOCKED == 1 ]] && rm -rf "$NB_LOCK_DIR"
+    [[ $NB_RESULT_SENT == 1 ]] || nb_emit false "${NB_SCRIPT:-script} stopped unexpectedly (exit $status)"
+}
+trap nb_on_exit EXIT
+
+# nb_lock: one nodeboot run changes a host at a time. The lock is a directory
+# (mkdir is atomic) naming its run; it goes stale after NB_LOCK_STALE seconds
+# so a run killed mid-way does not block the host for ever.
+nb_lock() {
+    local run=${NB_RUN_ID:-unknown} stale=${NB_LOCK_STALE:-900} owner since age
+    if mkdir "$NB_LOCK_DIR" 2>/dev/null; then
+        echo "$run $(date +%s)" > "$NB_LOCK_DIR/owner"
+        NB_LOCKED=1
+        return 0
+    fi
+    read -r owner since < "$NB_LOCK_DIR/owner" 2>/dev/null || { owner=unknown; since=0; }
+    [[ $owner == "$run" ]] && return 0
+    age=$(( $(date +%s) - ${since:-0} ))
+    if (( age > stale )); then
+        echo "nodeboot: taking over a stale lock of run $owner (${age}s old)"
+        echo "$run $(date +%s)" > "$NB_LOCK_DIR/owner"
+        NB_LOCKED=1
+        return 0
+    fi
+    nb_die "host is locked by another nodeboot run ($owner, ${age}s ago); it goes stale after ${stale}s"
+}
+
+nb_flag() {
+    case $2 in 0 | 1) ;; *) nb_die "$1 must be 0 or 1, got '$2'" ;; esac
+}

@@ -1,0 +1,46 @@
+# join.sh: run kubeadm join with a JoinConfiguration that never touches argv.
+# Inputs: NB_JOIN_CONFIG (the YAML itself, a shell variable, not exported) or
+# NB_JOIN_CONFIG_FILE (a 0600 file, e.g. copied by Ansible); NB_RUN_ID.
+# On failure kubeadm reset puts the host back as it was, and the result says so.
+NB_SCRIPT=join.sh
+
+main() {
+    if [[ -f /etc/kubernetes/kubelet.conf ]]; then
+        nb_fact joined true
+        nb_ok
+    fi
+    command -v kubeadm >/dev/null || nb_die "kubeadm is not installed on this host"
+    nb_lock
+    local cfg log rc
+    umask 077
+    cfg=$(mktemp /tmp/nodeboot-join.XXXXXXXX)
+    log=$(mktemp /tmp/nodeboot-join-log.XXXXXXXX)
+    # Both files go, whatever happens below.
+    trap 'rm -f "$cfg" "$log" ${NB_JOIN_CONFIG_FILE:+"$NB_JOIN_CONFIG_FILE"}; nb_on_exit' EXIT
+    if [[ -n ${NB_JOIN_CONFIG:-} ]]; then
+        printf '%s\n' "$NB_JOIN_CONFIG" > "$cfg"
+    elif [[ -n ${NB_JOIN_CONFIG_FILE:-} && -f $NB_JOIN_CONFIG_FILE ]]; then
+        cat "$NB_JOIN_CONFIG_FILE" > "$cfg"
+    else
+        nb_die "no join configuration given (NB_JOIN_CONFIG or NB_JOIN_CONFIG_FILE)"
+    fi
+    kubeadm join --config "$cfg" > "$log" 2>&1
+    rc=$?
+    cat "$log"
+    if (( rc == 0 )); then
+        nb_changed "kubeadm join"
+        nb_fact joined true
+        nb_ok
+    fi
+    local tail
+    tail=$(grep -v -e '^\s*$' -e 'CONFIG_' -e 'CGROUPS_' "$log" | tail -n 8)
+    # Leave the host as it was before the join, so a re-run starts clean.
+    if kubeadm reset -f > /dev/null 2>&1; then
+        nb_fact restored true
+        nb_die "kubeadm join failed (exit $rc); the host was reset with 'kubeadm reset -f'. kubeadm said: $tail"
+    fi
+    nb_fact restored false
+    nb_die "kubeadm join failed (exit $rc) and 'kubeadm reset -f' failed too: run it on the host. kubeadm said: $tail"
+}
+
+main </dev/null
