@@ -277,6 +277,16 @@ def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | Non
     click.echo(json.dumps(the_lab.env(), indent=2))
 
 
+@lab.command("build")
+@click.option("--k8s-version", default=None, help="Release to build (default v1.37.2).")
+def lab_build(k8s_version: str | None) -> None:
+    """Build (once per machine) the control-plane binaries from their Go modules."""
+    from nodeboot.lab import build
+
+    path = build.ensure_binaries(k8s_version or build.DEFAULT_VERSION, log=lambda m: click.echo(m, err=True))
+    click.echo(str(path))
+
+
 @lab.command("down")
 @click.option("--state-dir", type=click.Path(file_okay=False))
 def lab_down(state_dir: str | None) -> None:
