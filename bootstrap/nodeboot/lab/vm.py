@@ -127,8 +127,7 @@ SLIM_PATHS = (
 IMAGE_SIZE = "2G"  # sparse; the tree is ~700 MB and the tests need room to write
 
 KERNEL_CMDLINE = (
-    "root=/dev/vda rootfstype=ext4 rw console=ttyS0 quiet net.ifnames=0 "
-    "systemd.unit=multi-user.target mitigations=off"
+    "root=/dev/vda rootfstype=ext4 rw console=ttyS0 quiet net.ifnames=0 systemd.unit=multi-user.target mitigations=off"
 )
 MEMORY_MB = 1024
 
@@ -136,6 +135,7 @@ BUILD_TIMEOUT = 45 * 60  # debootstrap over a slow mirror is the long pole
 LOCK_TIMEOUT = 50 * 60  # another process may be building the same image
 BOOT_TIMEOUT = 300.0
 STOP_TIMEOUT = 30.0
+PORT_ATTEMPTS = 3
 
 
 class VMError(NodebootError):
@@ -298,9 +298,7 @@ def _configure(rootfs: Path, keys_dir: Path, logfile: Path) -> None:
     chroot = ["chroot", str(rootfs)]
     _run([*chroot, "systemctl", "enable", *ENABLE_UNITS], logfile, "enabling guest units", 120)
     _run([*chroot, "systemctl", "mask", *MASK_UNITS], logfile, "masking guest units", 120)
-    _run(
-        [*chroot, "systemctl", "set-default", "multi-user.target"], logfile, "setting the default target", 120
-    )
+    _run([*chroot, "systemctl", "set-default", "multi-user.target"], logfile, "setting the default target", 120)
     _run([*chroot, "update-initramfs", "-u", "-k", "all"], logfile, "rebuilding the initrd", 600)
 
 
@@ -397,9 +395,7 @@ def _cache_lock(root: Path, key: str) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise VMError(
-                        f"e2e VM: waited {LOCK_TIMEOUT}s for another build of {root / key}"
-                    ) from None
+                    raise VMError(f"e2e VM: waited {LOCK_TIMEOUT}s for another build of {root / key}") from None
                 time.sleep(2)
         try:
             yield
@@ -441,9 +437,7 @@ def ensure_image() -> VMImage:
         if cached:
             return cached
         if os.geteuid() != 0:
-            raise VMError(
-                "e2e VM: building the image needs root (debootstrap chroots into it); run as root once"
-            )
+            raise VMError("e2e VM: building the image needs root (debootstrap chroots into it); run as root once")
         _need_tools("debootstrap", "chroot", "mkfs.ext4", "qemu-img", "qemu-system-x86_64")
         work = root / f"{key}.building"
         _remove_tree(work)
@@ -603,6 +597,28 @@ class VM:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if len(str(self.qmp_socket)) > 100:
             raise VMError(f"e2e VM: state dir {self.state_dir} is too long for a unix socket path")
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            started = self._launch(detach)
+            try:
+                self.wait_for_ssh(timeout)
+                break
+            except VMError:
+                self.stop()
+                # The port was free when picked; another process may have taken it since.
+                if attempt < PORT_ATTEMPTS and "host forwarding" in _last_line(self.qemu_log, "forwarding"):
+                    log.warning("e2e VM: port %d was taken meanwhile; trying another", self.port)
+                    continue
+                raise
+            except BaseException:
+                self.stop()
+                raise
+        self.boot_seconds = round(time.monotonic() - started, 1)
+        self._save_state()
+        log.info("e2e VM: booted to SSH in %.1fs (kernel %s)", self.boot_seconds, self.image.kernel_release)
+        return self.boot_seconds
+
+    def _launch(self, detach: bool) -> float:
+        """Start qemu on a fresh overlay and a free port; return the start time."""
         self.overlay.unlink(missing_ok=True)
         self.qmp_socket.unlink(missing_ok=True)
         self._create_overlay()
@@ -622,15 +638,7 @@ class VM:
         self.pid = self._proc.pid
         self._save_state()
         log.info("e2e VM: qemu pid %d, ssh on 127.0.0.1:%d; waiting for sshd", self.pid, self.port)
-        try:
-            self.wait_for_ssh(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.boot_seconds = round(time.monotonic() - started, 1)
-        self._save_state()
-        log.info("e2e VM: booted to SSH in %.1fs (kernel %s)", self.boot_seconds, self.image.kernel_release)
-        return self.boot_seconds
+        return started
 
     def _create_overlay(self) -> None:
         argv = [
@@ -784,9 +792,7 @@ def _is_our_qemu(pid: int, state_dir: Path) -> bool:
     except OSError:
         return False
     return (
-        bool(argv)
-        and argv[0].endswith(b"qemu-system-x86_64")
-        and any(str(state_dir).encode() in arg for arg in argv)
+        bool(argv) and argv[0].endswith(b"qemu-system-x86_64") and any(str(state_dir).encode() in arg for arg in argv)
     )
 
 
