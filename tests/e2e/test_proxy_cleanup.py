@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Guest
+    from vmkit import Guest
 
 pytestmark = pytest.mark.e2e
 
@@ -119,9 +119,7 @@ def kube_proxy_traces(guest: Guest) -> dict[str, int]:
     """Count, straight from the kernel's tools, what kube-proxy left."""
     sh = guest.sh
     return {
-        "ipvs_services": sum(
-            line.startswith(("TCP", "UDP")) for line in sh("ipvsadm -Ln").stdout.splitlines()
-        ),
+        "ipvs_services": sum(line.startswith(("TCP", "UDP")) for line in sh("ipvsadm -Ln").stdout.splitlines()),
         "kube_ipvs0": int(sh("ip link show dev kube-ipvs0", check=False).exit_status == 0),
         "ipsets": sum(name.startswith("KUBE-") for name in sh("ipset list -n").stdout.split()),
         "iptables_kube_lines": sh("iptables-save; ip6tables-save").stdout.count("KUBE-"),

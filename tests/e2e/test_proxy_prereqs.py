@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from conftest import Guest
+    from vmkit import Guest
 
 pytestmark = pytest.mark.e2e
 
@@ -84,9 +84,7 @@ def test_a_modules_file_nodeboot_did_not_write_is_kept(guest: Guest) -> None:
         assert prereqs.facts["modules_file_written"] is False
         assert prereqs.facts["modules_file_written_by_nodeboot"] is False
 
-        cleanup = guest.script(
-            "proxy-cleanup.sh", NB_CLEAN_MODES="", NB_REMOVE_MODULES_FILE="1", NB_MODULES_FILE=path
-        )
+        cleanup = guest.script("proxy-cleanup.sh", NB_CLEAN_MODES="", NB_REMOVE_MODULES_FILE="1", NB_MODULES_FILE=path)
         assert cleanup.ok, cleanup.error
         assert not cleanup.changed
         assert cleanup.facts["modules_file_removed"] is False
@@ -99,9 +97,7 @@ def test_a_modules_file_nodeboot_wrote_is_removed_once(guest: Guest) -> None:
     path = "/etc/modules-load.d/nodeboot-e2e-removal.conf"
     assert guest.script("proxy-prereqs.sh", NB_PROXY_MODE="ipvs", NB_MODULES_FILE=path).changed
     for attempt in range(2):
-        result = guest.script(
-            "proxy-cleanup.sh", NB_CLEAN_MODES="", NB_REMOVE_MODULES_FILE="1", NB_MODULES_FILE=path
-        )
+        result = guest.script("proxy-cleanup.sh", NB_CLEAN_MODES="", NB_REMOVE_MODULES_FILE="1", NB_MODULES_FILE=path)
         assert result.ok, result.error
         assert result.changed is (attempt == 0)
         assert result.facts["modules_file_removed"] is (attempt == 0)
