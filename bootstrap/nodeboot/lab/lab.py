@@ -147,7 +147,7 @@ class Lab:
         self.save(record)  # saved first, so a crash mid-way can still be cleaned up
         create_bridge(record.bridge, record.gateway, 24)
         self._ssh_material()
-        self._windows_material() if windows else None
+        self._windows_material()
         with ThreadPoolExecutor(max_workers=2) as pool:
             cp_job = pool.submit(self._start_control_plane, record)
             hosts_job = pool.submit(self._start_hosts, record)

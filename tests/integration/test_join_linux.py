@@ -1,0 +1,160 @@
+"""Issue 3's must-show, on the lab: join, no-change re-run, dry run, reset with drain, proxy set-mode."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from kubernetes import client
+
+from labkit import summary
+
+LABELS = {"tier": "web", "node-role.kubernetes.io/worker": ""}
+
+
+def nodeboot_tokens(cluster) -> list[str]:
+    secrets = cluster.core.list_namespaced_secret("kube-system", field_selector="type=bootstrap.kubernetes.io/token")
+    return [s.metadata.name for s in secrets.items if (s.metadata.labels or {}).get("app.kubernetes.io/managed-by")
+            == "nodeboot"]
+
+
+@pytest.fixture(scope="module")
+def joined(lab):
+    hosts = lab.reserve(3)
+    host_vars = {hosts[0]["name"]: {"nodeboot_labels": LABELS, "nodeboot_taints": ["dedicated=web:NoSchedule"]},
+                 hosts[1]["name"]: {"nodeboot_labels": {"tier": "db"}}}
+    inventory = lab.inventory(hosts, "core-join", host_vars)
+    started = time.monotonic()
+    proc, events = lab.nodeboot_json("join", "-i", str(inventory))
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
+    print(f"3-host join: {elapsed:.1f}s wall (CLI process included)")
+    return hosts, inventory, events
+
+
+def test_three_hosts_join_ready_with_labels_and_taints(lab, joined):
+    hosts, _, events = joined
+    cluster = lab.cluster()
+    for host in hosts:
+        node = cluster.core.read_node(host["name"])
+        assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
+        assert node.metadata.labels["kubernetes.io/os"] == "linux"
+    first = cluster.core.read_node(hosts[0]["name"])
+    assert {k: first.metadata.labels.get(k) for k in LABELS} == LABELS
+    assert [(t.key, t.value, t.effect) for t in first.spec.taints or []] == [("dedicated", "web", "NoSchedule")]
+    assert cluster.core.read_node(hosts[1]["name"]).metadata.labels["tier"] == "db"
+    assert nodeboot_tokens(cluster) == []
+    result = summary(events)
+    assert result["tokens_created"] == 3 and result["tokens_left"] == []
+    assert {h["result"] for h in result["hosts"]} == {"changed"}
+
+
+def test_second_run_changes_nothing_and_creates_no_token(lab, joined):
+    _, inventory, _ = joined
+    proc, events = lab.nodeboot_json("join", "-i", str(inventory))
+    assert proc.returncode == 0, proc.stderr
+    result = summary(events)
+    assert result["tokens_created"] == 0
+    assert {h["result"] for h in result["hosts"]} == {"ok"}
+    # A joined host costs one round trip: the facts script.
+    assert [h["execs"] for h in result["hosts"]] == [1, 1, 1]
+
+
+def test_dry_run_changes_nothing(lab):
+    (host,) = lab.reserve(1)
+    inventory = lab.inventory([host], "dry-run")
+    proc, events = lab.nodeboot_json("join", "-i", str(inventory), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    phases = {e["phase"]: e["status"] for e in events if e.get("event") == "phase" and e["status"] != "start"}
+    assert phases["kubeadm-join"] == "would-run" and phases["facts"] == "ok"
+    assert summary(events)["tokens_created"] == 0
+    with pytest.raises(client.ApiException):
+        lab.cluster().core.read_node(host["name"])
+    assert lab.ssh(host, "test -e /etc/kubernetes/kubelet.conf; echo $?").stdout.strip() == "1"
+
+
+def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined):
+    hosts, inventory, _ = joined
+    cluster = lab.cluster()
+    before = yaml.safe_load(cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"])
+    proc = lab.nodeboot("proxy", "set-mode", "ipvs", "--scheduler", "lc", "-i", str(inventory))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    after = yaml.safe_load(cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"])
+    assert after["mode"] == "ipvs" and after["ipvs"]["scheduler"] == "lc"
+    assert after["clusterCIDR"] == before["clusterCIDR"]  # every other field kept
+    assert {k: v for k, v in after.items() if k not in ("mode", "ipvs")} == \
+        {k: v for k, v in before.items() if k not in ("mode", "ipvs")}
+    for host in hosts:
+        content = lab.ssh(host, "cat /etc/modules-load.d/nodeboot-ipvs.conf").stdout.split()
+        assert {"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh", "nf_conntrack"} <= set(content)
+        assert "ip_vs" in lab.ssh(host, "lsmod").stdout
+    ds = cluster.apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
+    assert "nodeboot.io/restartedAt" in (ds.spec.template.metadata.annotations or {})
+    assert ds.status.updated_number_scheduled == ds.status.desired_number_scheduled
+    status = lab.nodeboot("proxy", "status", "-i", str(inventory), "--output", "json")
+    assert status.returncode == 0 and '"mode": "ipvs"' in status.stdout
+
+
+def _deployment(name: str, replicas: int) -> client.V1Deployment:
+    labels = {"app": name}
+    return client.V1Deployment(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1DeploymentSpec(
+            replicas=replicas, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")]),
+            ),
+        ),
+    )
+
+
+def _wait(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("condition not met in time")
+
+
+def test_reset_drains_respecting_pdb_then_resets_and_deletes(lab, joined):
+    hosts, inventory, _ = joined
+    cluster = lab.cluster()
+    victim = hosts[1]["name"]  # untainted, so pods land there
+    cluster.apps.create_namespaced_deployment("default", _deployment("web", 4))
+    _wait(lambda: len([p for p in cluster.core.list_namespaced_pod("default", label_selector="app=web").items
+                       if p.status.phase == "Running"]) == 4)
+    on_victim = lambda: [p for p in cluster.core.list_namespaced_pod(  # noqa: E731
+        "default", label_selector="app=web", field_selector=f"spec.nodeName={victim}").items]
+    assert on_victim(), "the scheduler put no pod on the node to drain"
+    # A PodDisruptionBudget that allows nothing: the drain must stop, not force its way.
+    cluster.policy.create_namespaced_pod_disruption_budget("default", client.V1PodDisruptionBudget(
+        metadata=client.V1ObjectMeta(name="web"),
+        spec=client.V1PodDisruptionBudgetSpec(max_unavailable=0,
+                                              selector=client.V1LabelSelector(match_labels={"app": "web"}))))
+    _wait(lambda: cluster.policy.read_namespaced_pod_disruption_budget("web", "default").status.observed_generation)
+    proc = lab.nodeboot("reset", "-i", str(inventory), "--limit", victim, "--yes", "--drain-timeout", "4")
+    assert proc.returncode == 1
+    assert "PodDisruptionBudget" in proc.stdout + proc.stderr
+    assert cluster.core.read_node(victim).spec.unschedulable  # cordoned, still there
+    # With room in the budget the same reset goes through.
+    cluster.policy.patch_namespaced_pod_disruption_budget("web", "default", {"spec": {"maxUnavailable": 1}})
+    proc = lab.nodeboot("reset", "-i", str(inventory), "--limit", victim, "--yes")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    with pytest.raises(client.ApiException) as gone:
+        cluster.core.read_node(victim)
+    assert gone.value.status == 404
+    assert on_victim() == []
+    host = next(h for h in hosts if h["name"] == victim)
+    assert lab.ssh(host, "ls /etc/kubernetes/kubelet.conf /etc/modules-load.d/nodeboot-ipvs.conf 2>&1; "
+                         "ls /etc/cni/net.d | wc -l").stdout.count("No such file") == 2
+    cluster.apps.delete_namespaced_deployment("web", "default")
+    cluster.policy.delete_namespaced_pod_disruption_budget("web", "default")
+
+
+def test_reset_without_yes_and_no_terminal_refuses(lab, joined):
+    _, inventory, _ = joined
+    proc = lab.nodeboot("reset", "-i", str(inventory), input="")
+    assert proc.returncode == 2 and "--yes" in proc.stderr and "Traceback" not in proc.stderr
