@@ -23,9 +23,9 @@ from labkit import LabHandle  # noqa: E402
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Tests under tests/integration need the lab; mark them so `-m "not lab"` runs the rest alone.
     for item in items:
-        if "integration" in item.path.parts and "lab" not in item.keywords:
-            if item.path.name != "test_winrm_lab.py":
-                item.add_marker(pytest.mark.lab)
+        needs_lab = "integration" in item.path.parts and item.path.name != "test_winrm_lab.py"
+        if needs_lab and "lab" not in item.keywords:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session")

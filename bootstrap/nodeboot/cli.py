@@ -23,7 +23,9 @@ def host_options(f: Callable) -> Callable:
         click.argument("hosts", nargs=-1, metavar="[USER@]HOST[:PORT]..."),
         click.option("-i", "--inventory", "inventory_file", metavar="FILE", help="Ansible YAML inventory."),
         click.option("--limit", metavar="PATTERN", help="Only hosts or groups matching (Ansible syntax)."),
-        click.option("--os", "os_name", default="linux", show_default=True, help="OS of HOST arguments: linux|windows."),
+        click.option(
+            "--os", "os_name", default="linux", show_default=True, help="OS of HOST arguments: linux|windows."
+        ),
         click.option("--user", help="Login user for HOST arguments."),
         click.option("--ssh-key", type=click.Path(dir_okay=False), help="SSH private key file."),
         click.option("--password-env", metavar="VAR", help="Environment variable holding the password."),
@@ -45,8 +47,9 @@ def run_options(f: Callable) -> Callable:
         click.option("--fail-fast", is_flag=True, help="Stop all hosts when one fails."),
         click.option("--dry-run", is_flag=True, help="Show each host's phases and whether they would run."),
         click.option("--skip-phases", metavar="LIST", help="Comma-separated phase names to skip."),
-        click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human",
-                     show_default=True),
+        click.option(
+            "--output", "output_mode", type=click.Choice(["human", "json"]), default="human", show_default=True
+        ),
         click.option("--log-dir", metavar="DIR", help="Where the run's log and host transcripts go."),
         click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 600)),
         click.option("--step-timeout", default=600.0, show_default=True, type=click.FloatRange(1, 86400)),
@@ -66,13 +69,17 @@ def selection(kw: dict, extra_vars: dict | None = None) -> app.HostSelection:
         "ansible_become": True if kw.get("become") else None,
         **(extra_vars or {}),
     }
-    return app.HostSelection(kw.get("inventory_file"), kw.get("limit"), tuple(kw.get("hosts") or ()), os_name,
-                             cli_vars)
+    return app.HostSelection(kw.get("inventory_file"), kw.get("limit"), tuple(kw.get("hosts") or ()), os_name, cli_vars)
 
 
 def settings(kw: dict, **option_fields) -> app.RunSettings:
-    s = app.RunSettings(kubeconfig=kw.get("kubeconfig"), output=kw.get("output_mode", "human"),
-                        log_dir=kw.get("log_dir"), parallel=kw.get("parallel", 20), fail_fast=kw.get("fail_fast", False))
+    s = app.RunSettings(
+        kubeconfig=kw.get("kubeconfig"),
+        output=kw.get("output_mode", "human"),
+        log_dir=kw.get("log_dir"),
+        parallel=kw.get("parallel", 20),
+        fail_fast=kw.get("fail_fast", False),
+    )
     s.connection.known_hosts = kw.get("known_hosts")
     s.connection.accept_new_host_keys = kw.get("accept_new_host_keys", False)
     s.connection.connect_timeout = kw.get("connect_timeout", 10.0)
@@ -99,8 +106,13 @@ def cli() -> None:
 @host_options
 @run_options
 @click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
-@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
-              help="Pin the CA by hash instead of reading it from the kubeconfig.")
+@click.option(
+    "--ca-cert-hash",
+    "ca_cert_hashes",
+    multiple=True,
+    metavar="sha256:HEX",
+    help="Pin the CA by hash instead of reading it from the kubeconfig.",
+)
 @click.option("--proxy-mode", help="Prepare hosts for kube-proxy mode: iptables|ipvs|nftables.")
 @click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
 @click.option("--node-name", help="Node name for a single HOST argument.")
@@ -121,8 +133,13 @@ def join(**kw) -> None:
     for hash_value in kw["ca_cert_hashes"]:
         if not hash_value.startswith("sha256:") or len(hash_value) != 71:
             raise click.UsageError(f"--ca-cert-hash {hash_value!r}: expected sha256:<64 hex digits>")
-    s = settings(kw, api_server_endpoint=kw["api_server_endpoint"], proxy_mode=proxy_mode,
-                 install_packages=kw["install_packages"], ready_timeout=kw["ready_timeout"])
+    s = settings(
+        kw,
+        api_server_endpoint=kw["api_server_endpoint"],
+        proxy_mode=proxy_mode,
+        install_packages=kw["install_packages"],
+        ready_timeout=kw["ready_timeout"],
+    )
     if kw["ca_cert_hashes"]:
         s.options.extra["ca_cert_hashes"] = list(kw["ca_cert_hashes"])
     s.options.extra.update({"cni": kw["cni"], "artifacts_url": kw["artifacts_url"]})
@@ -313,7 +330,7 @@ def lab_env(state_dir: str | None, as_json: bool) -> None:
         return
     click.echo(f"export KUBECONFIG={env['kubeconfig']}")
     click.echo(f"export NODEBOOT_LAB_INVENTORY={env['inventory']}")
-    click.echo(f"export {env['winrm_password_env']}=\"$(cat {env['winrm_password_file']})\"")
+    click.echo(f'export {env["winrm_password_env"]}="$(cat {env["winrm_password_file"]})"')
 
 
 def _register_optional_groups() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import winrm
 from kubernetes import client
-
 from nodeboot.cluster import joinconfig, tokens
 from nodeboot.lab.lab import Lab
 from nodeboot.scripts import parse_result, script_text
@@ -48,8 +47,9 @@ def test_bootstrapsigner_signs_cluster_info_for_a_new_token(lab):
 
 
 def _transport(lab, host) -> SSHTransport:
-    return SSHTransport(host["address"], SSHOptions(key_file=lab.env["ssh_key"], known_hosts=lab.env["known_hosts"]),
-                        name=host["name"])
+    return SSHTransport(
+        host["address"], SSHOptions(key_file=lab.env["ssh_key"], known_hosts=lab.env["known_hosts"]), name=host["name"]
+    )
 
 
 def test_real_kubeadm_join_and_reset_over_ssh(lab):
@@ -58,9 +58,13 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
     ledger = tokens.TokenLedger(cluster)
     token = ledger.create(host["name"])
     tokens.wait_signed(cluster, token)
-    spec = joinconfig.JoinSpec(endpoint=tokens.join_endpoint(cluster), token=token.value,
-                               ca_hashes=tokens.ca_cert_hashes(cluster), node_name=host["name"],
-                               ignore_preflight_errors=["SystemVerification"])
+    spec = joinconfig.JoinSpec(
+        endpoint=tokens.join_endpoint(cluster),
+        token=token.value,
+        ca_hashes=tokens.ca_cert_hashes(cluster),
+        node_name=host["name"],
+        ignore_preflight_errors=["SystemVerification"],
+    )
     t = _transport(lab, host)
     try:
         out = t.run_script(script_text("linux", "join.sh"), {}, {"NB_JOIN_CONFIG": joinconfig.render(spec, 37)})
@@ -87,9 +91,14 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
 def test_pywinrm_runs_a_command_on_a_windows_lab_host(lab):
     (host,) = lab.reserve(1, "windows")
     for scheme, port, encryption in (("http", 5985, "always"), ("https", 5986, "auto")):
-        session = winrm.Session(f"{scheme}://{host['address']}:{port}/wsman", auth=("Administrator", lab.winrm_password()),
-                                transport="ntlm", server_cert_validation="validate", ca_trust_path=lab.env["winrm_ca"],
-                                message_encryption=encryption)
+        session = winrm.Session(
+            f"{scheme}://{host['address']}:{port}/wsman",
+            auth=("Administrator", lab.winrm_password()),
+            transport="ntlm",
+            server_cert_validation="validate",
+            ca_trust_path=lab.env["winrm_ca"],
+            message_encryption=encryption,
+        )
         result = session.run_cmd("hostname")
         assert result.status_code == 0 and result.std_out.strip(), (scheme, result.std_err)
 
@@ -113,8 +122,10 @@ def test_lab_down_leaves_nothing_behind(tmp_path):
         pids += subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True).stdout.split()
     assert pids
     small.down()
-    assert not any(line.startswith(record.prefix) for line in
-                   subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines())
+    assert not any(
+        line.startswith(record.prefix)
+        for line in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.splitlines()
+    )
     assert subprocess.run(["ip", "link", "show", record.bridge], capture_output=True).returncode != 0
     mounts = Path("/proc/self/mounts").read_text()
     assert str(state) not in mounts

@@ -174,7 +174,9 @@ def join_endpoint(cluster: Cluster, override: str | None = None) -> str:
         kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
         server = kubeconfig["clusters"][0]["cluster"]["server"]
     except (KeyError, IndexError, TypeError, yaml.YAMLError):
-        raise ClusterError("kube-public/cluster-info has no usable kubeconfig (was the cluster made by kubeadm?)") from None
+        raise ClusterError(
+            "kube-public/cluster-info has no usable kubeconfig (was the cluster made by kubeadm?)"
+        ) from None
     return server.removeprefix("https://").rstrip("/")
 
 

@@ -127,7 +127,9 @@ def _build_etcd(k8s_work: Path, work: Path, target: Path, log) -> None:
     pinned = re.search(r"go\.etcd\.io/etcd/server/v3 (v\S+)", (k8s_work / "upstream.mod").read_text())
     etcd_version = pinned.group(1) if pinned else "v3.6.5"
     work.mkdir(parents=True, exist_ok=True)
-    (work / "go.mod").write_text(f"module nodeboot.lab/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 {etcd_version}\n")
+    (work / "go.mod").write_text(
+        f"module nodeboot.lab/etcd\n\ngo 1.24\n\nrequire go.etcd.io/etcd/server/v3 {etcd_version}\n"
+    )
     (work / "tools.go").write_text('//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n')
     log(f"lab: building etcd {etcd_version}")
     _go(["mod", "tidy"], work, log)

@@ -53,7 +53,9 @@ class ControlPlane:
                     "criSocket": "unix:///var/run/containerd/containerd.sock",
                 },
                 # kubeadm would invent a token otherwise; the lab starts with none.
-                "bootstrapTokens": [{"token": "labini.0000000000000000", "ttl": "1s", "usages": ["signing", "authentication"]}],
+                "bootstrapTokens": [
+                    {"token": "labini.0000000000000000", "ttl": "1s", "usages": ["signing", "authentication"]}
+                ],
             },
             {
                 "apiVersion": "kubeadm.k8s.io/v1beta4",

@@ -8,6 +8,7 @@ name, mounts by path.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -345,10 +346,8 @@ class Lab:
             removed.append(f"mount {path}")
         if record:
             for d in record.created_dirs:
-                try:
+                with contextlib.suppress(OSError):  # only empty ones go
                     os.rmdir(d)
-                except OSError:
-                    pass
             self.record_path.unlink(missing_ok=True)
         if removed and not quiet:
             self.log("lab: removed " + ", ".join(removed))

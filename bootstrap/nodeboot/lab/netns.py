@@ -11,6 +11,7 @@ replaced by per-host directories, so hosts do not see each other's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -158,10 +159,8 @@ def kill_pids(pids: list[int], grace: float = 5.0) -> None:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _alive(pid: int) -> bool:
@@ -170,10 +169,8 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     # A zombie is dead for our purposes; reap it if it is our child.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
     try:
         with open(f"/proc/{pid}/stat") as fh:
             return fh.read().split(") ", 1)[1][0] != "Z"
