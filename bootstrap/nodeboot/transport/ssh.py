@@ -239,14 +239,18 @@ class SSHTransport:
         When the caller already knows the remote file's sha256 (from gathered
         facts) and it matches, nothing is sent at all.
 
-        The script reads its own text from stdin up to a marker, then the payload;
-        bash reads a script from a pipe byte by byte, so head gets exactly the data.
+        The script and then the payload travel on stdin. The script is one { }
+        block: bash reads a whole compound command before running it (and reads
+        a pipe byte by byte), so when head runs, what is left on stdin is exactly
+        the payload. Without the block, head would swallow the script's later
+        lines and bash would run the payload's bytes as commands.
         """
         digest = hashlib.sha256(data).hexdigest()
         if remote_sha256 == digest:
             return False
         q = sh_quote(remote_path)
         script = (
+            "{\n"
             f"p={q}\n"
             f'if [ -f "$p" ] && [ "$(sha256sum "$p" | cut -d" " -f1)" = {digest} ]; then\n'
             f"  head -c {len(data)} >/dev/null; echo unchanged; exit 0\nfi\n"
@@ -254,7 +258,7 @@ class SSHTransport:
             f't="$p.nodeboot.$$"; head -c {len(data)} > "$t"\n'
             f'if [ "$(sha256sum "$t" | cut -d" " -f1)" != {digest} ]; then rm -f "$t"; echo mismatch; exit 3; fi\n'
             f'chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
-            "exit 0\n"
+            "exit 0\n}\n"
         )
         command, prefix = self._command()
         self.stats.uploads += 1
