@@ -20,7 +20,7 @@ SCRIPTS_DIR = Path(__file__).resolve().parent / "scripts"
 
 
 # Shared functions every script of that OS may use; sent ahead of the script body.
-COMMON = {"linux": "common.sh"}
+COMMON = {"linux": "common.sh", "windows": "common.ps1"}
 COMMON_MARKER = "nb_"
 
 
@@ -33,6 +33,10 @@ def script_text(os_name: str, name: str) -> str:
     except FileNotFoundError:
         raise ScriptError(name, f"host script {os_name}/{name} is missing from this install") from None
     common = COMMON.get(os_name)
+    if common and name != common and os_name == "windows":
+        # After the script's `# nodeboot-script: NAME` line, which must stay its first.
+        first, _, rest = body.partition("\n")
+        return first + "\n" + (SCRIPTS_DIR / os_name / common).read_text() + "\n" + rest
     if common and name != common and f"{COMMON_MARKER}ok" in body:
         return (SCRIPTS_DIR / os_name / common).read_text() + "\n" + body
     return body

@@ -120,11 +120,15 @@ class WindowsHostModel:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.state: dict[str, Any] = self._load()
+        computer_name = computer_name or os.environ.get("NB_LAB_COMPUTER_NAME")
         if computer_name:
             self.state["computer_name"] = computer_name
         self.state.setdefault("computer_name", "WIN-LAB1")
         self.state.setdefault("boot_id", str(uuid.uuid4()))
         self.state.setdefault("files", {})
+        from nodeboot.lab.windows_node import NodeScripts
+
+        self.node = NodeScripts(self)  # nodeboot's Windows node scripts (scripts/windows/*.ps1)
         self._save()
 
     # -- the handler entry point ----------------------------------------------------
@@ -183,6 +187,7 @@ class WindowsHostModel:
         """nodeboot scripts this model knows, by the NAME of their `# nodeboot-script:` line."""
         return {
             "put-file": self._put_file,
+            **self.node.table(),
         }
 
     def _put_file(self, inv: PowerShellInvocation) -> Outcome:
