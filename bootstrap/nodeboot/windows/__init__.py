@@ -1,0 +1,1 @@
+"""Windows workload identity: RunAsUserName validation, GMSA credential specs."""
