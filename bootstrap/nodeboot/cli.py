@@ -342,6 +342,9 @@ def _register_optional_groups() -> None:
     cli_windows.register(cli)
 
 
+    from nodeboot import cluster_cmd  # join-config, node, proxy apply-config (for the playbooks)
+
+    cluster_cmd.register(cli)
 _register_optional_groups()
 
 

@@ -1,0 +1,283 @@
+"""Cluster-side steps as small commands, for the Ansible playbooks (and scripts).
+
+The playbooks run the host work through scripts/; everything that talks to the
+Kubernetes API runs on the controller through these commands, so it is the same
+code nodeboot's own phases call. Each command prints one JSON object on stdout;
+a bad input is one line on stderr and exit 2, a cluster failure exit 1.
+
+Commands that concern one inventory host read it as JSON on stdin:
+{"host": NAME, "groups": [...], "vars": {...nodeboot_* vars...}}, so the node
+name, labels, taints and join settings are validated by nodeboot's own
+inventory code, whatever tool loaded the inventory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import click
+
+from nodeboot import inventory, validate
+from nodeboot.cluster import joinconfig, nodes, tokens
+from nodeboot.cluster.client import Cluster
+from nodeboot.errors import UsageError
+from nodeboot.inventory import Host
+from nodeboot.steps import preflight
+
+STDIN_SOURCE = "stdin"
+
+
+def emit(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, sort_keys=True))
+
+
+def read_stdin_json() -> dict[str, Any]:
+    text = sys.stdin.read()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{STDIN_SOURCE}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{STDIN_SOURCE}: expected a JSON object")
+    return data
+
+
+def host_from_stdin(data: dict[str, Any]) -> Host:
+    name = data.get("host")
+    if not isinstance(name, str) or not name:
+        raise UsageError(f"{STDIN_SOURCE}: 'host' must name the inventory host")
+    host_vars = data.get("vars") or {}
+    groups = data.get("groups") or []
+    if not isinstance(host_vars, dict) or not isinstance(groups, list):
+        raise UsageError(f"{STDIN_SOURCE}: 'vars' must be an object and 'groups' a list")
+    # Only nodeboot's own vars: connection details stay with the tool that connects.
+    wanted = {k: v for k, v in host_vars.items() if k.startswith("nodeboot_") and k != "nodeboot_password_env"}
+    return inventory.host_from_vars(STDIN_SOURCE, name, wanted, [str(g) for g in groups])
+
+
+def kubeadm_minor(version: str) -> int:
+    found = preflight.minor_of(version)
+    if found is None:
+        raise UsageError(f"--kubeadm-version {version!r}: expected a version such as v1.37.2")
+    return found[1]
+
+
+def checked_node_name(name: str) -> str:
+    try:
+        return validate.node_name(name)
+    except ValueError as exc:
+        raise UsageError(f"NODE: {exc}") from None
+
+
+kubeconfig_option = click.option("--kubeconfig", metavar="FILE", help="Default: $KUBECONFIG, then ~/.kube/config.")
+check_option = click.option("--check", is_flag=True, help="Report what would change; change nothing.")
+
+
+@click.group("join-config")
+def join_config() -> None:
+    """The JoinConfiguration for one host (stdin: the host as JSON)."""
+
+
+@join_config.command("create")
+@click.option("--kubeadm-version", required=True, help="The node's kubeadm version (picks v1beta4 or v1beta3).")
+@click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
+@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX")
+@kubeconfig_option
+def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca_cert_hashes: tuple[str, ...],
+                       kubeconfig: str | None) -> None:
+    """Create a 15-minute token for the host's node and print its JoinConfiguration.
+
+    The output holds the token: read it with no_log and hand it to the host in a
+    0600 file or on stdin, never in argv."""
+    minor = kubeadm_minor(kubeadm_version)
+    for value in ca_cert_hashes:
+        if not value.startswith("sha256:") or len(value) != 71:
+            raise UsageError(f"--ca-cert-hash {value!r}: expected sha256:<64 hex digits>")
+    host = host_from_stdin(read_stdin_json())
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    endpoint = tokens.join_endpoint(cluster, api_server_endpoint)
+    hashes = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
+    ledger = tokens.TokenLedger(cluster)
+    token = ledger.create(host.node_name)
+    try:
+        tokens.wait_signed(cluster, token)
+    except BaseException:
+        ledger.delete(token)
+        raise
+    spec = joinconfig.JoinSpec(endpoint=endpoint, token=token.value, ca_hashes=hashes, node_name=host.node_name,
+                               os=host.os, taints=host.taints, node_ips=host.node_ips,
+                               kubelet_extra_args=host.kubelet_extra_args,
+                               ignore_preflight_errors=host.ignore_preflight_errors)
+    emit({"node": host.node_name, "token_id": token.token_id, "endpoint": endpoint,
+          "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+          "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor)})
+
+
+@click.group("node")
+def node() -> None:
+    """One Node in the cluster: join plan, wait Ready, labels and taints, drain, delete."""
+
+
+@node.command("plan-join")
+@kubeconfig_option
+def node_plan_join(kubeconfig: str | None) -> None:
+    """From the host (stdin, with 'facts' from facts.sh and the controller's 'sent_at'/'received_at'):
+    is its Node registered and Ready, and what would stop it joining."""
+    data = read_stdin_json()
+    host = host_from_stdin(data)
+    facts = data.get("facts") or {}
+    if not isinstance(facts, dict):
+        raise UsageError(f"{STDIN_SOURCE}: 'facts' must be the facts object facts.sh printed")
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    current = nodes.read_node(cluster, host.node_name)
+    registered = current is not None
+    problems: list[str] = []
+    if facts.get("joined") and not registered:
+        problems.append(f"{host.name} has /etc/kubernetes/kubelet.conf but no Node {host.node_name} exists in this "
+                        "cluster: it belongs to another cluster or was deleted; run nodeboot reset on it first")
+    elif not facts.get("joined") and host.os == "linux":
+        sent = float(data.get("sent_at") or time.time())
+        received = float(data.get("received_at") or time.time())
+        problems += preflight.linux_problems(facts, host.node_name, cluster.version[:2], sent, received)
+    emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
+          "joined": bool(facts.get("joined")) and registered, "problems": problems})
+
+
+@node.command("wait-ready")
+@click.argument("name")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@kubeconfig_option
+def node_wait_ready(name: str, timeout: float, kubeconfig: str | None) -> None:
+    """Wait (a watch, not polling) until the Node is Ready."""
+    name = checked_node_name(name)
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    if nodes.is_ready(nodes.read_node(cluster, name)):
+        emit({"node": name, "ready": True, "changed": False})
+        return
+    watcher = nodes.NodeWatcher(cluster)
+    watcher.wait_ready(name, timeout)
+    watcher.stop()
+    emit({"node": name, "ready": True, "changed": False})
+    # The watch thread may sit in a TLS read; leaving without waiting for it
+    # keeps interpreter shutdown from tearing it down mid-read (SIGABRT).
+    sys.stdout.flush()
+    os._exit(0)
+
+
+@node.command("label-taint")
+@check_option
+@kubeconfig_option
+def node_label_taint(check: bool, kubeconfig: str | None) -> None:
+    """Add the host's labels and taints (stdin) that its Node lacks; never removes any."""
+    host = host_from_stdin(read_stdin_json())
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    current = nodes.read_node(cluster, host.node_name)
+    if current is None:
+        if check:
+            emit({"node": host.node_name, "changed": bool(host.labels or host.taints), "registered": False})
+            return
+        raise UsageError(f"node {host.node_name} is not registered")
+    missing = bool(nodes.missing_labels(current, host.labels) or nodes.missing_taints(current, host.taints))
+    changed = missing if check else nodes.apply_labels_and_taints(cluster, current, host.labels, host.taints)
+    emit({"node": host.node_name, "changed": changed, "registered": True})
+
+
+@node.command("drain")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
+@check_option
+@kubeconfig_option
+def node_drain(name: str, force: bool, timeout: float, check: bool, kubeconfig: str | None) -> None:
+    """Cordon and evict through the Eviction API (PodDisruptionBudgets hold; DaemonSet pods stay)."""
+    name = checked_node_name(name)
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    if nodes.read_node(cluster, name) is None:
+        emit({"node": name, "changed": False, "registered": False})
+        return
+    if check:
+        emit({"node": name, "changed": True, "registered": True})
+        return
+    result = nodes.drain(cluster, name, force=force, timeout=timeout)
+    emit({"node": name, "changed": True, "registered": True,
+          "evicted": len(result.evicted) + len(result.deleted_bare), "daemonset_pods": len(result.skipped_daemonset)})
+
+
+@node.command("delete")
+@click.argument("name")
+@check_option
+@kubeconfig_option
+def node_delete(name: str, check: bool, kubeconfig: str | None) -> None:
+    """Delete the Node object (no change if there is none)."""
+    name = checked_node_name(name)
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    if check:
+        emit({"node": name, "changed": nodes.read_node(cluster, name) is not None})
+        return
+    emit({"node": name, "changed": nodes.delete_node(cluster, name)})
+
+
+@node.command("windows-cluster")
+@click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="The cluster's CNI.")
+@check_option
+@kubeconfig_option
+def node_windows_cluster(cni: str | None, check: bool, kubeconfig: str | None) -> None:
+    """The cluster side Windows nodes need (kube-proxy for Windows, the CNI's Windows part,
+    Linux DaemonSets pinned to Linux): what nodeboot's windows-cluster phase does."""
+    from nodeboot.cluster import windows as cluster_windows
+
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    if check:
+        emit({"changed": bool(cluster_windows.plan(cluster, cni).pending()), "changes": []})
+        return
+    changes = cluster_windows.apply(cluster, cni)
+    emit({"changed": bool(changes), "changes": changes})
+
+
+@click.command("apply-config")
+@click.argument("mode")
+@click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS))
+@click.option("--strict-arp/--no-strict-arp", default=None)
+@click.option("--sync-period", metavar="DURATION")
+@click.option("--min-sync-period", metavar="DURATION")
+@click.option("--exclude-cidrs", metavar="CIDRS")
+@click.option("--tcp-timeout", metavar="DURATION")
+@click.option("--tcp-fin-timeout", metavar="DURATION")
+@click.option("--udp-timeout", metavar="DURATION")
+@click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600))
+@check_option
+@kubeconfig_option
+def proxy_apply_config(mode: str, check: bool, kubeconfig: str | None, **kw) -> None:
+    """Only the cluster half of `proxy set-mode`: patch kube-proxy's config.conf and roll the DaemonSet.
+    The nodes' prerequisites and the old mode's cleanup are the playbook's (or set-mode's) job."""
+    from nodeboot import proxy_cmd
+    from nodeboot.cluster import kubeproxy
+
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    server = cluster.version[:2]
+    change = proxy_cmd.parse_change(mode, kw, server)
+    cm, config = kubeproxy.read_config(cluster)
+    old_mode = config.get("mode") or "iptables"
+    new_config = kubeproxy.apply_change(config, change)
+    notice = kubeproxy.ipvs_notice(server) if mode == "ipvs" else None
+    result = {"mode": mode, "old_mode": old_mode, "notice": notice or ""}
+    if check:
+        emit({**result, "changed": new_config != config})
+        return
+    changed = kubeproxy.write_config(cluster, cm, new_config)
+    if changed:
+        generation = kubeproxy.restart_daemonset(cluster)
+        kubeproxy.wait_rollout(cluster, generation, timeout=kw["rollout_timeout"])
+    emit({**result, "changed": changed})
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(join_config)
+    cli.add_command(node)
+    proxy_group = cli.commands.get("proxy")
+    if isinstance(proxy_group, click.Group):
+        proxy_group.add_command(proxy_apply_config)
