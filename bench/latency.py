@@ -1,0 +1,194 @@
+"""B2: seconds per step on one host behind added delay.
+
+The host is an sshd in a network namespace of its own (nbb-lat, veth
+198.19.77.1 <-> 198.19.77.2). The delay is tc netem on the namespace's side
+when the kernel has netem; otherwise (this machine's kernel has no sch_netem)
+a relay on loopback (delayproxy.DelayProxy) holds every chunk back by half
+the added round trip in each direction.
+
+Per step, against the same host at the same delay:
+- nodeboot: SSHTransport.run_script of the bench phase scripts, put_file;
+- paramiko exec: open_session + exec_command + stdin + wait (what the floor does);
+- persistent shell (a prototype, not nodeboot's code): one channel opened once,
+  scripts sent length-framed to a bash loop, one round trip per step;
+- SSH RTT: a global request with want-reply (keepalive@openssh.com): one round trip.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import paramiko
+from hosts import BenchHost, HostPool
+from nodeboot.transport.ssh import SSHOptions, SSHTransport
+from tools.common import preamble, script_vars
+
+NETNS = "nbb-lat"
+HOST_IF = "nbb-lat-h"
+NS_ADDR, HOST_ADDR = "198.19.77.2", "198.19.77.1"
+BENCH = Path(__file__).resolve().parent
+BASH = "bash --noprofile --norc -s"
+LOOP = ('while IFS= read -r n; do head -c "$n" > "$T"; bash --noprofile --norc "$T" </dev/null; '
+        'echo "__NB_DONE__ $?"; done')
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, check=check)
+
+
+def make_netns() -> None:
+    remove_netns()
+    sh("ip", "netns", "add", NETNS)
+    sh("ip", "link", "add", HOST_IF, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
+    sh("ip", "addr", "add", f"{HOST_ADDR}/30", "dev", HOST_IF)
+    sh("ip", "link", "set", HOST_IF, "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "lo", "up")
+    sh("ip", "netns", "exec", NETNS, "ip", "addr", "add", f"{NS_ADDR}/30", "dev", "eth0")
+    sh("ip", "netns", "exec", NETNS, "ip", "link", "set", "eth0", "up")
+
+
+def remove_netns() -> None:
+    sh("ip", "link", "del", HOST_IF, check=False)
+    sh("ip", "netns", "del", NETNS, check=False)
+
+
+def netem(delay_ms: float) -> subprocess.CompletedProcess:
+    return sh("ip", "netns", "exec", NETNS, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay",
+              f"{delay_ms}ms", check=False)
+
+
+def median_ms(samples: list[float]) -> float:
+    return round(statistics.median(samples) * 1000, 2)
+
+
+class PersistentShell:
+    """Prototype: one session channel for every step; one round trip per step."""
+
+    def __init__(self, transport: paramiko.Transport) -> None:
+        self.chan = transport.open_session()
+        self.chan.exec_command(f"T=$(mktemp) && trap 'rm -f $T' EXIT && {LOOP}")
+        self.buf = b""
+
+    def run(self, script: bytes) -> tuple[int, bytes]:
+        self.chan.sendall(b"%d\n" % len(script) + script)
+        while b"__NB_DONE__ " not in self.buf or not self.buf.endswith(b"\n"):
+            data = self.chan.recv(65536)
+            if not data:
+                raise RuntimeError("persistent shell closed")
+            self.buf += data
+        out, _, tail = self.buf.partition(b"__NB_DONE__ ")
+        self.buf = b""
+        return int(tail.strip()), out
+
+    def close(self) -> None:
+        self.chan.close()
+
+
+def floor_exec(transport: paramiko.Transport, stdin: bytes) -> tuple[int, bytes]:
+    chan = transport.open_session()
+    chan.exec_command(BASH)
+    chan.sendall(stdin)
+    chan.shutdown_write()
+    out = b""
+    while data := chan.recv(65536):
+        out += data
+    status = chan.recv_exit_status()
+    chan.close()
+    return status, out
+
+
+def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, log) -> dict:
+    from delayproxy import DelayProxy
+
+    make_netns()
+    host = BenchHost(999, "lat", NS_ADDR, 22022, state / "hosts" / "lat")
+    proxy = None
+    out: dict = {"reps": reps, "rows": []}
+    try:
+        probe = netem(0)
+        out["netem"] = probe.returncode == 0
+        out["netem_error"] = probe.stderr.strip()
+        log(f"B2: tc netem in this kernel: {'yes' if out['netem'] else 'no (' + out['netem_error'] + ')'}"
+            + ("" if out["netem"] else "; delay added by a relay on loopback instead"))
+        pool.spawn(host, netns=NETNS)
+        pool.wait(host)
+        pub = pool.known_hosts_line(host).split(" ", 1)[1]
+        variables = script_vars(str(host.root))
+        facts_script = (BENCH / "scripts" / "nb-facts.sh").read_text()
+        files_script = (BENCH / "scripts" / "nb-files.sh").read_text()
+        files_vars = {k: variables[k] for k in ("NB_ROOT", "NB_MODULES", "NB_SYSCTL")}
+        data = (state / "artifact.bin").read_bytes()
+        for delay in delays:
+            if out["netem"]:
+                netem(delay)
+                target = (NS_ADDR, 22022)
+            else:
+                proxy = DelayProxy(("127.0.0.1", 0), (NS_ADDR, 22022), rtt_ms=delay).start()
+                target = ("127.0.0.1", proxy.port)
+            known = state / "ssh" / "known_hosts_lat"
+            known.write_text(f"[{target[0]}]:{target[1]} {pub}")
+            opts = SSHOptions(port=target[1], key_file=str(pool.key), known_hosts=str(known))
+            nb = SSHTransport(target[0], opts, name="lat")
+            t = time.monotonic()
+            nb.connect()
+            connect = time.monotonic() - t
+            raw = nb._transport  # the same connection, driven directly for the floor's exec and the RTT
+            assert raw is not None
+            row: dict = {"delay_ms": delay, "connect_ms": round(connect * 1000, 1)}
+            samples: dict[str, list[float]] = {k: [] for k in (
+                "rtt", "nodeboot facts", "nodeboot node-files", "nodeboot put_file 1MiB", "paramiko exec",
+                "persistent shell", "host work (local bash)")}
+            shell = PersistentShell(raw)
+            nb.run_script(files_script, files_vars)  # the no-change state for node-files
+            for _ in range(reps):
+                t = time.monotonic()
+                raw.global_request("keepalive@openssh.com", wait=True)
+                samples["rtt"].append(time.monotonic() - t)
+                t = time.monotonic()
+                nb.run_script(facts_script, {"NB_ROOT": str(host.root)})
+                samples["nodeboot facts"].append(time.monotonic() - t)
+                t = time.monotonic()
+                nb.run_script(files_script, files_vars)
+                samples["nodeboot node-files"].append(time.monotonic() - t)
+                t = time.monotonic()
+                nb.put_file(data, f"{host.root}/opt/nodeboot/artifact.bin")
+                samples["nodeboot put_file 1MiB"].append(time.monotonic() - t)
+                t = time.monotonic()
+                floor_exec(raw, (preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
+                samples["paramiko exec"].append(time.monotonic() - t)
+                t = time.monotonic()
+                status, text = shell.run((preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
+                samples["persistent shell"].append(time.monotonic() - t)
+                assert status == 0 and b'"ok":true' in text, text
+                # The same script run by a local bash: the host-side work every step above includes.
+                t = time.monotonic()
+                subprocess.run(["bash", "--noprofile", "--norc", "-s"], capture_output=True, check=True,
+                               input=(preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
+                samples["host work (local bash)"].append(time.monotonic() - t)
+            shell.close()
+            nb.close()
+            if proxy is not None:
+                proxy.stop()
+                proxy = None
+            row.update({k: median_ms(v) for k, v in samples.items()})
+            out["rows"].append(row)
+            log(f"B2 delay {delay:>4.0f} ms: " + ", ".join(f"{k} {v}" for k, v in row.items() if k != "delay_ms")
+                + f" (ms, median of {reps}; load {Path('/proc/loadavg').read_text().split()[:3]})")
+        base = out["rows"][0]
+        for row in out["rows"][1:]:
+            d = row["delay_ms"]
+            row["round_trips"] = {k: round((row[k] - base[k]) / d, 2) for k in (
+                "nodeboot facts", "nodeboot node-files", "paramiko exec", "persistent shell", "rtt")}
+            # Overhead per step beyond one round trip and the host's own work.
+            row["nodeboot_overhead_ms"] = round(row["nodeboot facts"] - row["rtt"] - row["host work (local bash)"], 1)
+            row["persistent_overhead_ms"] = round(row["persistent shell"] - row["rtt"]
+                                                  - row["host work (local bash)"], 1)
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        pool.stop_one(host)
+        remove_netns()
+    return out
