@@ -457,7 +457,13 @@ class NodeScripts:
 
     def _stop_kubelet(self) -> None:
         proc, self._kubelet = self._kubelet, None
-        if proc is None:
+        pidfile = self.root / "run" / "nodeboot-lab" / "kubelet.pid"
+        if proc is None:  # started by an earlier run of this endpoint: by its pid file
+            if self.in_lab and pidfile.exists():
+                from nodeboot.lab.netns import kill_pids
+
+                kill_pids([int(pidfile.read_text().split()[0])])
+            pidfile.unlink(missing_ok=True)
             return
         if proc.poll() is None:
             proc.terminate()

@@ -13,7 +13,7 @@ MAX_DOMAIN_BYTES = 256  # the domain must be shorter than this
 MAX_USER_BYTES = 104
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NETBIOS = re.compile(r'[^\\/:*?"<>|.][^\\/:*?"<>|]{0,14}')
-_DNS_LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
+_DNS_LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]{0,61}[a-zA-Z0-9])?"  # labels of at most 63
 _DNS_DOMAIN = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 _BAD_USER_CHARS = re.compile(r'["/\\:;|=,+*?<>@\[\]]')
 _DOTS_SPACES = re.compile(r"[. ]+")
