@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from nodeboot.cluster.client import Cluster
 from nodeboot.lab.lab import Lab
 
@@ -101,3 +100,123 @@ class LabHandle:
 
 def summary(events: list[dict]) -> dict:
     return next(e for e in events if e.get("event") == "summary")
+
+
+class BackgroundRun:
+    """nodeboot running in the background with --output json; its events as they come."""
+
+    def __init__(self, handle: LabHandle, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "nodeboot", *args, "--output", "json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=handle.cli_env(), cwd=ROOT)
+        self.events: list[dict] = []
+        self.stderr = ""
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self._err_reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("{"):
+                with self._changed:
+                    self.events.append(json.loads(line))
+                    self._changed.notify_all()
+
+    def _read_err(self) -> None:
+        assert self.proc.stderr is not None
+        self.stderr = self.proc.stderr.read()
+
+    def wait_event(self, predicate, timeout: float = 120) -> dict:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for event in self.events:
+                    if predicate(event):
+                        return event
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.proc.poll() is not None and not self._reader.is_alive():
+                    raise AssertionError(f"event not seen; stderr: {self.stderr[-2000:]}")
+                self._changed.wait(min(remaining, 0.2))
+
+    def wait(self, timeout: float = 300) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(10)
+        self._err_reader.join(10)
+        return code
+
+    def summary(self) -> dict:
+        return summary(self.events)
+
+
+class TokenSpy:
+    """Records every bootstrap token secret created in the cluster while it runs,
+    so a test can look for those secrets anywhere they must not be."""
+
+    def __init__(self, handle: LabHandle) -> None:
+        self.cluster = handle.cluster()
+        self.secrets: dict[str, dict] = {}
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TokenSpy:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import base64
+
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            listing = self.cluster.core.list_namespaced_secret("kube-system")
+            self._ready.set()
+            w = watch.Watch()
+            for event in w.stream(self.cluster.core.list_namespaced_secret, "kube-system",
+                                  resource_version=listing.metadata.resource_version, timeout_seconds=5):
+                secret = event["object"]
+                if secret.type == "bootstrap.kubernetes.io/token" and secret.data:
+                    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+                    data["_created"] = secret.metadata.creation_timestamp
+                    self.secrets[data["token-id"]] = data
+                if self._stop.is_set():
+                    w.stop()
+                    return
+
+    def values(self) -> list[str]:
+        return [d["token-secret"] for d in self.secrets.values()]
+
+
+def netns_processes(netns: str) -> list[tuple[int, str, str]]:
+    """(pid, comm, cmdline) of every process in a lab host's network namespace."""
+    out = subprocess.run(["ip", "netns", "pids", netns], capture_output=True, text=True).stdout.split()
+    procs = []
+    for pid in out:
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        procs.append((int(pid), comm, cmdline))
+    return procs
+
+
+def wait_for_process(netns: str, needle: str, timeout: float = 120) -> int:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid, _comm, cmdline in netns_processes(netns):
+            if needle in cmdline:
+                return pid
+        time.sleep(0.02)
+    raise AssertionError(f"no process matching {needle!r} in {netns} within {timeout}s")

@@ -119,6 +119,8 @@ def cli() -> None:
 @click.option("--labels", metavar="K=V,...", help="Labels for every host (added to inventory labels).")
 @click.option("--taints", metavar="K[=V]:EFFECT,...", help="Taints for every host.")
 @click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
+              help="How long kubeadm join may take to reach and verify the API server.")
 @click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="Windows: the cluster's CNI.")
 @click.option("--artifacts-url", metavar="URL", help="Windows: where nodes download their binaries.")
 @click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
@@ -133,12 +135,17 @@ def join(**kw) -> None:
     for hash_value in kw["ca_cert_hashes"]:
         if not hash_value.startswith("sha256:") or len(hash_value) != 71:
             raise click.UsageError(f"--ca-cert-hash {hash_value!r}: expected sha256:<64 hex digits>")
+    try:
+        discovery_timeout = validate.duration(kw["discovery_timeout"])
+    except ValueError as exc:
+        raise click.UsageError(f"--discovery-timeout: {exc}") from None
     s = settings(
         kw,
         api_server_endpoint=kw["api_server_endpoint"],
         proxy_mode=proxy_mode,
         install_packages=kw["install_packages"],
         ready_timeout=kw["ready_timeout"],
+        discovery_timeout=discovery_timeout,
     )
     if kw["ca_cert_hashes"]:
         s.options.extra["ca_cert_hashes"] = list(kw["ca_cert_hashes"])
@@ -335,6 +342,9 @@ def lab_env(state_dir: str | None, as_json: bool) -> None:
 
 def _register_optional_groups() -> None:
     """Command groups that live in their own modules (Windows: gmsa, windows)."""
+    from nodeboot import cluster_cmd  # join-config, node, proxy apply-config (for the playbooks)
+
+    cluster_cmd.register(cli)
     try:
         from nodeboot import cli_windows
     except ImportError:
@@ -342,9 +352,6 @@ def _register_optional_groups() -> None:
     cli_windows.register(cli)
 
 
-    from nodeboot import cluster_cmd  # join-config, node, proxy apply-config (for the playbooks)
-
-    cluster_cmd.register(cli)
 _register_optional_groups()
 
 

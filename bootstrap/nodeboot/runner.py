@@ -133,9 +133,11 @@ class Fleet:
             return HostReport(host, "failed", result.error.phase, self.redactor.redact(str(result.error)),
                               result.outcomes, seconds=seconds)
         if result.interrupted:
-            last = next((o for o in result.outcomes if o.detail == "interrupted"), None)
-            return HostReport(host, "interrupted", last.phase if last else "", "stopped by Ctrl-C before this phase",
-                              result.outcomes, seconds=seconds)
+            done = [o.phase for o in result.outcomes if o.status in ("changed", "ok", "skipped")]
+            left = [o.phase for o in result.outcomes if o.detail == "interrupted"]
+            detail = (f"stopped by Ctrl-C after {done[-1] if done else 'nothing'}; "
+                      f"not run: {', '.join(left)}")
+            return HostReport(host, "interrupted", left[0] if left else "", detail, result.outcomes, seconds=seconds)
         return HostReport(host, "changed" if result.changed else "ok", "", "", result.outcomes, seconds=seconds)
 
     # -- Ctrl-C ---------------------------------------------------------------

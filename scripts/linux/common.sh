@@ -76,25 +76,26 @@ nb_on_exit() {
 trap nb_on_exit EXIT
 
 # nb_lock: one nodeboot run changes a host at a time. The lock is a directory
-# (mkdir is atomic) naming its run; it goes stale after NB_LOCK_STALE seconds
-# so a run killed mid-way does not block the host for ever.
+# (mkdir is atomic) naming its run and the shell holding it. It is stale when
+# that shell is gone (a run cut off mid-way) or after NB_LOCK_STALE seconds, so
+# a crashed run never blocks the host for ever.
 nb_lock() {
-    local run=${NB_RUN_ID:-unknown} stale=${NB_LOCK_STALE:-900} owner since age
+    local run=${NB_RUN_ID:-unknown} stale=${NB_LOCK_STALE:-900} owner since pid age
     if mkdir "$NB_LOCK_DIR" 2>/dev/null; then
-        echo "$run $(date +%s)" > "$NB_LOCK_DIR/owner"
+        echo "$run $(date +%s) $$" > "$NB_LOCK_DIR/owner"
         NB_LOCKED=1
         return 0
     fi
-    read -r owner since < "$NB_LOCK_DIR/owner" 2>/dev/null || { owner=unknown; since=0; }
+    read -r owner since pid < "$NB_LOCK_DIR/owner" 2>/dev/null || { owner=unknown; since=0; pid=""; }
     [[ $owner == "$run" ]] && return 0
     age=$(( $(date +%s) - ${since:-0} ))
-    if (( age > stale )); then
-        echo "nodeboot: taking over a stale lock of run $owner (${age}s old)"
-        echo "$run $(date +%s)" > "$NB_LOCK_DIR/owner"
+    if (( age > stale )) || [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
+        echo "nodeboot: taking over the lock of run $owner (${age}s old, holder gone or stale)"
+        echo "$run $(date +%s) $$" > "$NB_LOCK_DIR/owner"
         NB_LOCKED=1
         return 0
     fi
-    nb_die "host is locked by another nodeboot run ($owner, ${age}s ago); it goes stale after ${stale}s"
+    nb_die "host is locked by another nodeboot run ($owner, ${age}s ago, pid $pid); it goes stale after ${stale}s"
 }
 
 nb_flag() {

@@ -11,6 +11,12 @@ main() {
     fi
     command -v kubeadm >/dev/null || nb_die "kubeadm is not installed on this host"
     nb_lock
+    # A join cut short earlier (connection lost, host rebooted) leaves files that
+    # make kubeadm's preflight refuse; clear them first, and say so.
+    if [[ -e /etc/kubernetes/pki/ca.crt || -e /etc/kubernetes/bootstrap-kubelet.conf ]]; then
+        kubeadm reset -f > /dev/null 2>&1 || nb_die "a previous join was cut short and 'kubeadm reset -f' failed"
+        nb_changed "cleared a join that was cut short (kubeadm reset -f)"
+    fi
     local cfg log rc
     umask 077
     cfg=$(mktemp /tmp/nodeboot-join.XXXXXXXX)

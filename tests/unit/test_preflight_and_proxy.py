@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-
 from nodeboot.cluster import kubeproxy
 from nodeboot.steps import linux, preflight
 

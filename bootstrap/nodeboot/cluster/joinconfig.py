@@ -28,6 +28,7 @@ class JoinSpec:
     kubelet_extra_args: dict[str, str] = field(default_factory=dict)
     ignore_preflight_errors: list[str] = field(default_factory=list)
     cri_socket: str | None = None
+    discovery_timeout: str = "5m0s"
 
 
 def api_version_for(kubeadm_minor: int) -> str:
@@ -62,9 +63,9 @@ def render(spec: JoinSpec, kubeadm_minor: int) -> str:
     if api_version.endswith("v1beta4"):
         if extra:
             registration["kubeletExtraArgs"] = [{"name": k, "value": v} for k, v in sorted(extra.items())]
-        doc["timeouts"] = {"discovery": "5m0s", "tlsBootstrap": "5m0s", "kubeletHealthCheck": "4m0s"}
+        doc["timeouts"] = {"discovery": spec.discovery_timeout, "tlsBootstrap": "5m0s", "kubeletHealthCheck": "4m0s"}
     else:
         if extra:
             registration["kubeletExtraArgs"] = dict(sorted(extra.items()))
-        doc["discovery"]["timeout"] = "5m0s"
+        doc["discovery"]["timeout"] = spec.discovery_timeout
     return yaml.safe_dump(doc, sort_keys=False)

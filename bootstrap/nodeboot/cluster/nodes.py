@@ -11,6 +11,7 @@ import urllib3
 from kubernetes import client, watch
 
 from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.cluster.retry import with_retry
 from nodeboot.errors import ClusterError
 from nodeboot.validate import Taint
 
@@ -108,7 +109,7 @@ class NodeWatcher:
 
 def read_node(cluster: Cluster, name: str) -> client.V1Node | None:
     try:
-        return cluster.core.read_node(name)
+        return with_retry(lambda: cluster.core.read_node(name))
     except client.ApiException as exc:
         if exc.status == 404:
             return None

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from kubernetes import client, watch
 
 from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.cluster.retry import Outage, with_retry
 from nodeboot.errors import ClusterError
 
 TOKEN_TTL = dt.timedelta(minutes=15)
@@ -79,7 +80,7 @@ class TokenLedger:
     def create(self, node: str) -> BootstrapToken:
         token = new_token(node)
         try:
-            self.cluster.core.create_namespaced_secret("kube-system", token_secret_body(token))
+            with_retry(lambda: self.cluster.core.create_namespaced_secret("kube-system", token_secret_body(token)))
         except client.ApiException as exc:
             raise ClusterError(f"cannot create a bootstrap token for {node}: {short_api_error(exc)}") from None
         with self._lock:
@@ -91,7 +92,8 @@ class TokenLedger:
         with self._lock:
             self._live.pop(token.token_id, None)
         try:
-            self.cluster.core.delete_namespaced_secret(f"bootstrap-token-{token.token_id}", "kube-system")
+            with_retry(lambda: self.cluster.core.delete_namespaced_secret(f"bootstrap-token-{token.token_id}",
+                                                                          "kube-system"))
         except client.ApiException as exc:
             if exc.status != 404:
                 raise ClusterError(f"cannot delete bootstrap token {token.token_id}: {short_api_error(exc)}") from None
@@ -112,17 +114,19 @@ class TokenLedger:
             return sorted(self._live)
 
 
-def wait_signed(cluster: Cluster, token: BootstrapToken, timeout: float = 30.0) -> None:
+def wait_signed(cluster: Cluster, token: BootstrapToken, timeout: float = 90.0) -> None:
     """kubeadm join verifies cluster-info with the token's JWS signature, which the
-    bootstrapsigner controller adds a moment after the token exists: wait for it."""
+    bootstrapsigner controller adds a moment after the token exists: wait for it
+    (through an API server restart, too)."""
     key = f"jws-kubeconfig-{token.token_id}"
     deadline = time.monotonic() + timeout
+    outage = Outage()
     while time.monotonic() < deadline:
-        cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
-        if key in (cm.data or {}):
-            return
         w = watch.Watch()
         try:
+            cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
+            if key in (cm.data or {}):
+                return
             for event in w.stream(
                 cluster.core.list_namespaced_config_map,
                 "kube-public",
@@ -132,8 +136,11 @@ def wait_signed(cluster: Cluster, token: BootstrapToken, timeout: float = 30.0) 
             ):
                 if key in (event["object"].data or {}):
                     return
-        except (client.ApiException, OSError, ValueError):
-            time.sleep(0.2)
+        except Exception as exc:
+            watch_expired = isinstance(exc, client.ApiException) and exc.status == 410
+            if not (outage.retryable(exc) or watch_expired or isinstance(exc, ValueError)):
+                raise
+            time.sleep(0.3)  # the API server went away or the watch broke: read again
         finally:
             w.stop()
     raise ClusterError(

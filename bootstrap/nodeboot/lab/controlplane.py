@@ -25,6 +25,9 @@ POD_SUBNET = "10.244.0.0/16"
 SERVICE_SUBNET = "10.96.0.0/12"
 # Order matters: etcd before the API server, the API server before its clients.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# What the kubelet does for static pods: a component that exits (kube-controller-manager
+# does, on losing its leader lease while the API server is away) is started again.
+SUPERVISE = 'while :; do "$@"; echo "lab: ${1##*/} exited ($?); restarting in 1s" >&2; sleep 1; done'
 
 
 @dataclass
@@ -96,7 +99,7 @@ class ControlPlane:
     def start(self, log_dir: Path) -> dict[str, int]:
         pids: dict[str, int] = {}
         for component in COMPONENTS:
-            argv = self.manifest_command(component)
+            argv = ["bash", "-c", SUPERVISE, "supervise", *self.manifest_command(component)]
             pids[component] = start_in(self.box, argv, log_dir / f"{component}.log")
             if component == "etcd":
                 self._wait_port(2379, "etcd", log_dir)

@@ -34,7 +34,9 @@ from nodeboot.lab.netns import (
     create_sandbox,
     delete_bridge,
     destroy_sandbox,
+    kill_pids,
     list_netns,
+    netns_pids,
     run_in,
     sh,
     start_in,
@@ -244,7 +246,7 @@ class Lab:
         shutil.copy(key.with_suffix(".pub"), ssh_dir / "authorized_keys")
         (ssh_dir / "known_hosts").write_text("")
 
-    def _start_sshd(self, box: Sandbox, host: HostRecord) -> None:
+    def _start_sshd(self, box: Sandbox, host: HostRecord, record_known_host: bool = True) -> None:
         ssh_dir = box.root / "sshd"
         ssh_dir.mkdir(parents=True, exist_ok=True)
         host_key = ssh_dir / "ssh_host_ed25519_key"
@@ -259,8 +261,9 @@ class Lab:
             "Subsystem sftp internal-sftp\nUseDNS no\n"
         )
         pub = host_key.with_suffix(".pub").read_text().split()
-        with (self.state / "ssh" / "known_hosts").open("a") as fh:
-            fh.write(f"{host.address} {pub[0]} {pub[1]}\n")
+        if record_known_host:
+            with (self.state / "ssh" / "known_hosts").open("a") as fh:
+                fh.write(f"{host.address} {pub[0]} {pub[1]}\n")
         start_in(box, ["sh", "-c", "mkdir -p /run/sshd && exec /usr/sbin/sshd -D -e -f " + str(config)],
                  box.root / "sshd.log", env=HOST_ENV)
 
@@ -322,6 +325,44 @@ class Lab:
                 "hosts": windows,
             }
         (self.state / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+
+    # -- faults (for tests) ---------------------------------------------------
+    def _pids_named(self, netns: str, name: str) -> list[int]:
+        found = []
+        for pid in netns_pids(netns):
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                    found.append(pid)
+            except FileNotFoundError:
+                continue
+        return found
+
+    def restart_component(self, component: str) -> None:
+        """Kill one control-plane process, as a crash would; its supervisor starts it again."""
+        record = self._require()
+        box = self._cp_sandbox(record)
+        kill_pids(self._pids_named(box.name, component))
+        if component == "kube-apiserver":
+            time.sleep(1.0)
+            ControlPlane(box, Path(record.bin_dir), record.version, self.state).wait_ready(self.state / "logs")
+
+    def stop_sshd(self, host_name: str) -> None:
+        """Kill the host's sshd and every session it serves, as a crash would."""
+        record = self._require()
+        host = next(h for h in record.hosts if h.name == host_name)
+        kill_pids(self._pids_named(host.netns, "sshd"), grace=0.0)
+
+    def start_sshd(self, host_name: str) -> None:
+        record = self._require()
+        host = next(h for h in record.hosts if h.name == host_name)
+        self._start_sshd(self._host_sandbox(record, host), host, record_known_host=False)
+        self._wait_listening(host)
+
+    def _require(self) -> LabRecord:
+        record = self.load()
+        if record is None:
+            raise LabError(f"lab: no lab is up in {self.state}")
+        return record
 
     # -- down ---------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodeboot.cluster.retry import describe
 from nodeboot.errors import PhaseError, ScriptError
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 
@@ -38,6 +39,7 @@ class RunOptions:
     drain_timeout: float = 300.0
     force: bool = False
     step_timeout: float = 600.0
+    discovery_timeout: str = "5m0s"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,7 +139,7 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
                     changed = phase.run(ctx)
                     outcome = PhaseOutcome(phase.name, "changed" if changed else "ok", "")
             except Exception as exc:
-                error = exc if isinstance(exc, PhaseError) else PhaseError(phase.name, exc)
+                error = exc if isinstance(exc, PhaseError) else PhaseError(phase.name, describe(exc) or exc)
                 outcomes.append(PhaseOutcome(phase.name, "failed", ctx.redactor.redact(str(error))))
                 ctx.emit("phase", phase=phase.name, status="failed", detail=ctx.redactor.redact(str(error)))
                 outcomes += [PhaseOutcome(p.name, "not-run", "after failure") for p in phases[index + 1:]]

@@ -29,6 +29,7 @@ def make_join_config(ctx: HostContext, kubeadm_minor: int) -> str:
         node_ips=ctx.host.node_ips,
         kubelet_extra_args=ctx.host.kubelet_extra_args,
         ignore_preflight_errors=ctx.host.ignore_preflight_errors,
+        discovery_timeout=ctx.options.discovery_timeout,
     )
     return render(spec, kubeadm_minor)
 
