@@ -13,6 +13,8 @@ main() {
     nb_lock
     # A join cut short earlier (connection lost, host rebooted) leaves files that
     # make kubeadm's preflight refuse; clear them first, and say so.
+    # Config files of such a run are ours too (we hold the lock): they go.
+    rm -f /tmp/nodeboot-join.* /tmp/nodeboot-join-log.*
     if [[ -e /etc/kubernetes/pki/ca.crt || -e /etc/kubernetes/bootstrap-kubelet.conf ]]; then
         kubeadm reset -f > /dev/null 2>&1 || nb_die "a previous join was cut short and 'kubeadm reset -f' failed"
         nb_changed "cleared a join that was cut short (kubeadm reset -f)"

@@ -1,0 +1,125 @@
+"""Security on the lab: host keys, and no secret anywhere it must not be (issue 6)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import glob
+import os
+import shutil
+import stat
+import threading
+import time
+from pathlib import Path
+
+from labkit import TokenSpy, netns_processes, summary
+
+
+def test_unknown_host_is_refused_unless_new_keys_are_accepted(lab, tmp_path):
+    (host,) = lab.reserve(1)
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    args = ["join", "--dry-run", "--ssh-key", lab.env["ssh_key"], "--known-hosts", str(empty), host["address"]]
+    proc, events = lab.nodeboot_json(*args)
+    assert proc.returncode == 1
+    detail = summary(events)["hosts"][0]["detail"]
+    assert "is not in" in detail and "SHA256:" in detail and "--accept-new-host-keys" in detail
+    proc, events = lab.nodeboot_json(*args, "--accept-new-host-keys")
+    assert proc.returncode == 0, proc.stderr
+    assert host["address"] in empty.read_text()
+
+
+def test_changed_host_key_is_refused_with_both_fingerprints(lab, tmp_path):
+    (host,) = lab.reserve(1)
+    forged = tmp_path / "known_hosts"
+    other_key = Path(lab.env["state_dir"]) / "ssh" / "id_ed25519.pub"  # any other ed25519 key
+    kind, blob = other_key.read_text().split()[:2]
+    forged.write_text(f"{host['address']} {kind} {blob}\n")
+    for extra in ([], ["--accept-new-host-keys"]):  # accepting new keys never accepts a changed one
+        proc, events = lab.nodeboot_json("join", "--dry-run", "--ssh-key", lab.env["ssh_key"], "--known-hosts",
+                                         str(forged), *extra, host["address"])
+        assert proc.returncode == 1
+        detail = summary(events)["hosts"][0]["detail"]
+        assert "CHANGED" in detail and detail.count("SHA256:") == 2, detail
+
+
+class HostSampler:
+    """Samples, every few milliseconds during a join, every command line on the
+    host and the join config files nodeboot writes, recording what it saw."""
+
+    def __init__(self, netns: str) -> None:
+        self.netns = netns
+        self.cmdlines: set[str] = set()
+        self.config_modes: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HostSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for _pid, _comm, cmdline in netns_processes(self.netns):
+                self.cmdlines.add(cmdline)
+            for path in glob.glob("/tmp/nodeboot-join.*"):
+                with contextlib.suppress(FileNotFoundError):
+                    self.config_modes.add(stat.S_IMODE(os.stat(path).st_mode))
+            time.sleep(0.005)
+
+
+def test_no_secret_leaks_anywhere_during_a_join(lab, tmp_path):
+    hosts = lab.reserve(2)
+    inventory = lab.inventory(hosts, "secrets")
+    log_dir = tmp_path / "logs"
+    before = set(glob.glob("/tmp/nodeboot-join.*"))
+    with TokenSpy(lab) as spy, HostSampler(hosts[0]["netns"]) as sampler:
+        proc, events = lab.nodeboot_json("join", "-i", str(inventory), "--log-dir", str(log_dir))
+        time.sleep(0.3)
+    assert proc.returncode == 0, proc.stderr
+    secrets = spy.values()
+    assert len(secrets) == 2, spy.secrets
+    assert any("kubeadm join" in c for c in sampler.cmdlines), "the sampler never saw the join"
+    # 1. Remote argv: kubeadm got a config file, never the token.
+    for secret in secrets:
+        assert not [c for c in sampler.cmdlines if secret in c]
+    # 2. The join config file was 0600 whenever it existed, and is gone now.
+    assert sampler.config_modes <= {0o600}
+    assert set(glob.glob("/tmp/nodeboot-join.*")) <= before
+    # 3. Output, JSON events, log files and per-host transcripts.
+    logs = "".join(p.read_text() for p in log_dir.rglob("*") if p.is_file())
+    assert "kubeadm join" in logs  # the transcripts really hold kubeadm's output
+    for secret in secrets:
+        assert secret not in proc.stdout and secret not in proc.stderr and secret not in logs
+    # 4. Tokens: one per node, at most 15 minutes, deleted after use.
+    for token in spy.secrets.values():
+        expires = dt.datetime.strptime(token["expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        assert expires - token["_created"] <= dt.timedelta(minutes=15, seconds=5)
+        assert token["description"].startswith("nodeboot join of node ")
+    assert summary(events)["tokens_left"] == []
+
+
+def test_no_secret_in_a_failing_join_or_human_output(lab, tmp_path):
+    (host,) = lab.reserve(1)
+    inventory = lab.inventory([host], "secrets-fail")
+    log_dir = tmp_path / "logs"
+    with TokenSpy(lab) as spy:
+        proc = lab.nodeboot("join", "-i", str(inventory), "--log-dir", str(log_dir), "--discovery-timeout", "6s",
+                            "--ca-cert-hash", "sha256:" + "1" * 64)
+        time.sleep(0.3)
+    assert proc.returncode == 1
+    (secret,) = spy.values()
+    logs = "".join(p.read_text() for p in log_dir.rglob("*") if p.is_file())
+    assert "kubeadm join failed" in proc.stdout + logs
+    assert secret not in proc.stdout + proc.stderr + logs
+
+
+def test_tls_verification_off_only_when_asked_and_with_a_warning(lab):
+    proc = lab.nodeboot("join", "--os", "windows", "--insecure-skip-tls-verify", "--kubeconfig", "/nonexistent",
+                        "win.invalid")
+    assert "warning: --insecure-skip-tls-verify" in proc.stderr
+    assert shutil.which("ssh")  # the OpenSSH client checks host state in other tests
