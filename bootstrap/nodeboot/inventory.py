@@ -77,7 +77,8 @@ def load_inventory(path: str) -> list[Host]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{source}:{where} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # YAML errors span lines
+        raise UsageError(f"{source}:{where} not valid YAML: {problem}") from None
     if not isinstance(data, dict) or not data:
         raise InventoryError(source, None, None, "expected a YAML mapping with an 'all' group (Ansible YAML inventory)")
     collected: dict[str, tuple[dict[str, Any], list[str]]] = {}

@@ -16,7 +16,8 @@ from nodeboot.steps import linux
 from nodeboot.steps.base import HostContext, Phase
 
 
-def parse_change(mode: str, kw: dict, server: tuple[int, int]) -> kubeproxy.ModeChange:
+def parse_change(mode: str, kw: dict) -> kubeproxy.ModeChange:
+    """The change the flags ask for, checked before anything talks to the cluster."""
     def checked(flag: str, fn, value):
         if value is None:
             return None
@@ -41,13 +42,18 @@ def parse_change(mode: str, kw: dict, server: tuple[int, int]) -> kubeproxy.Mode
                  change.tcp_fin_timeout, change.udp_timeout]
     if mode != "ipvs" and any(v is not None for v in ipvs_only):
         raise UsageError("--scheduler, --strict-arp, --exclude-cidrs and the IPVS timeouts go with mode ipvs")
+    return change
+
+
+def fit_to_server(change: kubeproxy.ModeChange, server: tuple[int, int]) -> None:
+    """What the server's version allows or needs: the IPVS gate, or no IPVS at all."""
+    mode = change.mode
     if mode == "ipvs" and kubeproxy.ipvs_gate_needed(server):
         change.feature_gates["KubeProxyIPVS"] = True
     if mode == "ipvs" and server[1] >= kubeproxy.IPVS_REMOVED:
         raise UsageError(f"the API server is 1.{server[1]}: kube-proxy has no IPVS mode any more; use nftables")
     if mode == "nftables" and server[1] < kubeproxy.NFTABLES_GA:
         raise UsageError(f"nftables mode is GA from 1.33; the API server is 1.{server[1]}")
-    return change
 
 
 class ProxyCleanupOldMode(Phase):
@@ -64,15 +70,16 @@ class ProxyCleanupOldMode(Phase):
 
 
 def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: dict) -> int:
+    change = parse_change(mode, kw)
+    hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)
     server = cluster.version[:2]
-    change = parse_change(mode, kw, server)
+    fit_to_server(change, server)
     redactor = Redactor()
     output = app.make_output(settings, redactor)
     notice = kubeproxy.ipvs_notice(server) if mode == "ipvs" else None
     if notice:
         output.message(notice, "yellow")
-    hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
     settings.options.proxy_mode = mode
     cm, config = kubeproxy.read_config(cluster)
     old_mode = config.get("mode") or "iptables"
