@@ -1,5 +1,6 @@
-"""SSHTransport.put_file's script, run by a local bash exactly as sshd would run it:
-the script and then the payload on stdin of `bash --noprofile --norc -s`."""
+"""SSHTransport without a server: put_file's script run by a local bash exactly as
+sshd would run it (the script and then the payload on stdin of `bash --noprofile
+--norc -s`), and the known_hosts check with its parse-once cache."""
 
 from __future__ import annotations
 
@@ -41,3 +42,27 @@ def test_put_file_replaces_different_content(tmp_path: Path) -> None:
     target.write_bytes(b"old")
     assert LocalBash().put_file(b"new\n" * 1000, str(target)) is True
     assert target.read_bytes() == b"new\n" * 1000
+
+
+def test_known_hosts_parsed_once_and_reread_when_the_file_changes(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    import paramiko
+    import pytest
+    from nodeboot.errors import HostKeyError
+
+    known = tmp_path / "known_hosts"
+    key_a, key_b = paramiko.ECDSAKey.generate(), paramiko.ECDSAKey.generate()
+    t = SSHTransport("10.0.0.9", SSHOptions(known_hosts=str(known), accept_new_host_keys=True))
+    t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_a))  # accepted, appended
+    assert f"10.0.0.9 {key_a.get_name()} " in known.read_text()
+    first = SSHTransport._load_known_hosts(known)
+    assert SSHTransport._load_known_hosts(known) is first  # unchanged file: not parsed again
+    t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_a))
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_b))
+    # The operator replaces the entry: the new file is read, the new key accepted, the old refused.
+    known.write_text(f"10.0.0.9 {key_b.get_name()} {key_b.get_base64()}\n")
+    t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_b))
+    with pytest.raises(HostKeyError, match="CHANGED"):
+        t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_a))
