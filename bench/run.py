@@ -46,7 +46,7 @@ TOOLS = {
     "paramiko-floor": (PROJECT_PY, "floor.py", r"FAILED"),
     "openssh-cm": (PROJECT_PY, "openssh_tool.py", r"FAILED"),
     "pyinfra": (BENCH_PY, "pyinfra_tool.py", r"Error|error|Failed|failed"),
-    "ansible": (BENCH_PY, "ansible_tool.py", r"fatal:|FAILED|UNREACHABLE"),
+    "ansible": (BENCH_PY, "ansible_tool.py", r"fatal:|failed: \[|UNREACHABLE"),
 }
 
 
@@ -274,7 +274,7 @@ def main() -> int:
     p.add_argument("--sizes", default="10,50,200")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ansible-runs", type=int, default=1)
-    p.add_argument("--ansible-max-n", type=int, default=200)
+    p.add_argument("--ansible-max-n", type=int, default=50, help="Ansible is skipped above this N (time)")
     p.add_argument("--timeout", type=float, default=600)
     p.add_argument("--delays", default="0,10,50", help="B2 added round-trip delays, ms")
     p.add_argument("--b2-reps", type=int, default=15)
