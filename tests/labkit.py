@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from nodeboot.cluster.client import Cluster
 from nodeboot.lab.lab import Lab
 

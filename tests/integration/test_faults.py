@@ -10,6 +10,7 @@ import time
 
 import pytest
 from kubernetes import client
+
 from labkit import BackgroundRun, netns_processes, summary, wait_for_process
 from nodeboot.cluster.nodes import NodeWatcher
 

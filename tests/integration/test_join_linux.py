@@ -7,6 +7,7 @@ import time
 import pytest
 import yaml
 from kubernetes import client
+
 from labkit import summary
 
 LABELS = {"tier": "web", "node-role.kubernetes.io/worker": ""}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import winrm
 from kubernetes import client
+
 from nodeboot.cluster import joinconfig, tokens
 from nodeboot.lab.lab import Lab
 from nodeboot.scripts import parse_result, script_text
