@@ -687,7 +687,7 @@ class VM:
             self._check_running()
             if _ssh_banner(self.port):
                 with suppress(TransportError):
-                    boot_id = self.run("cat /proc/sys/kernel/random/boot_id", timeout=30).stdout.strip()
+                    boot_id = self.run("cat /proc/sys/kernel/random/boot_id", timeout=60).stdout.strip()
                     if boot_id and boot_id != not_boot_id:
                         return boot_id
             time.sleep(0.5)
@@ -697,12 +697,14 @@ class VM:
         )
 
     def ssh_options(self) -> SSHOptions:
+        # Generous timeouts: an emulated CPU on busy host cores can take tens of
+        # seconds just to answer a key exchange or open a channel.
         return SSHOptions(
             user="root",
             port=self.port,
             key_file=str(self.image.client_key),
             known_hosts=str(self.known_hosts),
-            connect_timeout=10.0,
+            connect_timeout=60.0,
             command_timeout=300.0,
         )
 
