@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from nodeboot.lab.vm import VM, ensure_image
 from vmkit import Guest
 

@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
 
 # No sbin: the real ipvsadm, modprobe and friends live there, the stand-ins replace them.
