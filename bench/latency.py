@@ -23,8 +23,9 @@ from pathlib import Path
 
 import paramiko
 from hosts import BenchHost, HostPool
-from nodeboot.transport.ssh import SSHOptions, SSHTransport
 from tools.common import preamble, script_vars
+
+from nodeboot.transport.ssh import SSHOptions, SSHTransport
 
 NETNS = "nbb-lat"
 HOST_IF = "nbb-lat-h"

@@ -77,6 +77,7 @@ def main() -> int:
     sampler.start()
     first_failure = None
     tail: list[str] = []
+    failures: list[str] = []
     lines = 0
     assert proc.stdout is not None
     deadline = started + timeout
@@ -88,6 +89,8 @@ def main() -> int:
         if first_failure is None and fail_regex.search(line):
             first_failure = time.monotonic() - started
         tail = (tail + [line])[-40:]
+        if fail_regex.search(line) and len(failures) < 20:
+            failures.append(line)
     status = proc.wait()
     wall = time.monotonic() - started
     timer.cancel()
@@ -112,7 +115,8 @@ def main() -> int:
     Path(out_path).write_text(json.dumps({
         "status": status, "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "peak_rss": peak["rss"],
         "max_single_rss": ru.ru_maxrss * 1024, "peak_fds": peak["fds"], "first_failure": first_failure,
-        "left_behind": len(left), "lines": lines, "tail": tail, "timed_out": time.monotonic() > deadline,
+        "left_behind": len(left), "lines": lines, "tail": tail, "failures": failures,
+        "timed_out": time.monotonic() > deadline,
     }))
     return 0
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from kubernetes import client
+
 from nodeboot.cluster.client import Cluster
 from nodeboot.cluster.nodes import NodeWatcher, is_ready
 

@@ -43,6 +43,7 @@ BENCH_PY = str(BENCH / ".venv" / "bin" / "python")
 TOOLS = {
     # name: (python, driver, failure line on screen)
     "nodeboot": (PROJECT_PY, "nodeboot_tool.py", r" failed\b"),
+    "nodeboot-batched": (PROJECT_PY, "nodeboot_tool.py --batched", r" failed\b"),
     "paramiko-floor": (PROJECT_PY, "floor.py", r"FAILED"),
     "openssh-cm": (PROJECT_PY, "openssh_tool.py", r"FAILED"),
     "pyinfra": (BENCH_PY, "pyinfra_tool.py", r"Error|error|Failed|failed"),
@@ -87,8 +88,9 @@ class Bench:
         python, driver, fail_re = TOOLS[tool]
         out = spec.parent / f"measure-{tool}.json"
         stats = spec.parent / f"stats-{tool}.json"
-        argv = [python, str(BENCH / "tools" / driver), str(spec), str(parallel)]
-        if tool == "nodeboot":
+        driver, *extra = driver.split()
+        argv = [python, str(BENCH / "tools" / driver), str(spec), str(parallel), *extra]
+        if tool.startswith("nodeboot"):
             argv += ["--stats", str(stats)]
         env = dict(os.environ, PYTHONPATH=f"{ROOT / 'bootstrap'}:{BENCH / 'tools'}", LANG="C.UTF-8",
                    HOME=os.environ.get("HOME", "/root"))
@@ -99,7 +101,7 @@ class Bench:
         m = json.loads(out.read_text())
         m["load"] = load_before
         m["peak_rss"] = max(m["peak_rss"], m["max_single_rss"])
-        if tool == "nodeboot" and stats.exists():
+        if tool.startswith("nodeboot") and stats.exists():
             m["nodeboot_stats"] = json.loads(stats.read_text())
         return m
 
@@ -215,17 +217,20 @@ class Bench:
                 if kind == "no-change":
                     before = {h.name: workload.check_host(h.root, self.facts).mtimes for h in hosts}
                     self.pool.reset_counters(hosts)
-                m = self.measure(tool, self.spec(hosts, f"big-{tool}"), n, self.args.timeout)
+                m = self.measure(tool, self.spec(hosts, f"big-{tool}"), self.args.big_parallel, self.args.timeout)
+                m["failure_lines"] = m["failures"][:5]
                 m.update(self.pool.counters(hosts))
                 problems = self.verify(hosts, before)
                 m["ok"] = m["status"] == 0 and not problems
                 m["problems"] = problems[:5]
                 out.setdefault(tool, {})[kind] = {k: m[k] for k in (
-                    "wall", "cpu", "peak_rss", "peak_fds", "ok", "problems", "load", "conns", "execs")}
+                    "wall", "cpu", "peak_rss", "peak_fds", "ok", "problems", "load", "conns", "execs",
+                    "failure_lines")}
                 log(f"big N={n} {tool:<15} {kind:<9} {'ok' if m['ok'] else 'FAILED ' + str(problems[:2])}: "
                     f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s peak RSS {m['peak_rss'] / 2**20:.0f} MiB, "
                     f"peak fds {m['peak_fds']} (load {m['load']})")
-        self.results["big"] = {"hosts": n, "nofile": self.results["machine"]["nofile"], "tools": out}
+        self.results["big"] = {"hosts": n, "parallel": self.args.big_parallel,
+                               "nofile": self.results["machine"]["nofile"], "tools": out}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -270,7 +275,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="N=10,50; 1 run; fewer reps (a few minutes)")
     p.add_argument("--only", default="b1,b2,b3,winrm,ready,big")
-    p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--tools", default=",".join(t for t in TOOLS if t != "nodeboot-batched"),
+                   help=f"of {','.join(TOOLS)}")
     p.add_argument("--sizes", default="10,50,200")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--ansible-runs", type=int, default=1)
@@ -284,6 +290,7 @@ def main() -> int:
     p.add_argument("--lab-state", default="/tmp/nb-lab-bench")
     p.add_argument("--ready-reps", type=int, default=15)
     p.add_argument("--big", type=int, default=500)
+    p.add_argument("--big-parallel", type=int, default=100, help="hosts at once in the 500-host run")
     p.add_argument("--state", default="/tmp/nbb")
     p.add_argument("--out", default=str(BENCH / "results.json"))
     args = p.parse_args()
@@ -302,7 +309,11 @@ def main() -> int:
             if section in only:
                 log(f"== {section} (load {loadavg()})")
                 t = time.monotonic()
-                getattr(bench, section)()
+                try:
+                    getattr(bench, section)()
+                except Exception as exc:  # noqa: BLE001 - one section's failure must not lose the others
+                    bench.results[section] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+                    log(f"== {section} FAILED: {type(exc).__name__}: {str(exc)[:500]}")
                 log(f"== {section} took {time.monotonic() - t:.0f}s")
     finally:
         bench.pool.stop()

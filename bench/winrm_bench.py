@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import winrm
+
 from nodeboot.lab.windows_model import WindowsHostModel
 from nodeboot.lab.winrm_server import WinRMServer
 from nodeboot.transport.winrm import WinRMOptions, WinRMTransport
