@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from nodeboot.errors import InventoryError, UsageError
 from nodeboot.inventory import apply_limit, host_from_arg, load_inventory
 

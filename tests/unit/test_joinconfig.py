@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import yaml
+
 from nodeboot.cluster.joinconfig import JoinSpec, render
 from nodeboot.validate import Taint
 

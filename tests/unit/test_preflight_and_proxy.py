@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+
 from nodeboot.cluster import kubeproxy
 from nodeboot.steps import linux, preflight
 
@@ -28,10 +29,11 @@ def test_clock_skew_allows_for_the_round_trip():
 
 def test_linux_problems_are_each_named():
     facts = {"swap_on": True, "ip_forward": "0", "bridge_nf_call_iptables": "0", "cri_socket": False,
-             "kubeadm_version": "", "kubelet_version": "v1.37.0", "time": "0"}
-    problems = " | ".join(preflight.linux_problems(facts, "ok-name", (1, 37), 1000.0, 1000.1))
+             "kubeadm_version": "", "kubelet_version": "v1.37.0", "time": "0", "_sent_at": 1000.0,
+             "_received_at": 1000.1}
+    problems = " | ".join(preflight.linux_problems(facts, (1, 37)) + preflight.common_problems(facts, "Bad_Name"))
     for words in ("swap is on", "ip_forward", "bridge-nf-call-iptables", "no container runtime",
-                  "kubeadm is not installed", "clock is"):
+                  "kubeadm is not installed", "clock is", "not a valid node name"):
         assert words in problems
 
 

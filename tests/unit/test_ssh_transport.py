@@ -49,6 +49,7 @@ def test_known_hosts_parsed_once_and_reread_when_the_file_changes(tmp_path: Path
 
     import paramiko
     import pytest
+
     from nodeboot.errors import HostKeyError
 
     known = tmp_path / "known_hosts"

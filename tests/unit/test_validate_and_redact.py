@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from nodeboot import validate
 from nodeboot.redact import Redactor
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from nodeboot.cluster.gmsa import ServiceAccountRef, parse_workload
 from nodeboot.errors import UsageError
 from nodeboot.windows import credspec

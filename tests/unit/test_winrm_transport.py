@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 
 import pytest
+
 from nodeboot.errors import TransportError
 from nodeboot.lab.windows_model import WindowsHostModel, parse_invocation, split_command_line, split_preamble
 from nodeboot.transport.winrm import (

@@ -2,9 +2,54 @@
 
 from __future__ import annotations
 
+import time
+
 from nodeboot.cluster import nodes, tokens
 from nodeboot.cluster.joinconfig import JoinSpec, render
+from nodeboot.errors import NodebootError
+from nodeboot.steps import preflight
 from nodeboot.steps.base import HostContext, Phase
+
+
+class PreflightError(NodebootError):
+    pass
+
+
+def gather_facts(ctx: HostContext, script: str, variables: dict[str, str]) -> None:
+    """Run the OS's facts script (one round trip) and note when, for the clock-skew check."""
+    sent = time.time()
+    result = ctx.script(script, variables)
+    ctx.facts.update(result.facts)
+    ctx.facts["_sent_at"], ctx.facts["_received_at"] = sent, time.time()
+
+
+def is_joined(ctx: HostContext) -> bool:
+    return bool(ctx.facts.get("joined")) and node_registered(ctx)
+
+
+class JoinPreflight(Phase):
+    """What both OSes check before a join; each OS says where its kubelet.conf lives and what else to check."""
+
+    name = "preflight"
+    title = "check the host can join"
+    reads_only = True
+    kubelet_conf = ""
+
+    def problems(self, ctx: HostContext) -> list[str]:
+        raise NotImplementedError
+
+    def run(self, ctx: HostContext) -> bool:
+        if is_joined(ctx):
+            return False
+        if ctx.facts.get("joined"):
+            raise PreflightError(
+                f"{ctx.host.name} has {self.kubelet_conf} but no Node {ctx.host.node_name} exists in this cluster: "
+                "it belongs to another cluster or was deleted; run nodeboot reset on it first"
+            )
+        problems = self.problems(ctx) + preflight.common_problems(ctx.facts, ctx.host.node_name)
+        if problems:
+            raise PreflightError("; ".join(problems))
+        return False
 
 
 def node_registered(ctx: HostContext) -> bool:

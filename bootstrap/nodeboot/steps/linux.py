@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
-from nodeboot.errors import NodebootError
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase
 
 MODULES_FILE = "/etc/modules-load.d/nodeboot-ipvs.conf"
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
-
-
-class PreflightError(NodebootError):
-    pass
 
 
 class Facts(Phase):
@@ -22,35 +15,15 @@ class Facts(Phase):
     reads_only = True
 
     def run(self, ctx: HostContext) -> bool:
-        sent = time.time()
-        result = ctx.script("facts.sh", {"NB_MODULES_FILE": MODULES_FILE})
-        ctx.facts.update(result.facts)
-        ctx.facts["_sent_at"], ctx.facts["_received_at"] = sent, time.time()
+        cluster_phases.gather_facts(ctx, "facts.sh", {"NB_MODULES_FILE": MODULES_FILE})
         return False
 
 
-def is_joined(ctx: HostContext) -> bool:
-    return bool(ctx.facts.get("joined")) and cluster_phases.node_registered(ctx)
+class Preflight(cluster_phases.JoinPreflight):
+    kubelet_conf = "/etc/kubernetes/kubelet.conf"
 
-
-class Preflight(Phase):
-    name = "preflight"
-    title = "check the host can join"
-    reads_only = True
-
-    def run(self, ctx: HostContext) -> bool:
-        if is_joined(ctx):
-            return False
-        if ctx.facts.get("joined"):
-            raise PreflightError(
-                f"{ctx.host.name} has /etc/kubernetes/kubelet.conf but no Node {ctx.host.node_name} exists in this "
-                "cluster: it belongs to another cluster or was deleted; run nodeboot reset on it first"
-            )
-        problems = preflight.linux_problems(ctx.facts, ctx.host.node_name, ctx.state["server_minor"],
-                                            ctx.facts["_sent_at"], ctx.facts["_received_at"])
-        if problems:
-            raise PreflightError("; ".join(problems))
-        return False
+    def problems(self, ctx: HostContext) -> list[str]:
+        return preflight.linux_problems(ctx.facts, ctx.state["server_minor"])
 
 
 def wanted_proxy_mode(ctx: HostContext) -> str | None:
@@ -97,7 +70,7 @@ class KubeadmJoin(Phase):
     title = "kubeadm join"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return "already joined" if is_joined(ctx) else None
+        return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def run(self, ctx: HostContext) -> bool:
         kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]

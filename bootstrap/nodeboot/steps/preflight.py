@@ -44,8 +44,20 @@ def clock_skew(host_time: str, sent_at: float, received_at: float) -> float:
     return 0.0 if abs(skew) <= slack else skew
 
 
-def linux_problems(facts: dict, node_name: str, server_minor: tuple[int, int], sent_at: float,
-                   received_at: float, need_cri: bool = True) -> list[str]:
+def common_problems(facts: dict, node_name: str) -> list[str]:
+    """Checks that do not depend on the OS: the node name and the host's clock."""
+    problems = []
+    try:
+        validate.node_name(node_name)
+    except ValueError as exc:
+        problems.append(str(exc))
+    drift = clock_skew(facts.get("time", ""), facts.get("_sent_at", 0.0), facts.get("_received_at", 0.0))
+    if abs(drift) > MAX_CLOCK_SKEW:
+        problems.append(f"clock is {drift:+.1f}s off from this machine; fix time sync first (certificates will fail)")
+    return problems
+
+
+def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = True) -> list[str]:
     problems = []
     if facts.get("swap_on"):
         problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): swapoff -a")
@@ -60,13 +72,6 @@ def linux_problems(facts: dict, node_name: str, server_minor: tuple[int, int], s
     skew = version_skew_problem(facts.get("kubelet_version", ""), server_minor)
     if skew:
         problems.append(skew)
-    try:
-        validate.node_name(node_name)
-    except ValueError as exc:
-        problems.append(str(exc))
-    drift = clock_skew(facts.get("time", ""), sent_at, received_at)
-    if abs(drift) > MAX_CLOCK_SKEW:
-        problems.append(f"clock is {drift:+.1f}s off from this machine; fix NTP first (certificates will fail)")
     return problems
 
 

@@ -7,11 +7,7 @@ run on a joined host runs facts.ps1 and nothing else on the host.
 
 from __future__ import annotations
 
-import time
-
-from nodeboot import validate
 from nodeboot.cluster import windows as cluster_windows
-from nodeboot.errors import NodebootError
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase
 
@@ -20,10 +16,6 @@ CONTAINERD_DIR = "C:\\Program Files\\containerd"
 CSI_PIPES = tuple(f"csi-proxy-{g}-v1" for g in ("disk", "volume", "filesystem", "smb"))
 MIN_BUILD = 17763  # Windows Server 2019
 REBOOT_TIMEOUT = 900.0
-
-
-class PreflightError(NodebootError):
-    pass
 
 
 def _paths() -> dict[str, str]:
@@ -36,18 +28,11 @@ def _artifacts(ctx: HostContext) -> dict[str, str]:
 
 
 def gather(ctx: HostContext) -> None:
-    sent = time.time()
-    result = ctx.script("facts.ps1", _paths())
-    ctx.facts.update(result.facts)
-    ctx.facts["_sent_at"], ctx.facts["_received_at"] = sent, time.time()
+    cluster_phases.gather_facts(ctx, "facts.ps1", _paths())
 
 
 def _service(ctx: HostContext, name: str) -> dict:
     return (ctx.facts.get("services") or {}).get(name) or {}
-
-
-def is_joined(ctx: HostContext) -> bool:
-    return bool(ctx.facts.get("joined")) and cluster_phases.node_registered(ctx)
 
 
 class Facts(Phase):
@@ -72,32 +57,14 @@ def windows_problems(ctx: HostContext) -> list[str]:
         skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.state["server_minor"])
         if skew:
             problems.append(skew)
-    try:
-        validate.node_name(ctx.host.node_name)
-    except ValueError as exc:
-        problems.append(str(exc))
-    drift = preflight.clock_skew(facts.get("time", ""), facts["_sent_at"], facts["_received_at"])
-    if abs(drift) > preflight.MAX_CLOCK_SKEW:
-        problems.append(f"clock is {drift:+.1f}s off from this machine; fix w32time first (certificates will fail)")
     return problems
 
 
-class Preflight(Phase):
-    name = "preflight"
-    title = "check the host can join"
-    reads_only = True
+class Preflight(cluster_phases.JoinPreflight):
+    kubelet_conf = "C:\\etc\\kubernetes\\kubelet.conf"
 
-    def run(self, ctx: HostContext) -> bool:
-        if is_joined(ctx):
-            return False
-        if ctx.facts.get("joined"):
-            raise PreflightError(
-                f"{ctx.host.name} has C:\\etc\\kubernetes\\kubelet.conf but no Node {ctx.host.node_name} exists in "
-                "this cluster: run nodeboot reset on it first")
-        problems = windows_problems(ctx)
-        if problems:
-            raise PreflightError("; ".join(problems))
-        return False
+    def problems(self, ctx: HostContext) -> list[str]:
+        return windows_problems(ctx)
 
 
 class Prepare(Phase):
@@ -117,8 +84,9 @@ class Prepare(Phase):
             ctx.transport.wait_for_reboot(REBOOT_TIMEOUT)  # type: ignore[attr-defined]
             gather(ctx)  # resume from what the host is after the restart
             if ctx.facts.get("containers_feature") != "Installed":
-                raise PreflightError(f"the Containers feature is {ctx.facts.get('containers_feature')} after the "
-                                     "restart, not Installed")
+                feature = ctx.facts.get("containers_feature")
+                raise cluster_phases.PreflightError(
+                    f"the Containers feature is {feature} after the restart, not Installed")
         return True
 
 
@@ -185,7 +153,7 @@ class KubeadmJoin(Phase):
     title = "kubeadm join"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return "already joined" if is_joined(ctx) else None
+        return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def run(self, ctx: HostContext) -> bool:
         kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]
