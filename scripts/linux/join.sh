@@ -3,6 +3,7 @@
 # NB_JOIN_CONFIG_FILE (a 0600 file, e.g. copied by Ansible); NB_RUN_ID.
 # On failure kubeadm reset puts the host back as it was, and the result says so.
 NB_SCRIPT=join.sh
+NB_WORK_DIR=${NB_WORK_DIR:-/run/nodeboot}
 
 main() {
     if [[ -f /etc/kubernetes/kubelet.conf ]]; then
@@ -14,15 +15,17 @@ main() {
     # A join cut short earlier (connection lost, host rebooted) leaves files that
     # make kubeadm's preflight refuse; clear them first, and say so.
     # Config files of such a run are ours too (we hold the lock): they go.
-    rm -f /tmp/nodeboot-join.* /tmp/nodeboot-join-log.*
+    rm -f "$NB_WORK_DIR"/join.*
     if [[ -e /etc/kubernetes/pki/ca.crt || -e /etc/kubernetes/bootstrap-kubelet.conf ]]; then
         kubeadm reset -f > /dev/null 2>&1 || nb_die "a previous join was cut short and 'kubeadm reset -f' failed"
         nb_changed "cleared a join that was cut short (kubeadm reset -f)"
     fi
     local cfg log rc
     umask 077
-    cfg=$(mktemp /tmp/nodeboot-join.XXXXXXXX)
-    log=$(mktemp /tmp/nodeboot-join-log.XXXXXXXX)
+    # /run is a root-only tmpfs: the config (it holds the token) never reaches a disk.
+    mkdir -p -m 0700 "$NB_WORK_DIR"
+    cfg=$(mktemp "$NB_WORK_DIR/join.XXXXXXXX")
+    log=$(mktemp "$NB_WORK_DIR/join.log.XXXXXXXX")
     # Both files go, whatever happens below.
     trap 'rm -f "$cfg" "$log" ${NB_JOIN_CONFIG_FILE:+"$NB_JOIN_CONFIG_FILE"}; nb_on_exit' EXIT
     if [[ -n ${NB_JOIN_CONFIG:-} ]]; then

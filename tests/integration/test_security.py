@@ -47,8 +47,9 @@ class HostSampler:
     """Samples, every few milliseconds during a join, every command line on the
     host and the join config files nodeboot writes, recording what it saw."""
 
-    def __init__(self, netns: str) -> None:
+    def __init__(self, netns: str, work_dir: Path) -> None:
         self.netns = netns
+        self.work_dir = work_dir  # the host's private /run/nodeboot, seen from outside
         self.cmdlines: set[str] = set()
         self.config_modes: set[int] = set()
         self._stop = threading.Event()
@@ -66,7 +67,7 @@ class HostSampler:
         while not self._stop.is_set():
             for _pid, _comm, cmdline in netns_processes(self.netns):
                 self.cmdlines.add(cmdline)
-            for path in glob.glob("/tmp/nodeboot-join.*"):
+            for path in glob.glob(str(self.work_dir / "join.*")):
                 with contextlib.suppress(FileNotFoundError):
                     self.config_modes.add(stat.S_IMODE(os.stat(path).st_mode))
             time.sleep(0.005)
@@ -76,8 +77,8 @@ def test_no_secret_leaks_anywhere_during_a_join(lab, tmp_path):
     hosts = lab.reserve(2)
     inventory = lab.inventory(hosts, "secrets")
     log_dir = tmp_path / "logs"
-    before = set(glob.glob("/tmp/nodeboot-join.*"))
-    with TokenSpy(lab) as spy, HostSampler(hosts[0]["netns"]) as sampler:
+    work_dir = Path(lab.env["state_dir"]) / "hosts" / hosts[0]["name"] / "fs" / "run" / "nodeboot"
+    with TokenSpy(lab) as spy, HostSampler(hosts[0]["netns"], work_dir) as sampler:
         proc, events = lab.nodeboot_json("join", "-i", str(inventory), "--log-dir", str(log_dir))
         time.sleep(0.3)
     assert proc.returncode == 0, proc.stderr
@@ -89,7 +90,8 @@ def test_no_secret_leaks_anywhere_during_a_join(lab, tmp_path):
         assert not [c for c in sampler.cmdlines if secret in c]
     # 2. The join config file was 0600 whenever it existed, and is gone now.
     assert sampler.config_modes <= {0o600}
-    assert set(glob.glob("/tmp/nodeboot-join.*")) <= before
+    assert sampler.config_modes == {0o600}, "the sampler never saw the join config file"
+    assert not glob.glob(str(work_dir / "join.*"))
     # 3. Output, JSON events, log files and per-host transcripts.
     logs = "".join(p.read_text() for p in log_dir.rglob("*") if p.is_file())
     assert "kubeadm join" in logs  # the transcripts really hold kubeadm's output
