@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from nodeboot import __version__, app, validate
+from nodeboot.cli_options import ipvs_options
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_USAGE, NodebootError
 from nodeboot.redact import Redactor
 
@@ -240,17 +241,9 @@ def proxy() -> None:
 @click.argument("mode")
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
-@click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS))
-@click.option("--strict-arp/--no-strict-arp", default=None)
-@click.option("--sync-period", metavar="DURATION")
-@click.option("--min-sync-period", metavar="DURATION")
-@click.option("--exclude-cidrs", metavar="CIDRS")
-@click.option("--tcp-timeout", metavar="DURATION")
-@click.option("--tcp-fin-timeout", metavar="DURATION")
-@click.option("--udp-timeout", metavar="DURATION")
+@ipvs_options
 @click.option("--install-packages", is_flag=True)
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
-@click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600))
 @click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
 @click.option("--log-dir", metavar="DIR")
 @click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))

@@ -22,6 +22,7 @@ from typing import Any
 import click
 
 from nodeboot import inventory, validate
+from nodeboot.cli_options import ipvs_options
 from nodeboot.cluster import joinconfig, nodes, tokens
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
@@ -240,15 +241,7 @@ def node_windows_cluster(cni: str | None, check: bool, kubeconfig: str | None) -
 
 @click.command("apply-config")
 @click.argument("mode")
-@click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS))
-@click.option("--strict-arp/--no-strict-arp", default=None)
-@click.option("--sync-period", metavar="DURATION")
-@click.option("--min-sync-period", metavar="DURATION")
-@click.option("--exclude-cidrs", metavar="CIDRS")
-@click.option("--tcp-timeout", metavar="DURATION")
-@click.option("--tcp-fin-timeout", metavar="DURATION")
-@click.option("--udp-timeout", metavar="DURATION")
-@click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600))
+@ipvs_options
 @check_option
 @kubeconfig_option
 def proxy_apply_config(mode: str, check: bool, kubeconfig: str | None, **kw) -> None:
@@ -257,9 +250,10 @@ def proxy_apply_config(mode: str, check: bool, kubeconfig: str | None, **kw) -> 
     from nodeboot import proxy_cmd
     from nodeboot.cluster import kubeproxy
 
+    change = proxy_cmd.parse_change(mode, kw)  # flags first: bad input never waits on the cluster
     cluster = Cluster.from_kubeconfig(kubeconfig)
     server = cluster.version[:2]
-    change = proxy_cmd.parse_change(mode, kw, server)
+    proxy_cmd.fit_to_server(change, server)
     cm, config = kubeproxy.read_config(cluster)
     old_mode = config.get("mode") or "iptables"
     new_config = kubeproxy.apply_change(config, change)
