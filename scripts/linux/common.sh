@@ -44,11 +44,12 @@ nb_fact() {
 }
 nb_fact_str() { nb_fact "$1" "$(nb_json_str "$2")"; }
 
-# nb_changed "what": record a change (in a dry run, a change that would be made).
+# nb_changed "what": record a change (in a dry run, a change that would be made;
+# NB_SAY_PREFIX then says so in the human line).
 nb_changed() {
     NB_CHANGED=true
     NB_ACTIONS+=("$1")
-    echo "${NB_SCRIPT:-nodeboot}: $1"
+    echo "${NB_SCRIPT:-nodeboot}: ${NB_SAY_PREFIX:-}$1"
 }
 
 nb_emit() {

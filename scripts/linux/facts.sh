@@ -5,10 +5,9 @@ NB_SCRIPT=facts.sh
 main() {
     local os_id="" os_version="" pretty=""
     if [[ -r /etc/os-release ]]; then
-        # shellcheck disable=SC1091
-        os_id=$(. /etc/os-release && echo "${ID:-}")
-        os_version=$(. /etc/os-release && echo "${VERSION_ID:-}")
-        pretty=$(. /etc/os-release && echo "${PRETTY_NAME:-}")
+        # shellcheck disable=SC1091 # the host's own file, read in a subshell
+        { read -r os_id; read -r os_version; read -r pretty; } < <(
+            . /etc/os-release && printf '%s\n' "${ID:-}" "${VERSION_ID:-}" "${PRETTY_NAME:-}")
     fi
     nb_fact_str os_id "$os_id"
     nb_fact_str os_version "$os_version"

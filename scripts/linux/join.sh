@@ -23,7 +23,7 @@ main() {
     local cfg log rc
     umask 077
     # /run is a root-only tmpfs: the config (it holds the token) never reaches a disk.
-    mkdir -p -m 0700 "$NB_WORK_DIR"
+    mkdir -p "$NB_WORK_DIR" && chmod 0700 "$NB_WORK_DIR"
     cfg=$(mktemp "$NB_WORK_DIR/join.XXXXXXXX")
     log=$(mktemp "$NB_WORK_DIR/join.log.XXXXXXXX")
     # Both files go, whatever happens below.

@@ -26,124 +26,29 @@
 
 MARKER='# managed-by: nodeboot proxy-prereqs.sh'
 
-# ---- result protocol ------------------------------------------------------
-RESULT_SENT=0
-CHANGED=false
-declare -a FACT_KEYS=()
-declare -A FACTS=()
-declare -a ACTIONS=()
-declare -a FAILURES=()
-
-json_str() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\r'/}
-    s=${s//[$'\001'-$'\037']/}
-    printf '"%s"' "$s"
-}
-
-json_list() {
-    local out="" item
-    for item in "$@"; do
-        out+="${out:+,}$(json_str "$item")"
-    done
-    printf '[%s]' "$out"
-}
-
-json_bool() {
-    if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi
-}
-
-# fact KEY RAW_JSON: facts keep their insertion order.
-fact() {
-    [[ -v "FACTS[$1]" ]] || FACT_KEYS+=("$1")
-    FACTS[$1]=$2
-}
-
-emit() {
-    local ok=$1 error=$2 body="" key
-    for key in "${FACT_KEYS[@]}"; do
-        body+="${body:+,}$(json_str "$key"):${FACTS[$key]}"
-    done
-    body+="${body:+,}\"actions\":$(json_list "${ACTIONS[@]}")"
-    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' \
-        "$ok" "$CHANGED" "$body" "$(json_str "$error")" >&3
-    RESULT_SENT=1
-}
-
-die() {
-    echo "proxy-cleanup: error: $1" >&2
-    # Inside a command substitution only the parent may answer, or there would be two results.
-    [[ $BASHPID == "$$" ]] || exit 1
-    emit false "$1"
-    exit 1
-}
-
-on_exit() {
-    local status=$?
-    if [[ $RESULT_SENT == 0 ]]; then
-        emit false "proxy-cleanup.sh stopped unexpectedly (exit $status)"
-    fi
-}
-
-changed() {
-    CHANGED=true
-    ACTIONS+=("$1")
-    echo "proxy-cleanup: ${DRY_PREFIX}$1" >&2
-}
-
-# fail "why": a removal that did not work; the rest still runs, the result is ok=false.
-fail() {
-    FAILURES+=("$1")
-    echo "proxy-cleanup: error: $1" >&2
-}
-
-# apply "what" CMD...: remove something, and count it as a change only once it
-# is gone (in a dry run: only say so).
-apply() {
-    local what=$1
-    shift
-    if [[ $DRY_RUN == 0 ]] && ! "$@" >&2; then
-        return 1
-    fi
-    changed "$what"
-}
-
-have() {
-    command -v "$1" >/dev/null 2>&1
-}
+NB_SCRIPT=proxy-cleanup.sh
 
 # ---- inputs ---------------------------------------------------------------
-check_flag() {
-    case $2 in
-        0 | 1) ;;
-        *) die "$1 must be 0 or 1, got '$2'" ;;
-    esac
-}
-
 read_inputs() {
     local mode
     MODES=${NB_CLEAN_MODES-ipvs iptables nftables}
     REMOVE_FILE=${NB_REMOVE_MODULES_FILE:-0}
     DRY_RUN=${NB_DRY_RUN:-0}
     MODULES_FILE=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
-    check_flag NB_REMOVE_MODULES_FILE "$REMOVE_FILE"
-    check_flag NB_DRY_RUN "$DRY_RUN"
+    nb_flag NB_REMOVE_MODULES_FILE "$REMOVE_FILE"
+    nb_flag NB_DRY_RUN "$DRY_RUN"
     read -r -a MODE_LIST <<<"$MODES"
     for mode in "${MODE_LIST[@]}"; do
         case $mode in
             ipvs | iptables | nftables) ;;
-            *) die "NB_CLEAN_MODES has '$mode'; expected a subset of: ipvs iptables nftables" ;;
+            *) nb_die "NB_CLEAN_MODES has '$mode'; expected a subset of: ipvs iptables nftables" ;;
         esac
     done
-    [[ $MODULES_FILE == /* ]] || die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
-    DRY_PREFIX=""
-    if [[ $DRY_RUN == 1 ]]; then DRY_PREFIX="(dry run) would "; fi
-    fact modes "$(json_list "${MODE_LIST[@]}")"
-    fact dry_run "$(json_bool "$DRY_RUN")"
+    [[ $MODULES_FILE == /* ]] || nb_die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
+    NB_SAY_PREFIX=""
+    if [[ $DRY_RUN == 1 ]]; then NB_SAY_PREFIX="(dry run) would "; fi
+    nb_fact modes "$(nb_json_list "${MODE_LIST[@]}")"
+    nb_fact dry_run "$(nb_json_bool "$DRY_RUN")"
 }
 
 cleaning() {
@@ -161,7 +66,7 @@ declare -A BUILTIN=()
 # lsmod's output is read whole: `lsmod | grep -q` under pipefail can fail on SIGPIPE.
 read_modules() {
     local out name _rest path line
-    out=$(lsmod) || die "lsmod failed"
+    out=$(lsmod) || nb_die "lsmod failed"
     while read -r name _rest; do
         if [[ -n $name && $name != Module ]]; then LOADED[$name]=1; fi
     done <<<"$out"
@@ -225,8 +130,8 @@ clean_iptables() {
             fail "iptables-save/iptables-restore are missing; cannot remove KUBE-* chains"
         fi
     done
-    fact iptables_chains_removed "$CHAINS_REMOVED"
-    fact iptables_rules_removed "$RULES_REMOVED"
+    nb_fact iptables_chains_removed "$CHAINS_REMOVED"
+    nb_fact iptables_rules_removed "$RULES_REMOVED"
 }
 
 # ---- ipvs -----------------------------------------------------------------
@@ -247,7 +152,7 @@ clean_ipvs_services() {
             fail "ip_vs is loaded but ipvsadm is missing; cannot clear IPVS virtual servers"
         fi
     fi
-    fact ipvs_virtual_servers_removed "$removed"
+    nb_fact ipvs_virtual_servers_removed "$removed"
 }
 
 clean_kube_ipvs0() {
@@ -259,7 +164,7 @@ clean_kube_ipvs0() {
             fail "ip link delete kube-ipvs0 failed"
         fi
     fi
-    fact kube_ipvs0_removed "$removed"
+    nb_fact kube_ipvs0_removed "$removed"
 }
 
 clean_ipsets() {
@@ -279,7 +184,7 @@ clean_ipsets() {
             fail "ip_set is loaded but ipset is missing; cannot remove KUBE-* ipsets"
         fi
     fi
-    fact ipsets_removed "$count"
+    nb_fact ipsets_removed "$count"
 }
 
 # ---- nftables -------------------------------------------------------------
@@ -300,7 +205,7 @@ clean_nftables() {
             fail "nf_tables is loaded but nft is missing; cannot remove kube-proxy's nftables tables"
         fi
     fi
-    fact nft_tables_removed "$(json_list "${gone[@]}")"
+    nb_fact nft_tables_removed "$(nb_json_list "${gone[@]}")"
 }
 
 # ---- modules file ---------------------------------------------------------
@@ -318,16 +223,14 @@ clean_modules_file() {
     elif [[ $REMOVE_FILE == 1 && -e $MODULES_FILE ]]; then
         echo "proxy-cleanup: keeping $MODULES_FILE: nodeboot did not write it" >&2
     fi
-    fact modules_file "$(json_str "$MODULES_FILE")"
-    fact modules_file_removed "$removed"
-    fact modules_file_written_by_nodeboot "$ours"
+    nb_fact modules_file "$(nb_json_str "$MODULES_FILE")"
+    nb_fact modules_file_removed "$removed"
+    nb_fact modules_file_written_by_nodeboot "$ours"
 }
 
 main() {
-    exec 3>&1 1>&2
     export LC_ALL=C
-    trap on_exit EXIT
-    trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+    trap 'nb_die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
     set -Eeuo pipefail
     read_inputs
     read_modules
@@ -344,10 +247,10 @@ main() {
     if ((${#FAILURES[@]} > 0)); then
         local joined
         joined=$(printf '%s; ' "${FAILURES[@]}")
-        emit false "${joined%; }"
+        nb_emit false "${joined%; }"
         exit 1
     fi
-    emit true ""
+    nb_ok
 }
 
 main </dev/null

@@ -23,112 +23,37 @@
 
 MARKER='# managed-by: nodeboot proxy-prereqs.sh'
 
-# ---- result protocol ------------------------------------------------------
-RESULT_SENT=0
-CHANGED=false
-declare -a FACT_KEYS=()
-declare -A FACTS=()
-declare -a ACTIONS=()
-
-json_str() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\r'/}
-    s=${s//[$'\001'-$'\037']/}
-    printf '"%s"' "$s"
-}
-
-json_list() {
-    local out="" item
-    for item in "$@"; do
-        out+="${out:+,}$(json_str "$item")"
-    done
-    printf '[%s]' "$out"
-}
-
-json_bool() {
-    if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi
-}
-
-# fact KEY RAW_JSON: facts keep their insertion order.
-fact() {
-    [[ -v "FACTS[$1]" ]] || FACT_KEYS+=("$1")
-    FACTS[$1]=$2
-}
-
-emit() {
-    local ok=$1 error=$2 body="" key
-    for key in "${FACT_KEYS[@]}"; do
-        body+="${body:+,}$(json_str "$key"):${FACTS[$key]}"
-    done
-    body+="${body:+,}\"actions\":$(json_list "${ACTIONS[@]}")"
-    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' \
-        "$ok" "$CHANGED" "$body" "$(json_str "$error")" >&3
-    RESULT_SENT=1
-}
-
-die() {
-    echo "proxy-prereqs: error: $1" >&2
-    # Inside a command substitution only the parent may answer, or there would be two results.
-    [[ $BASHPID == "$$" ]] || exit 1
-    emit false "$1"
-    exit 1
-}
-
-on_exit() {
-    local status=$?
-    # set -u and friends end the script without the ERR trap: still answer.
-    if [[ $RESULT_SENT == 0 ]]; then
-        emit false "proxy-prereqs.sh stopped unexpectedly (exit $status)"
-    fi
-}
-
-# changed "what": record a change (or, in a dry run, a change that would be made).
-changed() {
-    CHANGED=true
-    ACTIONS+=("$1")
-    echo "proxy-prereqs: ${DRY_PREFIX}$1" >&2
-}
+NB_SCRIPT=proxy-prereqs.sh
 
 # ---- inputs ---------------------------------------------------------------
-check_flag() {
-    case $2 in
-        0 | 1) ;;
-        *) die "$1 must be 0 or 1, got '$2'" ;;
-    esac
-}
-
 read_inputs() {
     MODE=${NB_PROXY_MODE:-}
     INSTALL=${NB_INSTALL_PACKAGES:-0}
     DRY_RUN=${NB_DRY_RUN:-0}
     MODULES_FILE=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
-    check_flag NB_INSTALL_PACKAGES "$INSTALL"
-    check_flag NB_DRY_RUN "$DRY_RUN"
+    nb_flag NB_INSTALL_PACKAGES "$INSTALL"
+    nb_flag NB_DRY_RUN "$DRY_RUN"
     case $MODE in
         ipvs | nftables | iptables) ;;
-        '') die "NB_PROXY_MODE is not set (expected ipvs, nftables or iptables)" ;;
-        *) die "NB_PROXY_MODE '$MODE' is not a kube-proxy mode (expected ipvs, nftables or iptables)" ;;
+        '') nb_die "NB_PROXY_MODE is not set (expected ipvs, nftables or iptables)" ;;
+        *) nb_die "NB_PROXY_MODE '$MODE' is not a kube-proxy mode (expected ipvs, nftables or iptables)" ;;
     esac
-    [[ $MODULES_FILE == /* ]] || die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
-    DRY_PREFIX=""
-    if [[ $DRY_RUN == 1 ]]; then DRY_PREFIX="(dry run) would "; fi
-    fact mode "$(json_str "$MODE")"
-    fact dry_run "$(json_bool "$DRY_RUN")"
+    [[ $MODULES_FILE == /* ]] || nb_die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
+    NB_SAY_PREFIX=""
+    if [[ $DRY_RUN == 1 ]]; then NB_SAY_PREFIX="(dry run) would "; fi
+    nb_fact mode "$(nb_json_str "$MODE")"
+    nb_fact dry_run "$(nb_json_bool "$DRY_RUN")"
 }
 
 # ---- kernel ---------------------------------------------------------------
 read_kernel() {
     KERNEL=$(uname -r)
-    fact kernel "$(json_str "$KERNEL")"
+    nb_fact kernel "$(nb_json_str "$KERNEL")"
     if [[ $KERNEL =~ ^([0-9]+)\.([0-9]+) ]]; then
         KMAJOR=${BASH_REMATCH[1]}
         KMINOR=${BASH_REMATCH[2]}
     else
-        die "cannot read the kernel version from uname -r: '$KERNEL'"
+        nb_die "cannot read the kernel version from uname -r: '$KERNEL'"
     fi
 }
 
@@ -145,7 +70,7 @@ declare -A BUILTIN=()
 # read whole into a table: `lsmod | grep -q` under pipefail can fail on SIGPIPE.
 read_loaded() {
     local out name _rest
-    out=$(lsmod) || die "lsmod failed"
+    out=$(lsmod) || nb_die "lsmod failed"
     LOADED=()
     while read -r name _rest; do
         if [[ -n $name && $name != Module ]]; then LOADED[$name]=1; fi
@@ -182,13 +107,13 @@ load_modules() {
     for name in "${REQUIRED[@]}"; do
         module_loaded "$name" || missing+=("$name")
     done
-    fact modules_required "$(json_list "${REQUIRED[@]}")"
+    nb_fact modules_required "$(nb_json_list "${REQUIRED[@]}")"
     if ((${#missing[@]} > 0)); then
-        changed "load modules ${missing[*]}"
+        nb_changed "load modules ${missing[*]}"
         if [[ $DRY_RUN == 0 ]]; then
             # -a: without it modprobe loads only the first name and takes the
             # others as module parameters.
-            modprobe -a "${missing[@]}" >&2 || die "modprobe -a ${missing[*]} failed on kernel $KERNEL"
+            modprobe -a "${missing[@]}" >&2 || nb_die "modprobe -a ${missing[*]} failed on kernel $KERNEL"
             read_loaded
         fi
     fi
@@ -196,10 +121,10 @@ load_modules() {
         if module_loaded "$name"; then loaded+=("$name"); fi
     done
     if [[ $DRY_RUN == 0 && ${#loaded[@]} -ne ${#REQUIRED[@]} ]]; then
-        die "modprobe ran but lsmod still lacks some of ${REQUIRED[*]} (kernel $KERNEL)"
+        nb_die "modprobe ran but lsmod still lacks some of ${REQUIRED[*]} (kernel $KERNEL)"
     fi
-    fact modules_loaded "$(json_list "${loaded[@]}")"
-    fact modules_loaded_now "$(json_list "${missing[@]}")"
+    nb_fact modules_loaded "$(nb_json_list "${loaded[@]}")"
+    nb_fact modules_loaded_now "$(nb_json_list "${missing[@]}")"
 }
 
 modules_file_content() {
@@ -220,10 +145,10 @@ persist_modules() {
         # Someone else's file: leave it alone. It is enough if it already lists every module.
         for name in "${REQUIRED[@]}"; do
             grep -qE "^[[:space:]]*${name}([[:space:]]|\$)" "$MODULES_FILE" ||
-                die "$MODULES_FILE was not written by nodeboot and does not list $name; add the IPVS modules to it or set NB_MODULES_FILE to another path"
+                nb_die "$MODULES_FILE was not written by nodeboot and does not list $name; add the IPVS modules to it or set NB_MODULES_FILE to another path"
         done
     elif [[ ! -f $MODULES_FILE || "$(cat "$MODULES_FILE")" != "$want" ]]; then
-        changed "write $MODULES_FILE"
+        nb_changed "write $MODULES_FILE"
         if [[ $DRY_RUN == 0 ]]; then
             mkdir -p "$(dirname "$MODULES_FILE")"
             printf '%s\n' "$want" >"$MODULES_FILE.nodeboot.$$"
@@ -232,7 +157,7 @@ persist_modules() {
         fi
         written=true
     fi
-    fact modules_file_written "$written"
+    nb_fact modules_file_written "$written"
 }
 
 # ---- tools ----------------------------------------------------------------
@@ -253,8 +178,8 @@ package_manager() {
 
 install_packages() {
     local pm
-    pm=$(package_manager) || die "no apt-get, dnf, yum or zypper to install $*"
-    changed "install $* with $pm"
+    pm=$(package_manager) || nb_die "no apt-get, dnf, yum or zypper to install $*"
+    nb_changed "install $* with $pm"
     if [[ $DRY_RUN == 1 ]]; then return 0; fi
     case $pm in
         apt-get)
@@ -262,10 +187,10 @@ install_packages() {
             DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2 ||
                 { DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
                     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2; } ||
-                die "apt-get could not install $*"
+                nb_die "apt-get could not install $*"
             ;;
-        dnf | yum) "$pm" install -y -q "$@" >&2 || die "$pm could not install $*" ;;
-        zypper) zypper --non-interactive install "$@" >&2 || die "zypper could not install $*" ;;
+        dnf | yum) "$pm" install -y -q "$@" >&2 || nb_die "$pm could not install $*" ;;
+        zypper) zypper --non-interactive install "$@" >&2 || nb_die "zypper could not install $*" ;;
     esac
 }
 
@@ -280,21 +205,21 @@ ensure_tools() {
         if [[ $INSTALL == 1 ]]; then
             install_packages "${missing_pkgs[@]}"
         else
-            die "kube-proxy mode $MODE needs ${missing_cmds[*]}, which this host lacks; install ${missing_pkgs[*]} or set NB_INSTALL_PACKAGES=1"
+            nb_die "kube-proxy mode $MODE needs ${missing_cmds[*]}, which this host lacks; install ${missing_pkgs[*]} or set NB_INSTALL_PACKAGES=1"
         fi
     fi
     for pair in "$@"; do
         cmd=${pair%%:*}
         if [[ $DRY_RUN == 0 ]] && ! have "$cmd"; then
-            die "${pair#*:} was installed but $cmd is still not on PATH"
+            nb_die "${pair#*:} was installed but $cmd is still not on PATH"
         fi
-        tools+="${tools:+,}$(json_str "$cmd"):$(json_bool "$(have "$cmd" && echo 1 || echo 0)")"
+        tools+="${tools:+,}$(nb_json_str "$cmd"):$(nb_json_bool "$(have "$cmd" && echo 1 || echo 0)")"
     done
-    fact tools "{$tools}"
+    nb_fact tools "{$tools}"
     if [[ $INSTALL == 1 && ${#missing_pkgs[@]} -gt 0 ]]; then
-        fact packages_installed "$(json_list "${missing_pkgs[@]}")"
+        nb_fact packages_installed "$(nb_json_list "${missing_pkgs[@]}")"
     else
-        fact packages_installed "[]"
+        nb_fact packages_installed "[]"
     fi
 }
 
@@ -308,7 +233,7 @@ prepare_ipvs() {
 
 prepare_nftables() {
     # kube-proxy's nftables mode needs kernel 5.13 or newer.
-    kernel_at_least 5 13 || die "kube-proxy nftables mode needs kernel 5.13 or newer; this host runs $KERNEL"
+    kernel_at_least 5 13 || nb_die "kube-proxy nftables mode needs kernel 5.13 or newer; this host runs $KERNEL"
     ensure_tools nft:nftables
 }
 
@@ -317,30 +242,28 @@ prepare_iptables() {
 }
 
 report_modules_file() {
-    [[ -v "FACTS[modules_required]" ]] || fact modules_required "[]"
-    [[ -v "FACTS[modules_loaded]" ]] || fact modules_loaded "[]"
-    [[ -v "FACTS[modules_loaded_now]" ]] || fact modules_loaded_now "[]"
-    fact modules_file "$(json_str "$MODULES_FILE")"
-    [[ -v "FACTS[modules_file_written]" ]] || fact modules_file_written false
+    [[ -v "NB_FACTS[modules_required]" ]] || nb_fact modules_required "[]"
+    [[ -v "NB_FACTS[modules_loaded]" ]] || nb_fact modules_loaded "[]"
+    [[ -v "NB_FACTS[modules_loaded_now]" ]] || nb_fact modules_loaded_now "[]"
+    nb_fact modules_file "$(nb_json_str "$MODULES_FILE")"
+    [[ -v "NB_FACTS[modules_file_written]" ]] || nb_fact modules_file_written false
     # In a dry run nothing was written, so ownership follows what would be written.
-    if file_is_ours "$MODULES_FILE" || [[ $DRY_RUN == 1 && ${FACTS[modules_file_written]} == true ]]; then
-        fact modules_file_written_by_nodeboot true
+    if file_is_ours "$MODULES_FILE" || [[ $DRY_RUN == 1 && ${NB_FACTS[modules_file_written]} == true ]]; then
+        nb_fact modules_file_written_by_nodeboot true
     else
-        fact modules_file_written_by_nodeboot false
+        nb_fact modules_file_written_by_nodeboot false
     fi
 }
 
 main() {
-    exec 3>&1 1>&2
     export LC_ALL=C
-    trap on_exit EXIT
-    trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
+    trap 'nb_die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
     set -Eeuo pipefail
     read_inputs
     read_kernel
     "prepare_$MODE"
     report_modules_file
-    emit true ""
+    nb_ok
 }
 
 main </dev/null
