@@ -273,7 +273,8 @@ def print_b1(results: dict) -> None:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="N=10,50; 1 run; fewer reps (a few minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="N=10,50, 1 run, Ansible at N=10 only, 10 hosts in B3, 100 in the big run (a few minutes)")
     p.add_argument("--only", default="b1,b2,b3,winrm,ready,big")
     p.add_argument("--tools", default=",".join(t for t in TOOLS if t != "nodeboot-batched"),
                    help=f"of {','.join(TOOLS)}")
@@ -296,6 +297,7 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.sizes, args.runs, args.b2_reps, args.ready_reps, args.ansible_max_n = "10,50", 1, 5, 5, 10
+        args.b3_hosts, args.big, args.big_parallel = 10, 100, 100
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.delays = [float(x) for x in args.delays.split(",")]
     args.tools = args.tools.split(",")
