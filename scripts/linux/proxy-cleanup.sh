@@ -28,6 +28,29 @@ MARKER='# managed-by: nodeboot proxy-prereqs.sh'
 
 NB_SCRIPT=proxy-cleanup.sh
 
+declare -a FAILURES=()
+
+# fail "why": a removal that did not work; the rest still runs, the result is ok=false.
+fail() {
+    FAILURES+=("$1")
+    echo "proxy-cleanup: error: $1" >&2
+}
+
+# apply "what" CMD...: remove something, and count it as a change only once it
+# is gone (in a dry run: only say so).
+apply() {
+    local what=$1
+    shift
+    if [[ $DRY_RUN == 0 ]] && ! "$@" >&2; then
+        return 1
+    fi
+    nb_changed "$what"
+}
+
+have() {
+    command -v "$1" >/dev/null 2>&1
+}
+
 # ---- inputs ---------------------------------------------------------------
 read_inputs() {
     local mode
