@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from kubernetes import client
+
 from nodeboot.windows import identity
 
 RUN_AS = [

@@ -28,12 +28,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from winrm.exceptions import WSManFaultError
+from winrm.protocol import Protocol
+
 from nodeboot.errors import TransportError
 from nodeboot.lab.windows_model import WindowsHostModel
 from nodeboot.lab.winrm_server import FAULT_SHELL_NOT_FOUND, INJECTED_COMMAND_ID, WinRMServer
 from nodeboot.transport.winrm import SEND_CHUNK, WinRMOptions, WinRMTransport
-from winrm.exceptions import WSManFaultError
-from winrm.protocol import Protocol
 
 USER = "LAB\\nodeboot"
 PASSWORD = "Winrm-Lab-Pa55!"
