@@ -99,6 +99,34 @@ nb_lock() {
     nb_die "host is locked by another nodeboot run ($owner, ${age}s ago, pid $pid); it goes stale after ${stale}s"
 }
 
+# Kernel modules, read once into tables. lsmod's output is read whole: `lsmod |
+# grep -q` under pipefail can fail on SIGPIPE. A module built into the kernel
+# never shows in lsmod: modules.builtin lists those.
+declare -A NB_LOADED=()
+declare -A NB_BUILTIN=()
+
+nb_read_modules() {
+    local out name _rest line path
+    out=$(lsmod) || nb_die "lsmod failed"
+    NB_LOADED=()
+    while read -r name _rest; do
+        if [[ -n $name && $name != Module ]]; then NB_LOADED[$name]=1; fi
+    done <<<"$out"
+    NB_BUILTIN=()
+    path="/lib/modules/$(uname -r)/modules.builtin"
+    [[ -r $path ]] || return 0
+    while read -r line; do
+        name=${line##*/}
+        name=${name%%.ko*}
+        NB_BUILTIN[${name//-/_}]=1
+    done <"$path"
+}
+
+nb_module_loaded() {
+    local name=${1//-/_}
+    [[ -v "NB_LOADED[$name]" || -v "NB_BUILTIN[$name]" ]]
+}
+
 nb_flag() {
     case $2 in 0 | 1) ;; *) nb_die "$1 must be 0 or 1, got '$2'" ;; esac
 }

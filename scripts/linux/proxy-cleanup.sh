@@ -83,29 +83,6 @@ cleaning() {
 }
 
 # ---- modules (read only) --------------------------------------------------
-declare -A LOADED=()
-declare -A BUILTIN=()
-
-# lsmod's output is read whole: `lsmod | grep -q` under pipefail can fail on SIGPIPE.
-read_modules() {
-    local out name _rest path line
-    out=$(lsmod) || nb_die "lsmod failed"
-    while read -r name _rest; do
-        if [[ -n $name && $name != Module ]]; then LOADED[$name]=1; fi
-    done <<<"$out"
-    # A module built into the kernel never shows in lsmod.
-    path="/lib/modules/$(uname -r)/modules.builtin"
-    [[ -r $path ]] || return 0
-    while read -r line; do
-        name=${line##*/}
-        name=${name%%.ko*}
-        BUILTIN[${name//-/_}]=1
-    done <"$path"
-}
-
-module_loaded() {
-    [[ -v "LOADED[$1]" || -v "BUILTIN[$1]" ]]
-}
 
 # ---- iptables -------------------------------------------------------------
 CHAINS_REMOVED=0
@@ -149,7 +126,7 @@ clean_iptables() {
     for family in iptables ip6tables; do
         if have "$family-save" && have "$family-restore"; then
             clean_iptables_family "$family"
-        elif [[ $family == iptables ]] && { module_loaded ip_tables || module_loaded nft_compat; }; then
+        elif [[ $family == iptables ]] && { nb_module_loaded ip_tables || nb_module_loaded nft_compat; }; then
             fail "iptables-save/iptables-restore are missing; cannot remove KUBE-* chains"
         fi
     done
@@ -160,7 +137,7 @@ clean_iptables() {
 # ---- ipvs -----------------------------------------------------------------
 clean_ipvs_services() {
     local out count=0 removed=0
-    if module_loaded ip_vs; then
+    if nb_module_loaded ip_vs; then
         if have ipvsadm; then
             out=$(ipvsadm -Ln) || fail "ipvsadm -Ln failed"
             count=$(grep -cE '^(TCP|UDP|SCTP|FWM)[[:space:]]' <<<"$out" || true)
@@ -192,7 +169,7 @@ clean_kube_ipvs0() {
 
 clean_ipsets() {
     local out name count=0
-    if module_loaded ip_set; then
+    if nb_module_loaded ip_set; then
         if have ipset; then
             out=$(ipset list -n) || fail "ipset list -n failed"
             while read -r name; do
@@ -213,7 +190,7 @@ clean_ipsets() {
 # ---- nftables -------------------------------------------------------------
 clean_nftables() {
     local out family gone=()
-    if module_loaded nf_tables; then
+    if nb_module_loaded nf_tables; then
         if have nft; then
             out=$(nft list tables) || fail "nft list tables failed"
             for family in ip ip6 inet; do
@@ -256,7 +233,7 @@ main() {
     trap 'nb_die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
     set -Eeuo pipefail
     read_inputs
-    read_modules
+    nb_read_modules
     # iptables first: its rules reference the KUBE-* ipsets, which cannot be
     # destroyed while anything still uses them.
     if cleaning iptables; then clean_iptables; fi

@@ -63,37 +63,6 @@ kernel_at_least() {
 }
 
 # ---- modules ---------------------------------------------------------------
-declare -A LOADED=()
-declare -A BUILTIN=()
-
-# lsmod is the source of truth (the lab's stand-in answers it). Its output is
-# read whole into a table: `lsmod | grep -q` under pipefail can fail on SIGPIPE.
-read_loaded() {
-    local out name _rest
-    out=$(lsmod) || nb_die "lsmod failed"
-    LOADED=()
-    while read -r name _rest; do
-        if [[ -n $name && $name != Module ]]; then LOADED[$name]=1; fi
-    done <<<"$out"
-}
-
-# A module built into the kernel never shows in lsmod: modules.builtin lists those.
-read_builtin() {
-    local path="/lib/modules/$KERNEL/modules.builtin" line name
-    BUILTIN=()
-    [[ -r $path ]] || return 0
-    while read -r line; do
-        name=${line##*/}
-        name=${name%%.ko*}
-        BUILTIN[${name//-/_}]=1
-    done <"$path"
-}
-
-module_loaded() {
-    local name=${1//-/_}
-    [[ -v "LOADED[$name]" || -v "BUILTIN[$name]" ]]
-}
-
 ipvs_modules() {
     REQUIRED=(ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh)
     # The IPv4 conntrack module was folded into nf_conntrack in 4.19.
@@ -102,10 +71,9 @@ ipvs_modules() {
 
 load_modules() {
     local missing=() name loaded=()
-    read_builtin
-    read_loaded
+    nb_read_modules
     for name in "${REQUIRED[@]}"; do
-        module_loaded "$name" || missing+=("$name")
+        nb_module_loaded "$name" || missing+=("$name")
     done
     nb_fact modules_required "$(nb_json_list "${REQUIRED[@]}")"
     if ((${#missing[@]} > 0)); then
@@ -114,11 +82,11 @@ load_modules() {
             # -a: without it modprobe loads only the first name and takes the
             # others as module parameters.
             modprobe -a "${missing[@]}" >&2 || nb_die "modprobe -a ${missing[*]} failed on kernel $KERNEL"
-            read_loaded
+            nb_read_modules
         fi
     fi
     for name in "${REQUIRED[@]}"; do
-        if module_loaded "$name"; then loaded+=("$name"); fi
+        if nb_module_loaded "$name"; then loaded+=("$name"); fi
     done
     if [[ $DRY_RUN == 0 && ${#loaded[@]} -ne ${#REQUIRED[@]} ]]; then
         nb_die "modprobe ran but lsmod still lacks some of ${REQUIRED[*]} (kernel $KERNEL)"
