@@ -131,6 +131,11 @@ class DeleteToken(Phase):
             ctx.tokens.delete(token)
 
 
+def after_join() -> list[Phase]:
+    """What every join ends with, whatever the OS: Ready, labels and taints, token gone."""
+    return [WaitReady(), LabelAndTaint(), DeleteToken()]
+
+
 class Drain(Phase):
     name = "drain"
     title = "cordon and drain the Node"

@@ -87,9 +87,7 @@ def join_phases() -> list[Phase]:
         Preflight(),
         ProxyPrereqs(),
         KubeadmJoin(),
-        cluster_phases.WaitReady(),
-        cluster_phases.LabelAndTaint(),
-        cluster_phases.DeleteToken(),
+        *cluster_phases.after_join(),
     ]
 
 

@@ -173,9 +173,7 @@ def join_phases() -> list[Phase]:
         CsiProxy(),
         ClusterSide(),
         KubeadmJoin(),
-        cluster_phases.WaitReady(),
-        cluster_phases.LabelAndTaint(),
-        cluster_phases.DeleteToken(),
+        *cluster_phases.after_join(),
     ]
 
 
