@@ -7,8 +7,6 @@ which only models what PowerShell would do.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import logging
 import os
@@ -24,14 +22,11 @@ from pathlib import Path
 import pytest
 import requests
 import winrm
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from winrm.exceptions import WSManFaultError
 from winrm.protocol import Protocol
 
 from nodeboot.errors import TransportError
+from nodeboot.lab import pki as lab_pki
 from nodeboot.lab.windows_model import WindowsHostModel
 from nodeboot.lab.winrm_server import FAULT_SHELL_NOT_FOUND, INJECTED_COMMAND_ID, WinRMServer
 from nodeboot.transport.winrm import SEND_CHUNK, WinRMOptions, WinRMTransport
@@ -50,73 +45,13 @@ class Pki:
     key: Path
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(_name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _server_cert(ca_key: ec.EllipticCurvePrivateKey, ca: x509.Certificate) -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("winrm-lab"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), pem_key
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
-    ca_key, ca = _ca("nodeboot lab CA")
-    _, other = _ca("some other CA")
-    cert, key = _server_cert(ca_key, ca)
-    paths = Pki(d / "ca.pem", d / "other-ca.pem", d / "server.pem", d / "server.key")
-    paths.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths.other_ca.write_bytes(other.public_bytes(serialization.Encoding.PEM))
-    paths.cert.write_bytes(cert)
-    paths.key.write_bytes(key)
-    paths.key.chmod(0o600)
-    return paths
+    ca, ca_key = lab_pki.make_ca(d / "lab", "nodeboot lab CA")
+    other, _ = lab_pki.make_ca(d / "other", "some other CA")
+    cert, key = lab_pki.make_server_cert(ca, ca_key, d / "server", "localhost", ["127.0.0.1"])
+    return Pki(ca, other, cert, key)
 
 
 # -- the endpoint ---------------------------------------------------------------------
