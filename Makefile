@@ -8,7 +8,7 @@ setup:
 demo: setup
 	.venv/bin/nodeboot lab up --linux 3 --windows 1 > /dev/null
 	eval "$$(.venv/bin/nodeboot lab env)" && \
-	  .venv/bin/nodeboot join -i "$$NODEBOOT_LAB_INVENTORY" --limit linux --proxy-mode ipvs && \
+	  .venv/bin/nodeboot join -i "$$NODEBOOT_LAB_INVENTORY" --proxy-mode ipvs && \
 	  .venv/bin/nodeboot status -i "$$NODEBOOT_LAB_INVENTORY"
 	@echo "the lab stays up: try 'eval \"\$$(.venv/bin/nodeboot lab env)\"' then nodeboot commands; 'make clean-lab' ends it"
 
