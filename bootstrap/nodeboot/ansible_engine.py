@@ -30,7 +30,7 @@ from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 
-PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOK_DIR = Path(__file__).resolve().parent / "playbooks"  # a link to the top-level playbooks/ in a checkout
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
 ACTIONS = ("join", "reset")
 # Bookkeeping tasks: not worth a progress line when they merely succeed.
