@@ -125,9 +125,9 @@ def test_lookup_sends_exactly_what_nodeboot_sends() -> None:
     for name in names:
         os_name, _, script = name.partition("/")
         assert lookup.run([name], {}) == [script_text(os_name, script)], name
-    # join.sh uses common.sh's functions, so they travel with it; proxy-prereqs.sh carries its own.
+    # The Linux scripts use common.sh's functions, so they travel with them.
     assert lookup.run(["linux/join.sh"], {})[0].startswith("# common.sh")
-    assert not lookup.run(["linux/proxy-prereqs.sh"], {})[0].startswith("# common.sh")
+    assert lookup.run(["linux/proxy-prereqs.sh"], {})[0].startswith("# common.sh")
 
 
 def test_result_filter_reads_the_last_json_line_and_fails_without_one() -> None:
