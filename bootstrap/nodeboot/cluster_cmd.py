@@ -141,9 +141,10 @@ def node_plan_join(kubeconfig: str | None) -> None:
         problems.append(f"{host.name} has /etc/kubernetes/kubelet.conf but no Node {host.node_name} exists in this "
                         "cluster: it belongs to another cluster or was deleted; run nodeboot reset on it first")
     elif not facts.get("joined") and host.os == "linux":
-        sent = float(data.get("sent_at") or time.time())
-        received = float(data.get("received_at") or time.time())
-        problems += preflight.linux_problems(facts, host.node_name, cluster.version[:2], sent, received)
+        facts = {**facts, "_sent_at": float(data.get("sent_at") or time.time()),
+                 "_received_at": float(data.get("received_at") or time.time())}
+        problems += preflight.linux_problems(facts, cluster.version[:2])
+        problems += preflight.common_problems(facts, host.node_name)
     emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
           "joined": bool(facts.get("joined")) and registered, "problems": problems})
 

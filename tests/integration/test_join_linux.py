@@ -96,15 +96,21 @@ def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined):
     assert status.returncode == 0 and '"mode": "ipvs"' in status.stdout
 
 
-def _deployment(name: str, replicas: int) -> client.V1Deployment:
+def _deployment(name: str, replicas: int, nodes: list[str]) -> client.V1Deployment:
+    """Pods that may only run on these nodes (the lab has many others)."""
     labels = {"app": name}
+    affinity = client.V1Affinity(node_affinity=client.V1NodeAffinity(
+        required_during_scheduling_ignored_during_execution=client.V1NodeSelector(node_selector_terms=[
+            client.V1NodeSelectorTerm(match_expressions=[client.V1NodeSelectorRequirement(
+                key="kubernetes.io/hostname", operator="In", values=nodes)])])))
     return client.V1Deployment(
         metadata=client.V1ObjectMeta(name=name),
         spec=client.V1DeploymentSpec(
             replicas=replicas, selector=client.V1LabelSelector(match_labels=labels),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels),
-                spec=client.V1PodSpec(containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")]),
+                spec=client.V1PodSpec(affinity=affinity,
+                                      containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")]),
             ),
         ),
     )
@@ -122,10 +128,12 @@ def _wait(predicate, timeout: float = 60) -> None:
 def test_reset_drains_respecting_pdb_then_resets_and_deletes(lab, joined):
     hosts, inventory, _ = joined
     cluster = lab.cluster()
-    victim = hosts[1]["name"]  # untainted, so pods land there
-    cluster.apps.create_namespaced_deployment("default", _deployment("web", 4))
+    # hosts[0] is tainted: the pods land on hosts[1] and hosts[2]; the busier one is drained.
+    cluster.apps.create_namespaced_deployment("default", _deployment("web", 4, [h["name"] for h in hosts[1:]]))
     _wait(lambda: len([p for p in cluster.core.list_namespaced_pod("default", label_selector="app=web").items
                        if p.status.phase == "Running"]) == 4)
+    placed = [p.spec.node_name for p in cluster.core.list_namespaced_pod("default", label_selector="app=web").items]
+    victim = max((h["name"] for h in hosts[1:]), key=placed.count)
     on_victim = lambda: [p for p in cluster.core.list_namespaced_pod(  # noqa: E731
         "default", label_selector="app=web", field_selector=f"spec.nodeName={victim}").items]
     assert on_victim(), "the scheduler put no pod on the node to drain"
