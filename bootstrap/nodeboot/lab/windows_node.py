@@ -128,6 +128,22 @@ class NodeScripts:
     def _service(self, name: str) -> dict[str, Any] | None:
         return self.w["services"].get(name)
 
+    def _ensure_running_service(self, r: Any, name: str, created: str) -> bool:
+        """An auto-start service with restart on failure, running: what the scripts make sure of.
+        Returns whether it was already running."""
+        svc = self._service(name)
+        if svc is None:
+            svc = self.w["services"][name] = {"status": "Stopped", "start": "Automatic", "recovery": True}
+            r.change(created)
+        if svc["start"] != "Automatic":
+            svc["start"] = "Automatic"
+            r.change(f"{name} starts automatically")
+        was_running = svc["status"] == "Running"
+        if not was_running:
+            svc["status"] = "Running"
+            r.change(f"started {name}")
+        return was_running
+
     def _running(self, name: str) -> bool:
         svc = self._service(name)
         return bool(svc) and svc["status"] == "Running"
@@ -273,17 +289,8 @@ class NodeScripts:
         if changed:
             self.w["texts"][path] = config
             r.change(f"wrote {path} (config version {3 if major >= 2 else 2})")
-        svc = self._service("containerd")
-        if svc is None:
-            svc = self.w["services"]["containerd"] = {"status": "Stopped", "start": "Automatic", "recovery": True}
-            r.change("registered the containerd service")
-        if svc["start"] != "Automatic":
-            svc["start"] = "Automatic"
-            r.change("containerd starts automatically")
-        if svc["status"] != "Running":
-            svc["status"] = "Running"
-            r.change("started containerd")
-        elif changed:
+        was_running = self._ensure_running_service(r, "containerd", "registered the containerd service")
+        if was_running and changed:
             r.change("restarted containerd for its new config")
         r.facts["cri_pipe"] = True
         self._save()
@@ -355,16 +362,7 @@ class NodeScripts:
         error = self._ensure_binary(r, inv, f"{kube}\\csi-proxy.exe")
         if error:
             return r.outcome(error)
-        svc = self._service("csiproxy")
-        if svc is None:
-            svc = self.w["services"]["csiproxy"] = {"status": "Stopped", "start": "Automatic", "recovery": True}
-            r.change("created the csiproxy service (auto start, restart on failure)")
-        if svc["start"] != "Automatic":
-            svc["start"] = "Automatic"
-            r.change("csiproxy starts automatically")
-        if svc["status"] != "Running":
-            svc["status"] = "Running"
-            r.change("started csiproxy")
+        self._ensure_running_service(r, "csiproxy", "created the csiproxy service (auto start, restart on failure)")
         self._save()
         missing = [p for p in wanted if p not in self.pipes()]
         r.facts["csi_proxy_pipes"] = [p for p in wanted if p not in missing]
