@@ -100,17 +100,13 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
         output.message(f"kube-proxy already runs mode {mode} with these settings: nothing to change", "green")
     # 3. What the old mode left on the nodes.
     if changed and old_mode != mode:
-        settings.output = settings.output
-        state_extra = {"clean_modes": old_mode}
-        fleet_code = _cleanup(hosts, settings, redactor, state_extra)
-        return fleet_code
+        return _cleanup(cluster, hosts, settings, redactor, {"clean_modes": old_mode})
     return 0
 
 
-def _cleanup(hosts, settings: app.RunSettings, redactor: Redactor, state_extra: dict) -> int:
+def _cleanup(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, state_extra: dict) -> int:
     from nodeboot.runner import Fleet, summarise
 
-    cluster = Cluster.from_kubeconfig(settings.kubeconfig)
     output = app.make_output(settings, redactor)
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     report = fleet.run(hosts, lambda _h: [linux.Facts(), ProxyCleanupOldMode()], "clean previous proxy mode",
