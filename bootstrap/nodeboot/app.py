@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nodeboot import inventory, validate
 from nodeboot.cluster import tokens
@@ -130,13 +132,18 @@ def parse_skip_phases(value: str | None) -> frozenset[str]:
     return frozenset(p.strip() for p in (value or "").split(",") if p.strip())
 
 
-def check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+def check_flag(flag: str, check: Callable[[Any], Any], value: Any) -> Any:
+    """A flag's value through its validator; a bad one is a one-line usage error naming the flag."""
     if value is None:
         return None
     try:
-        return validate.one_of(value, choices)
+        return check(value)
     except ValueError as exc:
         raise UsageError(f"{flag}: {exc}") from None
+
+
+def check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    return check_flag(flag, lambda v: validate.one_of(v, choices), value)
 
 
 __all__ = ["EXIT_USAGE", "HostSelection", "RunSettings", "run_fleet", "select_hosts"]

@@ -136,10 +136,7 @@ def join(**kw) -> None:
     for hash_value in kw["ca_cert_hashes"]:
         if not hash_value.startswith("sha256:") or len(hash_value) != 71:
             raise click.UsageError(f"--ca-cert-hash {hash_value!r}: expected sha256:<64 hex digits>")
-    try:
-        discovery_timeout = validate.duration(kw["discovery_timeout"])
-    except ValueError as exc:
-        raise click.UsageError(f"--discovery-timeout: {exc}") from None
+    discovery_timeout = app.check_flag("--discovery-timeout", validate.duration, kw["discovery_timeout"])
     s = settings(
         kw,
         api_server_endpoint=kw["api_server_endpoint"],

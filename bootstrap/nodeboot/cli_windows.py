@@ -17,15 +17,6 @@ def _cluster(kubeconfig: str | None):
     return Cluster.from_kubeconfig(kubeconfig)
 
 
-def _check(flag: str, check, value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return check(value)
-    except ValueError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
-
-
 @click.group()
 def gmsa() -> None:
     """Group Managed Service Accounts for Windows pods (windows.k8s.io GMSACredentialSpec)."""
@@ -59,7 +50,7 @@ def gmsa_apply(credspec_file: str, name: str, service_accounts: tuple[str, ...],
     from nodeboot.cluster import gmsa as g
     from nodeboot.windows import credspec, identity
 
-    _check("--name", identity.gmsa_name, name)
+    app.check_flag("--name", identity.gmsa_name, name)
     accounts = [g.ServiceAccountRef.parse(s) for s in service_accounts]
     spec = credspec.load(credspec_file)
     changes = g.apply_spec(_cluster(kubeconfig), name, spec, accounts)
@@ -121,8 +112,8 @@ def run_as(workload: str, user: str | None, gmsa: str | None, namespace: str, ku
 
     if user is None and gmsa is None:
         raise UsageError("run-as needs --user, --gmsa or both")
-    _check("--user", identity.run_as_user_name, user)
-    _check("--gmsa", identity.gmsa_name, gmsa)
+    app.check_flag("--user", identity.run_as_user_name, user)
+    app.check_flag("--gmsa", identity.gmsa_name, gmsa)
     kind, name = g.parse_workload(workload)
     cluster = _cluster(kubeconfig)
     if gmsa is not None and not g.spec_exists(cluster, gmsa):

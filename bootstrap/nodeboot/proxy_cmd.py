@@ -18,25 +18,17 @@ from nodeboot.steps.base import HostContext, Phase
 
 def parse_change(mode: str, kw: dict) -> kubeproxy.ModeChange:
     """The change the flags ask for, checked before anything talks to the cluster."""
-    def checked(flag: str, fn, value):
-        if value is None:
-            return None
-        try:
-            return fn(value)
-        except ValueError as exc:
-            raise UsageError(f"{flag}: {exc}") from None
-
     app.check_choice("MODE", mode, validate.PROXY_MODES)
     change = kubeproxy.ModeChange(
         mode=mode,
         scheduler=app.check_choice("--scheduler", kw.get("scheduler"), validate.IPVS_SCHEDULERS),
         strict_arp=kw.get("strict_arp"),
-        sync_period=checked("--sync-period", validate.duration, kw.get("sync_period")),
-        min_sync_period=checked("--min-sync-period", validate.duration, kw.get("min_sync_period")),
-        exclude_cidrs=checked("--exclude-cidrs", validate.cidrs, kw.get("exclude_cidrs")),
-        tcp_timeout=checked("--tcp-timeout", validate.duration, kw.get("tcp_timeout")),
-        tcp_fin_timeout=checked("--tcp-fin-timeout", validate.duration, kw.get("tcp_fin_timeout")),
-        udp_timeout=checked("--udp-timeout", validate.duration, kw.get("udp_timeout")),
+        sync_period=app.check_flag("--sync-period", validate.duration, kw.get("sync_period")),
+        min_sync_period=app.check_flag("--min-sync-period", validate.duration, kw.get("min_sync_period")),
+        exclude_cidrs=app.check_flag("--exclude-cidrs", validate.cidrs, kw.get("exclude_cidrs")),
+        tcp_timeout=app.check_flag("--tcp-timeout", validate.duration, kw.get("tcp_timeout")),
+        tcp_fin_timeout=app.check_flag("--tcp-fin-timeout", validate.duration, kw.get("tcp_fin_timeout")),
+        udp_timeout=app.check_flag("--udp-timeout", validate.duration, kw.get("udp_timeout")),
     )
     ipvs_only = [change.scheduler, change.strict_arp, change.exclude_cidrs, change.tcp_timeout,
                  change.tcp_fin_timeout, change.udp_timeout]

@@ -207,22 +207,16 @@ def test_plaintext_reply_in_encrypted_mode_is_rejected(http: WinRMTransport, ser
     assert not err.value.retryable
 
     # The gap being closed: pywinrm alone takes the same cleartext reply as genuine.
-    raw = Protocol(
-        f"http://127.0.0.1:{server.http_port}/wsman",
-        transport="ntlm",
-        username=USER,
-        password=PASSWORD,
-        message_encryption="always",
-        ca_trust_path=None,
-    )
+    raw = raw_protocol(server)
     shell = raw.open_shell()
     server.inject_plaintext_reply()
     assert raw.run_command(shell, "hostname") == INJECTED_COMMAND_ID
     raw.transport.close_session()
 
 
-def test_unknown_shell_is_a_wsman_fault(server: WinRMServer) -> None:
-    raw = Protocol(
+def raw_protocol(server: WinRMServer) -> Protocol:
+    """Plain pywinrm, without nodeboot's checks, on the endpoint's encrypted HTTP port."""
+    return Protocol(
         f"http://127.0.0.1:{server.http_port}/wsman",
         transport="ntlm",
         username=USER,
@@ -230,6 +224,10 @@ def test_unknown_shell_is_a_wsman_fault(server: WinRMServer) -> None:
         message_encryption="always",
         ca_trust_path=None,
     )
+
+
+def test_unknown_shell_is_a_wsman_fault(server: WinRMServer) -> None:
+    raw = raw_protocol(server)
     with pytest.raises(WSManFaultError) as err:
         raw.run_command("8A5E0F2C-0000-4000-8000-000000000000", "hostname")
     assert err.value.wsman_fault_code == FAULT_SHELL_NOT_FOUND
