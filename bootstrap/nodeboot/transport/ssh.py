@@ -2,8 +2,9 @@
 
 Host keys are checked against known_hosts; an unknown key is refused unless
 the operator asked to accept new keys, and a changed key is always refused.
-Scripts are fed on stdin to `bash --noprofile --norc -s`, so no rc file runs
-and nothing the script is given shows in argv.
+Scripts go down one long-lived shell per host (framed_shell.py), each into its
+own `bash --noprofile --norc -s` on stdin, so no rc file runs, nothing the
+script is given shows in argv, and a script costs one round trip.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import paramiko
 from nodeboot.errors import HostKeyError, TransportError
 from nodeboot.scripts import sh_quote, shell_preamble
 from nodeboot.transport import ExecResult, TransportStats
+from nodeboot.transport.framed_shell import FrameResult, ShellFrames
 
 BASH = "bash --noprofile --norc -s"
 
@@ -60,6 +63,8 @@ class SSHTransport:
         self.stats = TransportStats()
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self._shell: tuple[paramiko.Channel, ShellFrames] | None = None
 
     # -- connection -------------------------------------------------------
     def connect(self) -> None:
@@ -188,53 +193,74 @@ class SSHTransport:
 
     # -- commands ---------------------------------------------------------
     def _command(self) -> tuple[str, str]:
-        """The remote command line and what must precede the script on stdin."""
-        if self.options.become and self.options.user != "root":
-            # sudo -S reads the password as the first stdin line; bash gets the rest.
-            prefix = (self.options.become_password or "") + "\n" if self.options.become_password else ""
-            return f"sudo -S -p '' {BASH}", prefix
+        """The remote command line for a one-off exec and what must precede its stdin."""
+        if self._sudo():
+            return f"sudo -S -p '' {BASH}", self._sudo_password_line()
         return BASH, ""
 
-    def exec(self, command: str, stdin: bytes, timeout: float | None = None) -> ExecResult:
-        """One exec round trip: open a channel, send stdin, collect output and status."""
+    def _sudo(self) -> bool:
+        return self.options.become and self.options.user != "root"
+
+    def _sudo_password_line(self) -> str:
+        # sudo -S reads the password as the first stdin line; the shell gets the rest.
+        return self.options.become_password + "\n" if self.options.become_password else ""
+
+    def _open_channel(self) -> paramiko.Channel:
         self.connect()
         assert self._transport is not None
-        timeout = timeout or self.options.command_timeout
-        deadline = time.monotonic() + timeout
         try:
-            channel = self._transport.open_session(timeout=self.options.connect_timeout)
+            return self._transport.open_session(timeout=self.options.connect_timeout)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             self._drop()
             raise TransportError(f"{self.name}: SSH session failed: {exc}") from None
+
+    def _pump(self, channel: paramiko.Channel, done: Callable[[bytearray, bytearray], bool], deadline: float,
+              timeout: float) -> tuple[bytearray, bytearray]:
+        """Read a channel's stdout and stderr until done(out, err) says so."""
+        out, err = bytearray(), bytearray()
+        assert self._transport is not None
+        transport = self._transport
+        while True:
+            if channel.recv_ready():
+                out += channel.recv(65536)
+                continue
+            if channel.recv_stderr_ready():
+                err += channel.recv_stderr(65536)
+                continue
+            if done(out, err):
+                return out, err
+            if time.monotonic() > deadline:
+                raise TransportError(f"{self.name}: command timed out after {timeout:.0f}s")
+            if not transport.is_active():
+                raise TransportError(f"{self.name}: connection lost")
+            if channel.eof_received:
+                if channel.exit_status_ready():
+                    # The far end is gone and everything it sent has been read.
+                    return out, err
+                # After EOF the channel's select pipe stays set for good, so select would
+                # return at once and this loop would spin until the exit status comes.
+                channel.status_event.wait(0.05)
+            else:
+                # A channel has a fileno for select: data or EOF wakes us at once.
+                select.select([channel], [], [], 0.05)
+
+    def exec(self, command: str, stdin: bytes, timeout: float | None = None) -> ExecResult:
+        """One exec on a channel of its own: open it, send stdin, collect output and status.
+
+        Three round trips; scripts go through the host's shell instead (run_script).
+        """
+        timeout = timeout or self.options.command_timeout
+        deadline = time.monotonic() + timeout
+        channel = self._open_channel()
         self.stats.execs += 1
         self.stats.bytes_sent += len(stdin)
-        out, err = bytearray(), bytearray()
         try:
             channel.settimeout(min(5.0, timeout))
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            while True:
-                if channel.recv_ready():
-                    out += channel.recv(65536)
-                    continue
-                if channel.recv_stderr_ready():
-                    err += channel.recv_stderr(65536)
-                    continue
-                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                    break
-                if time.monotonic() > deadline:
-                    raise TransportError(f"{self.name}: command timed out after {timeout:.0f}s")
-                if not self._transport.is_active():
-                    raise TransportError(f"{self.name}: connection lost")
-                if channel.eof_received:
-                    # After EOF the channel's select pipe stays set for good, so select would
-                    # return at once and this loop would spin until the exit status comes.
-                    channel.status_event.wait(0.05)
-                else:
-                    # A channel has a fileno for select: data or EOF wakes us at once.
-                    select.select([channel], [], [], 0.05)
+            out, err = self._pump(channel, lambda _o, _e: channel.exit_status_ready(), deadline, timeout)
             status = channel.recv_exit_status()
         except TransportError:
             channel.close()
@@ -246,6 +272,69 @@ class SSHTransport:
         channel.close()
         return ExecResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
 
+    def _start_shell(self) -> tuple[paramiko.Channel, ShellFrames]:
+        """The host's long-lived shell (framed_shell.py), opened on first use."""
+        if self._shell is not None and not self._shell[0].closed and self._transport is not None \
+                and self._transport.is_active():
+            return self._shell
+        self._close_shell()
+        channel = self._open_channel()
+        frames = ShellFrames()
+        try:
+            start_command(channel, frames.command(self._sudo()))
+            if self._sudo():
+                channel.sendall(self._sudo_password_line().encode())
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            self._drop()
+            raise TransportError(f"{self.name}: cannot start the remote shell: {exc}") from None
+        self.stats.extra["shells"] = self.stats.extra.get("shells", 0) + 1
+        self._shell = (channel, frames)
+        return self._shell
+
+    def _close_shell(self) -> None:
+        if self._shell is not None:
+            self._shell[0].close()
+        self._shell = None
+
+    def _run_frame(self, script: bytes, payload: bytes, timeout: float | None) -> ExecResult:
+        """Send one script (and payload) to the host's shell: one round trip once the shell is up."""
+        timeout = timeout or self.options.command_timeout
+        deadline = time.monotonic() + timeout
+        with self._run_lock:
+            channel, frames = self._start_shell()
+            frame = frames.frame(script, payload)
+            self.stats.execs += 1
+            self.stats.bytes_sent += len(frame)
+            found: list[FrameResult] = []
+
+            def done(out: bytearray, err: bytearray) -> bool:
+                result = frames.result(out, err)
+                if result is not None:
+                    found.append(result)
+                return result is not None
+
+            try:
+                channel.settimeout(min(5.0, timeout))
+                channel.sendall(frame)
+                out, err = self._pump(channel, done, deadline, timeout)
+            except TransportError:
+                # Whatever is left of this script's output would be read as the next one's.
+                self._close_shell()
+                raise
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self._close_shell()
+                self._drop()
+                raise TransportError(f"{self.name}: connection lost: {exc}") from None
+            if not found:
+                # The shell itself ended (killed, or it could not start): say what it printed.
+                self._close_shell()
+                tail = err.decode(errors="replace").strip()[-300:]
+                raise TransportError(f"{self.name}: the remote shell ended unexpectedly: {tail or 'no output'}")
+            result = found[0]
+            return ExecResult(result.exit_status, result.stdout.decode(errors="replace"),
+                              result.stderr.decode(errors="replace"))
+
     def run_script(
         self,
         script: str,
@@ -253,40 +342,22 @@ class SSHTransport:
         secret_variables: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        command, prefix = self._command()
-        body = prefix + shell_preamble(variables, secret_variables) + script
-        return self.exec(command, body.encode(), timeout)
+        body = shell_preamble(variables, secret_variables) + script
+        return self._run_frame(body.encode(), b"", timeout)
 
     def put_file(self, data: bytes, remote_path: str, mode: int = 0o644, remote_sha256: str | None = None) -> bool:
         """Write data to remote_path unless its sha256 already matches: one round trip at most.
 
         When the caller already knows the remote file's sha256 (from gathered
-        facts) and it matches, nothing is sent at all.
-
-        The script and then the payload travel on stdin. The script is one { }
-        block: bash reads a whole compound command before running it (and reads
-        a pipe byte by byte), so when head runs, what is left on stdin is exactly
-        the payload. Without the block, head would swallow the script's later
-        lines and bash would run the payload's bytes as commands.
+        facts) and it matches, nothing is sent at all. Otherwise the data
+        travels as the frame's payload ($NB_PAYLOAD on the host) and is moved
+        into place only when its sha256 checks out.
         """
         digest = hashlib.sha256(data).hexdigest()
         if remote_sha256 == digest:
             return False
-        q = sh_quote(remote_path)
-        script = (
-            "{\n"
-            f"p={q}\n"
-            f'if [ -f "$p" ] && [ "$(sha256sum "$p" | cut -d" " -f1)" = {digest} ]; then\n'
-            f"  head -c {len(data)} >/dev/null; echo unchanged; exit 0\nfi\n"
-            f'mkdir -p "$(dirname "$p")"; umask 077\n'
-            f't="$p.nodeboot.$$"; head -c {len(data)} > "$t"\n'
-            f'if [ "$(sha256sum "$t" | cut -d" " -f1)" != {digest} ]; then rm -f "$t"; echo mismatch; exit 3; fi\n'
-            f'chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
-            "exit 0\n}\n"
-        )
-        command, prefix = self._command()
         self.stats.uploads += 1
-        result = self.exec(command, (prefix + script).encode() + data)
+        result = self._run_frame(upload_script(remote_path, digest, mode).encode(), data, None)
         if result.exit_status != 0 or result.stdout.strip() not in ("written", "unchanged"):
             raise TransportError(
                 f"{self.name}: upload to {remote_path} failed: {result.stdout.strip()} {result.stderr.strip()}",
@@ -295,6 +366,7 @@ class SSHTransport:
         return result.stdout.strip() == "written"
 
     def _drop(self) -> None:
+        self._close_shell()
         with self._lock:
             if self._transport is not None:
                 self._transport.close()
@@ -302,3 +374,33 @@ class SSHTransport:
 
     def close(self) -> None:
         self._drop()
+
+
+def upload_script(remote_path: str, digest: str, mode: int) -> str:
+    """put_file's host side: keep an equal file, else check the payload and move it into place."""
+    q = sh_quote(remote_path)
+    return (
+        f"p={q}\n"
+        f'if [ -f "$p" ] && [ "$(sha256sum "$p" | cut -d" " -f1)" = {digest} ]; then echo unchanged; exit 0; fi\n'
+        f'if [ "$(sha256sum "$NB_PAYLOAD" | cut -d" " -f1)" != {digest} ]; then echo mismatch; exit 3; fi\n'
+        'mkdir -p "$(dirname "$p")" || exit 1\n'
+        't="$p.nodeboot.$$"\n'
+        f'mv -f "$NB_PAYLOAD" "$t" && chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
+    )
+
+
+def start_command(channel: paramiko.Channel, command: str) -> None:
+    """exec_command without waiting for sshd's answer, so the first frame goes out in the
+    same flight and the first script costs one round trip after the channel opens.
+
+    sshd handles a channel's messages in order: the command is started before the
+    data that follows reaches its stdin. A refused command shows as the channel
+    closing, which the frame reader reports with whatever the host printed.
+    """
+    message = paramiko.Message()
+    message.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+    message.add_int(channel.remote_chanid)
+    message.add_string("exec")
+    message.add_boolean(False)
+    message.add_string(command)
+    channel.transport._send_user_message(message)  # noqa: SLF001 - paramiko's own path for channel requests
