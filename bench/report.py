@@ -12,6 +12,11 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 
+def trips(cell: dict) -> float:
+    """Round trips per host: nodeboot's own count (a batch is one), else sshd's exec sessions."""
+    return cell.get("round_trips", cell["execs"] + cell["sftp"])
+
+
 def b1_table(b1: dict) -> list[str]:
     out = ["| N | tool | cold wall s | cold CPU s | cold host CPU s | cold peak RSS MiB | no-change wall s | "
            "no-change CPU s | no-change host CPU s | no-change peak RSS MiB | conns/host | round trips/host "
@@ -27,8 +32,8 @@ def b1_table(b1: dict) -> list[str]:
             out.append(
                 f"| {n} | {tool} | {c['wall']:.2f} | {c['cpu']:.2f} | {c['host_cpu']:.2f} | "
                 f"{c['peak_rss'] / 2**20:.0f} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['host_cpu']:.2f} | "
-                f"{r['peak_rss'] / 2**20:.0f} | {c['conns']:.0f} | {c['execs'] + c['sftp']:.0f} / "
-                f"{r['execs'] + r['sftp']:.0f} | {c['runs']} | {loads[0]:.0f}-{loads[-1]:.0f} |")
+                f"{r['peak_rss'] / 2**20:.0f} | {c['conns']:.0f} | {trips(c):.0f} / {trips(r):.0f} | {c['runs']} | "
+                f"{loads[0]:.0f}-{loads[-1]:.0f} |")
     return out
 
 

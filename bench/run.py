@@ -37,13 +37,13 @@ sys.path.insert(0, str(ROOT / "bootstrap"))
 
 import workload  # noqa: E402
 from hosts import HostPool, raise_nofile  # noqa: E402
+from report import trips  # noqa: E402
 
 PROJECT_PY = sys.executable
 BENCH_PY = str(BENCH / ".venv" / "bin" / "python")
 TOOLS = {
     # name: (python, driver, failure line on screen)
     "nodeboot": (PROJECT_PY, "nodeboot_tool.py", r" failed\b"),
-    "nodeboot-batched": (PROJECT_PY, "nodeboot_tool.py --batched", r" failed\b"),
     "paramiko-floor": (PROJECT_PY, "floor.py", r"FAILED"),
     "openssh-cm": (PROJECT_PY, "openssh_tool.py", r"FAILED"),
     "pyinfra": (BENCH_PY, "pyinfra_tool.py", r"Error|error|Failed|failed"),
@@ -137,6 +137,10 @@ class Bench:
                         m = self.measure(tool, spec, n, self.args.timeout)
                         m["host_cpu"] = self.pool.host_cpu(hosts) - host_cpu
                         m.update(self.pool.counters(hosts))
+                        # sshd counts exec sessions; nodeboot runs its scripts in one session per
+                        # host, so its round trips come from its own count (a batch is one).
+                        m["round_trips"] = (m["nodeboot_stats"]["execs"] if "nodeboot_stats" in m
+                                            else m["execs"] + m["sftp"])
                         problems = self.verify(hosts, before)
                         m["ok"] = m["status"] == 0 and not problems and not m["timed_out"]
                         m["problems"] = problems[:5]
@@ -144,7 +148,8 @@ class Bench:
                         log(f"B1 N={n:<3} {tool:<15} {kind:<9} run {r + 1}: "
                             + (f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s host-cpu {m['host_cpu']:.2f}s "
                                f"rss {m['peak_rss'] / 2**20:.0f}MiB "
-                               f"conns/host {m['conns']:.1f} execs/host {m['execs'] + m['sftp']:.1f}"
+                               f"conns/host {m['conns']:.1f} sessions/host {m['execs'] + m['sftp']:.1f} "
+                               f"round trips/host {m['round_trips']:.1f}"
                                if m["ok"] else f"FAILED: {problems[:2]} {m['tail'][-3:]}")
                             + f" (load {m['load']})")
                 out.setdefault(str(n), {})[tool] = {k: summarise(v) for k, v in cells.items()}
@@ -239,7 +244,7 @@ def summarise(runs: list[dict]) -> dict:
         return {"ok": False, "runs": len(runs), "failed_runs": len(runs) - len(ok),
                 "problems": next(r["problems"] or r["tail"][-3:] for r in runs if not r["ok"])}
     med = {k: statistics.median(r[k] for r in ok) for k in ("wall", "cpu", "host_cpu", "peak_rss", "conns", "execs",
-                                                   "sftp")}
+                                                   "sftp", "round_trips")}
     med["walls"] = [round(r["wall"], 3) for r in ok]
     med["loads"] = [r["load"] for r in ok]
     med["ok"] = True
@@ -260,14 +265,14 @@ def print_b1(results: dict) -> None:
     b1 = results.get("b1")
     if not b1:
         return
-    log("\nB1 (median): N  tool  | cold: wall cpu rssMiB conns/host execs/host | no-change: same")
+    log("\nB1 (median): N  tool  | cold: wall cpu rssMiB conns/host round-trips/host | no-change: same")
     for n, tools in b1.items():
         for tool, cells in tools.items():
             parts = []
             for kind in ("cold", "no-change"):
                 c = cells[kind]
                 parts.append(f"{c['wall']:7.2f}s {c['cpu']:6.2f}s {c['peak_rss'] / 2**20:6.0f} {c['conns']:4.1f} "
-                             f"{c['execs'] + c['sftp']:5.1f}" if c["ok"] else "   FAILED" + " " * 30)
+                             f"{trips(c):5.1f}" if c["ok"] else "   FAILED" + " " * 30)
             log(f"{n:>4} {tool:<15} | {parts[0]} | {parts[1]}")
 
 
@@ -276,7 +281,7 @@ def main() -> int:
     p.add_argument("--quick", action="store_true",
                    help="N=10,50, 1 run, Ansible at N=10 only, 10 hosts in B3, 100 in the big run (a few minutes)")
     p.add_argument("--only", default="b1,b2,b3,winrm,ready,big")
-    p.add_argument("--tools", default=",".join(t for t in TOOLS if t != "nodeboot-batched"),
+    p.add_argument("--tools", default=",".join(TOOLS),
                    help=f"of {','.join(TOOLS)}")
     p.add_argument("--sizes", default="10,50,200")
     p.add_argument("--runs", type=int, default=3)

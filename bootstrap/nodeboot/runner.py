@@ -14,16 +14,17 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from nodeboot.cluster.client import Cluster
-from nodeboot.cluster.nodes import NodeWatcher
-from nodeboot.cluster.tokens import TokenLedger
 from nodeboot.errors import NodebootError, PhaseError
 from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.steps.base import HostContext, Phase, PhaseOutcome, RunOptions, WorkflowResult, run_workflow
 from nodeboot.transport.factory import ConnectionDefaults, make_transport
+
+if TYPE_CHECKING:
+    from nodeboot.cluster.client import Cluster
 
 
 @dataclass
@@ -54,8 +55,23 @@ class FleetReport:
         return 1 if self.failed or self.tokens_left else 0
 
 
+class HostOnly:
+    """Token ledger and Node watcher of a fleet with no cluster: work on the hosts only."""
+
+    created = 0
+
+    def start(self) -> HostOnly:
+        return self
+
+    def stop(self) -> None:
+        pass
+
+    def delete_all(self) -> list[str]:
+        return []
+
+
 class Fleet:
-    def __init__(self, cluster: Cluster, options: RunOptions, output: Output, redactor: Redactor,
+    def __init__(self, cluster: Cluster | None, options: RunOptions, output: Output, redactor: Redactor,
                  connection: ConnectionDefaults, parallel: int = 20, fail_fast: bool = False) -> None:
         self.cluster = cluster
         self.options = options
@@ -65,8 +81,16 @@ class Fleet:
         self.parallel = max(1, parallel)
         self.fail_fast = fail_fast
         self.cancelled = threading.Event()
-        self.tokens = TokenLedger(cluster)
-        self.watcher = NodeWatcher(cluster)
+        if cluster is None:
+            self.tokens = self.watcher = HostOnly()
+        else:
+            # Imported here: the kubernetes client costs ~150 ms of start-up that
+            # host-only work never needs.
+            from nodeboot.cluster.nodes import NodeWatcher
+            from nodeboot.cluster.tokens import TokenLedger
+
+            self.tokens = TokenLedger(cluster)
+            self.watcher = NodeWatcher(cluster)
         self.options.extra.setdefault("run_id", f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
     def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,

@@ -6,24 +6,23 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import subprocess
 from pathlib import Path
 
-from nodeboot.transport import ExecResult
-from nodeboot.transport.framed_shell import ShellFrames
+from nodeboot.transport import ScriptCall
+from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
 
 
-def run_loop(frames: ShellFrames, stdin: bytes) -> list[tuple[int, bytes, bytes]]:
-    """Every frame's (status, stdout, stderr), from one run of the loop over all of stdin."""
+def run_loop(frames: ShellFrames, stdin: bytes) -> list[FrameResult]:
+    """Every frame's result, from one run of the loop over all of stdin."""
     proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.loop()], input=stdin,
                           capture_output=True, timeout=30)
-    marker = re.escape(frames.marker.encode())
-    outs = re.split(rb"\n" + marker + rb" (\d+)\n", proc.stdout)
-    errs = proc.stderr.split(b"\n" + frames.marker.encode() + b"\n")
-    results = [(int(outs[i + 1]), outs[i], errs[i // 2]) for i in range(0, len(outs) - 1, 2)]
-    assert frames.result(proc.stdout, proc.stderr) is None or results, proc.stderr
+    out, err = bytearray(proc.stdout), bytearray(proc.stderr)
+    results = []
+    while (result := frames.take(out, err)) is not None:
+        results.append(result)
+    assert not out and not err, (out, err)  # nothing left over: every byte belonged to a frame
     return results
 
 
@@ -33,14 +32,10 @@ class LocalShell(SSHTransport):
     def __init__(self) -> None:
         super().__init__("local", SSHOptions())
 
-    def _run_frame(self, script: bytes, payload: bytes, timeout: float | None) -> ExecResult:
+    def _run_frames(self, frames_out: list[tuple[bytes, bytes]], timeout: float | None) -> list[FrameResult]:
         self.stats.execs += 1
         frames = ShellFrames()
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.loop()],
-                              input=frames.frame(script, payload), capture_output=True, timeout=30)
-        result = frames.result(proc.stdout, proc.stderr)
-        assert result is not None, proc.stderr
-        return ExecResult(result.exit_status, result.stdout.decode(), result.stderr.decode())
+        return run_loop(frames, b"".join(frames.frame(s, p, i > 0) for i, (s, p) in enumerate(frames_out)))
 
 
 def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
@@ -56,14 +51,14 @@ def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
     # A line that is not a header (a sudo password sudo did not ask for) is dropped, never run.
     stdin = b"hunter2; touch /tmp/nodeboot-loop-pwned\n" + b"".join(frames.frame(x.encode()) for x in scripts)
     results = run_loop(frames, stdin)
-    assert [r[0] for r in results] == [0, 4, 0, 0, 0]
-    first_pid = results[0][1].split()[-1]
-    assert results[0][1].startswith(b"one\n") and results[0][2] == b"err-one\n"
-    assert results[1][1] == b"start\n"  # output is exact: no newline added or lost
-    assert results[2][1] == b"no newline at the end"
-    out = results[3][1].split(b"\n")
+    assert [r.exit_status for r in results] == [0, 4, 0, 0, 0]
+    first_pid = results[0].stdout.split()[-1]
+    assert results[0].stdout.startswith(b"one\n") and results[0].stderr == b"err-one\n"
+    assert results[1].stdout == b"start\n"  # output is exact: no newline added or lost
+    assert results[2].stdout == b"no newline at the end"
+    out = results[3].stdout.split(b"\n")
     assert out[0] == b"unset" and out[1] != first_pid  # no state carried from one script to the next
-    assert results[4][1] == "café ✓\n".encode()
+    assert results[4].stdout == "café ✓\n".encode()
     assert not Path("/tmp/nodeboot-loop-pwned").exists()
 
 
@@ -71,21 +66,36 @@ def test_loop_payload_reaches_the_script_and_is_removed() -> None:
     frames = ShellFrames()
     payload = os.urandom(200_000) + b"\n$(touch /tmp/nodeboot-payload-pwned)\n"
     script = b'sha256sum "$NB_PAYLOAD" | cut -d" " -f1; stat -c %a "$NB_PAYLOAD"; echo "$NB_PAYLOAD"'
-    ((status, out, _err), (status2, out2, _)) = run_loop(
-        frames, frames.frame(script, payload) + frames.frame(b'test -e "$NB_PAYLOAD"; echo $?'))
-    digest, mode, path = out.decode().split()
-    assert status == 0 and digest == hashlib.sha256(payload).hexdigest() and mode == "600"
-    assert status2 == 0 and out2 == b"1\n"  # the next frame has no payload left behind
+    first, second = run_loop(frames, frames.frame(script, payload) + frames.frame(b'echo "[$NB_PAYLOAD]"'))
+    digest, mode, path = first.stdout.decode().split()
+    assert first.exit_status == 0 and digest == hashlib.sha256(payload).hexdigest() and mode == "600"
+    assert second.exit_status == 0 and second.stdout == b"[]\n"  # a frame without a payload is told so
     assert not Path(path).parent.exists()  # the loop's private directory goes with it
     assert not Path("/tmp/nodeboot-payload-pwned").exists()
 
 
 def test_frame_result_waits_for_both_streams() -> None:
     frames = ShellFrames("MARK")
-    assert frames.result(b"x\nMARK 3\n", b"") is None
-    assert frames.result(b"x\nMARK", b"\nMARK\n") is None
-    result = frames.result(b"x\nMARK 3\nlate output", b"e\nMARK\n")
-    assert result is not None and (result.exit_status, result.stdout, result.stderr) == (3, b"x", b"e")
+    assert frames.take(bytearray(b"x\nMARK 3\n"), bytearray()) is None
+    assert frames.take(bytearray(b"x\nMARK"), bytearray(b"\nMARK\n")) is None
+    out, err = bytearray(b"x\nMARK 3\nnext\nMARK skip\n"), bytearray(b"e\nMARK\n\nMARK\n")
+    first, second = frames.take(out, err), frames.take(out, err)
+    assert first is not None and (first.exit_status, first.stdout, first.stderr) == (3, b"x", b"e")
+    assert second is not None and (second.exit_status, second.stdout) == (NOT_RUN, b"next")
+    assert not out and not err
+
+
+def test_batch_stops_on_the_host_at_the_first_failure(tmp_path: Path) -> None:
+    t = LocalShell()
+    calls = [ScriptCall(f"echo {i} >> {tmp_path}/ran; exit {status}") for i, status in enumerate((0, 0, 3, 0))]
+    results = t.run_batch(calls)
+    assert [r.exit_status if r else None for r in results] == [0, 0, 3, None]
+    assert (tmp_path / "ran").read_text().split() == ["0", "1", "2"]  # the fourth was sent, never run
+    assert t.stats.execs == 1  # one round trip for the four
+    # Secrets in a batch travel as shell variables ahead of each script, never in argv.
+    (result,) = t.run_batch([ScriptCall('echo "${#TOKEN} $(tr "\\0" " " < /proc/$$/cmdline)"', {},
+                                        {"TOKEN": "abcdef.0123456789abcdef"})])
+    assert result is not None and result.stdout.startswith("23 ") and "abcdef" not in result.stdout
 
 
 def test_put_file_writes_exact_bytes_then_skips(tmp_path: Path) -> None:

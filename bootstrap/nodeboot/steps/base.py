@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nodeboot.cluster.retry import describe
 from nodeboot.errors import PhaseError, ScriptError
 from nodeboot.scripts import ScriptResult, parse_result, script_text
+from nodeboot.transport import ExecResult, ScriptCall
 
 if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
@@ -59,20 +59,30 @@ class HostContext:
     facts: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # what phases pass on to later phases
 
-    def script(self, name: str, variables: dict[str, str] | None = None,
-               secret_variables: dict[str, str] | None = None, timeout: float | None = None) -> ScriptResult:
-        """Run one host script and return its JSON result; a failed result raises."""
+    def call(self, name: str, variables: dict[str, str] | None = None,
+             secret_variables: dict[str, str] | None = None) -> ScriptCall:
+        """scripts/<os>/<name> with its inputs, ready to send; its secrets are redacted from now on."""
         for secret in (secret_variables or {}).values():
             self.redactor.add(secret)
-        result = self.transport.run_script(
-            script_text(self.host.os, name), variables or {}, secret_variables, timeout or self.options.step_timeout
-        )
+        return ScriptCall(script_text(self.host.os, name), variables or {}, secret_variables, name=name)
+
+    def check(self, call: ScriptCall, result: ExecResult) -> ScriptResult:
+        """A script's JSON result, with its transcript logged; a failed result raises."""
+        name = call.name
         self.emit("transcript", script=name, stdout=result.stdout, stderr=result.stderr, exit=result.exit_status)
         parsed = parse_result(name, result.exit_status, result.stdout, result.stderr)
         if not parsed.ok:
             raise ScriptError(name, self.redactor.redact(parsed.error or f"{name} failed"), result.exit_status,
                               self.redactor.redact("\n".join(result.stderr.strip().splitlines()[-10:])))
         return parsed
+
+    def script(self, name: str, variables: dict[str, str] | None = None,
+               secret_variables: dict[str, str] | None = None, timeout: float | None = None) -> ScriptResult:
+        """Run one host script and return its JSON result; a failed result raises."""
+        call = self.call(name, variables, secret_variables)
+        result = self.transport.run_script(call.script, call.variables, call.secret_variables,
+                                           timeout or self.options.step_timeout)
+        return self.check(call, result)
 
 
 class Phase:
@@ -85,9 +95,28 @@ class Phase:
         """Why the phase has nothing to do (shown to the operator), or None."""
         return None
 
+    # A batched phase is one host script whose inputs come from the gathered facts
+    # and the run's options only, never from what an earlier phase of this run
+    # did; consecutive batched phases that have work go to the host together, in
+    # one round trip, each running only if the one before it succeeded.
+    batched: bool = False
+
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        """A batched phase's script (controller-side work, e.g. a token, may happen here)."""
+        raise NotImplementedError
+
+    def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
+        """Read a batched phase's script result; return True if anything changed."""
+        return ctx.check(call, result).changed
+
     def run(self, ctx: HostContext) -> bool:
         """Do the work; return True if anything changed."""
-        raise NotImplementedError
+        if not self.batched:
+            raise NotImplementedError
+        call = self.host_script(ctx)
+        (result,) = ctx.transport.run_batch([call], ctx.options.step_timeout)
+        assert result is not None
+        return self.script_done(ctx, call, result)
 
     def cleanup(self, ctx: HostContext) -> None:
         """Undo what a failed or interrupted run must not leave behind."""
@@ -114,39 +143,44 @@ class WorkflowResult:
         return any(o.detail == "interrupted" for o in self.outcomes)
 
 
+def phase_error(phase: str, exc: Exception) -> PhaseError:
+    # Imported on failure only: it loads the kubernetes client, which host-only work never needs.
+    from nodeboot.cluster.retry import describe
+
+    return PhaseError(phase, describe(exc) or exc)
+
+
 def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
     """Run phases in order on one host; the first failure stops this host only."""
     outcomes: list[PhaseOutcome] = []
     failure: PhaseError | None = None
+    index = 0
     try:
-        for index, phase in enumerate(phases):
+        while index < len(phases) and failure is None:
+            phase = phases[index]
             if ctx.cancelled.is_set():
                 outcomes += [PhaseOutcome(p.name, "not-run", "interrupted") for p in phases[index:]]
                 ctx.emit("phase", phase=phase.name, status="not-run", detail="interrupted")
                 break
             if phase.name in ctx.options.skip_phases:
-                outcomes.append(PhaseOutcome(phase.name, "skipped", "--skip-phases"))
-                ctx.emit("phase", phase=phase.name, status="skipped", detail="--skip-phases")
+                outcomes.append(report(ctx, PhaseOutcome(phase.name, "skipped", "--skip-phases")))
+                index += 1
                 continue
             ctx.emit("phase", phase=phase.name, status="start", detail=phase.title)
             try:
-                reason = None if phase.reads_only else phase.satisfied(ctx)
-                if reason:
-                    outcome = PhaseOutcome(phase.name, "ok", reason)
-                elif ctx.options.dry_run and not phase.reads_only:
-                    outcome = PhaseOutcome(phase.name, "would-run", phase.title)
-                else:
-                    changed = phase.run(ctx)
-                    outcome = PhaseOutcome(phase.name, "changed" if changed else "ok", "")
+                outcome = decide(phase, ctx)
             except Exception as exc:
-                error = exc if isinstance(exc, PhaseError) else PhaseError(phase.name, describe(exc) or exc)
-                outcomes.append(PhaseOutcome(phase.name, "failed", ctx.redactor.redact(str(error))))
-                ctx.emit("phase", phase=phase.name, status="failed", detail=ctx.redactor.redact(str(error)))
-                outcomes += [PhaseOutcome(p.name, "not-run", "after failure") for p in phases[index + 1:]]
-                failure = error
-                break
-            outcomes.append(outcome)
-            ctx.emit("phase", phase=phase.name, status=outcome.status, detail=outcome.detail)
+                outcome, failure = failed(ctx, phase, exc)
+            if outcome is not None:
+                outcomes.append(report(ctx, outcome))
+                index += 1
+                continue
+            batch = [phase, *batch_followers(phases[index + 1:], ctx)] if phase.batched else [phase]
+            done, failure = run_batch(batch, ctx) if phase.batched else run_one(phase, ctx)
+            outcomes += done
+            index += len(batch)
+        if failure is not None:
+            outcomes += [PhaseOutcome(p.name, "not-run", "after failure") for p in phases[len(outcomes):]]
     finally:
         for phase in reversed(phases):
             try:
@@ -154,3 +188,82 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
                 ctx.emit("warning", detail=ctx.redactor.redact(f"cleanup of {phase.name}: {exc}"))
     return WorkflowResult(outcomes, failure)
+
+
+def report(ctx: HostContext, outcome: PhaseOutcome) -> PhaseOutcome:
+    ctx.emit("phase", phase=outcome.phase, status=outcome.status, detail=outcome.detail)
+    return outcome
+
+
+def decide(phase: Phase, ctx: HostContext) -> PhaseOutcome | None:
+    """The outcome of a phase with nothing to run (satisfied, or a dry run), else None."""
+    reason = None if phase.reads_only else phase.satisfied(ctx)
+    if reason:
+        return PhaseOutcome(phase.name, "ok", reason)
+    if ctx.options.dry_run and not phase.reads_only:
+        return PhaseOutcome(phase.name, "would-run", phase.title)
+    return None
+
+
+def failed(ctx: HostContext, phase: Phase, exc: Exception) -> tuple[PhaseOutcome, PhaseError]:
+    error = exc if isinstance(exc, PhaseError) else phase_error(phase.name, exc)
+    return PhaseOutcome(phase.name, "failed", ctx.redactor.redact(str(error))), error
+
+
+def batch_followers(rest: list[Phase], ctx: HostContext) -> list[Phase]:
+    """The batched phases right after a batched one that have work to do, up to the
+    first that is not batched, is skipped, or has nothing to do (it is then
+    reported on its own, and a new batch may start after it)."""
+    followers: list[Phase] = []
+    for phase in rest:
+        if not phase.batched or phase.name in ctx.options.skip_phases or ctx.cancelled.is_set():
+            break
+        try:
+            if decide(phase, ctx) is not None:
+                break
+        except Exception:  # noqa: BLE001 - asked again, and reported, when its turn comes
+            break
+        ctx.emit("phase", phase=phase.name, status="start", detail=phase.title)
+        followers.append(phase)
+    return followers
+
+
+def run_one(phase: Phase, ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseError | None]:
+    try:
+        changed = phase.run(ctx)
+    except Exception as exc:
+        outcome, error = failed(ctx, phase, exc)
+        return [report(ctx, outcome)], error
+    return [report(ctx, PhaseOutcome(phase.name, "changed" if changed else "ok", ""))], None
+
+
+def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseError | None]:
+    """Batched phases in one round trip; outcomes up to and including the first failure."""
+    calls: list[ScriptCall] = []
+    outcomes: list[PhaseOutcome] = []
+    prepare_error: Exception | None = None
+    for phase in batch:
+        try:
+            calls.append(phase.host_script(ctx))
+        except Exception as exc:  # this phase fails; the ones before it still run
+            prepare_error = exc
+            break
+    results: list[ExecResult | None] = []
+    if calls:
+        try:
+            results = ctx.transport.run_batch(calls, ctx.options.step_timeout * len(calls))
+        except Exception as exc:
+            outcome, error = failed(ctx, batch[0], exc)
+            return [report(ctx, outcome)], error
+    for phase, call, result in zip(batch, calls, results, strict=True):
+        try:
+            assert result is not None, "a batch goes on only after a success"
+            changed = phase.script_done(ctx, call, result)
+        except Exception as exc:
+            outcome, error = failed(ctx, phase, exc)
+            return [*outcomes, report(ctx, outcome)], error
+        outcomes.append(report(ctx, PhaseOutcome(phase.name, "changed" if changed else "ok", "")))
+    if prepare_error is not None:
+        outcome, error = failed(ctx, batch[len(calls)], prepare_error)
+        return [*outcomes, report(ctx, outcome)], error
+    return outcomes, None

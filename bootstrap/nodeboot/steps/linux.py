@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase
+from nodeboot.transport import ExecResult, ScriptCall
 
 MODULES_FILE = "/etc/modules-load.d/nodeboot-ipvs.conf"
 IPVS_MODULES = ("ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_sh")
@@ -49,6 +50,7 @@ def kernel_at_least(kernel: str, wanted: tuple[int, int]) -> bool:
 class ProxyPrereqs(Phase):
     name = "proxy-prereqs"
     title = "kube-proxy mode prerequisites"
+    batched = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         mode = wanted_proxy_mode(ctx)
@@ -56,29 +58,32 @@ class ProxyPrereqs(Phase):
             return "no IPVS or nftables mode asked"
         return f"{mode} prerequisites in place" if proxy_prereqs_met(ctx.facts, mode) else None
 
-    def run(self, ctx: HostContext) -> bool:
-        result = ctx.script("proxy-prereqs.sh", {
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        return ctx.call("proxy-prereqs.sh", {
             "NB_PROXY_MODE": wanted_proxy_mode(ctx) or "iptables",
             "NB_INSTALL_PACKAGES": "1" if ctx.options.install_packages else "0",
             "NB_MODULES_FILE": MODULES_FILE,
         })
-        return result.changed
 
 
 class KubeadmJoin(Phase):
     name = "kubeadm-join"
     title = "kubeadm join"
+    batched = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
-    def run(self, ctx: HostContext) -> bool:
+    def host_script(self, ctx: HostContext) -> ScriptCall:
         kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]
         config = cluster_phases.make_join_config(ctx, kubeadm_minor)
-        result = ctx.script("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", "")},
-                            secret_variables={"NB_JOIN_CONFIG": config})
+        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", "")},
+                        secret_variables={"NB_JOIN_CONFIG": config})
+
+    def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
+        changed = ctx.check(call, result).changed
         ctx.facts["joined"] = True
-        return result.changed
+        return changed
 
 
 def join_phases() -> list[Phase]:
@@ -94,25 +99,27 @@ def join_phases() -> list[Phase]:
 class KubeadmReset(Phase):
     name = "kubeadm-reset"
     title = "kubeadm reset and CNI cleanup"
+    batched = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         return None if (ctx.facts.get("joined") or ctx.facts.get("kubelet_configured")) else "not joined"
 
-    def run(self, ctx: HostContext) -> bool:
-        return ctx.script("reset.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
-                                       "NB_CRI_SOCKET": "unix:///var/run/containerd/containerd.sock"}).changed
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
+                                     "NB_CRI_SOCKET": "unix:///var/run/containerd/containerd.sock"})
 
 
 class ProxyCleanup(Phase):
     name = "proxy-cleanup"
     title = "remove kube-proxy's rules, kube-ipvs0 and ipsets"
+    batched = True
 
-    def run(self, ctx: HostContext) -> bool:
-        return ctx.script("proxy-cleanup.sh", {
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        return ctx.call("proxy-cleanup.sh", {
             "NB_CLEAN_MODES": ctx.options.extra.get("clean_modes", "ipvs iptables nftables"),
             "NB_REMOVE_MODULES_FILE": "1" if ctx.options.extra.get("remove_modules_file", True) else "0",
             "NB_MODULES_FILE": MODULES_FILE,
-        }).changed
+        })
 
 
 def reset_phases() -> list[Phase]:

@@ -5,6 +5,11 @@ connection, one WinRM shell) and runs nodeboot's host scripts over it. Scripts
 get their inputs as variables set ahead of the script text on standard input,
 never as command-line arguments, so nothing a script is given shows in the
 host's process list.
+
+A batch (run_batch) is several scripts for one host that go together: each
+runs only if the one before it succeeded. Over SSH the whole batch is one
+round trip; a transport that cannot do that runs them one by one
+(run_one_by_one), with the same stop-at-the-first-failure result.
 """
 
 from __future__ import annotations
@@ -21,11 +26,23 @@ class ExecResult:
 
 
 @dataclass
+class ScriptCall:
+    """One script of a batch, with its inputs (secrets stay out of argv and logs)."""
+
+    script: str
+    variables: dict[str, str] = field(default_factory=dict)
+    secret_variables: dict[str, str] | None = None
+    payload: bytes = b""  # on the host as the file $NB_PAYLOAD (SSH only)
+    name: str = "script"  # for transcripts and errors
+
+
+@dataclass
 class TransportStats:
     """What a transport cost: counted for benchmarks and tests."""
 
     connects: int = 0
-    execs: int = 0
+    execs: int = 0  # round trips that ran scripts (a batch counts once)
+    scripts: int = 0
     uploads: int = 0
     bytes_sent: int = 0
     extra: dict[str, int] = field(default_factory=dict)
@@ -47,8 +64,25 @@ class Transport(Protocol):
         """Run a whole script: inputs first as variables, then the body, all on stdin."""
         ...
 
+    def run_batch(self, calls: list[ScriptCall], timeout: float | None = None) -> list[ExecResult | None]:
+        """Run scripts in order, each only if the one before exited 0; None for those not run."""
+        ...
+
     def put_file(self, data: bytes, remote_path: str, mode: int = 0o644) -> bool:
         """Write a file when its sha256 differs; return True if it was written."""
         ...
 
     def close(self) -> None: ...
+
+
+def run_one_by_one(transport: Transport, calls: list[ScriptCall], timeout: float | None) -> list[ExecResult | None]:
+    """run_batch for a transport without batches: a round trip per script, same result."""
+    results: list[ExecResult | None] = []
+    for call in calls:
+        if results and (results[-1] is None or results[-1].exit_status != 0):
+            results.append(None)
+            continue
+        if call.payload:
+            raise ValueError(f"{transport.name}: this transport takes no script payload")
+        results.append(transport.run_script(call.script, call.variables, call.secret_variables, timeout))
+    return results

@@ -3,9 +3,10 @@
 An SSH exec costs three round trips (open a channel, start the command, send
 stdin and wait for the exit status) and sshd starts a fresh session for it.
 nodeboot opens one session per host instead, running the loop below, and
-sends each script down it as a frame; a script then costs one round trip.
+sends each script down it as a frame; a script then costs one round trip, and
+a batch of scripts sent together costs one round trip for all of them.
 
-A frame is a header line `NB <script bytes> <payload bytes>`, then the
+A frame is a header line `NB <script bytes> <payload bytes> <after>`, then the
 payload, then the script. The loop reads the script into memory with
 `read -N` (it never touches disk, and nothing of it shows in argv), writes the
 payload, if any, to a file in a private directory ($NB_PAYLOAD), and pipes the
@@ -13,6 +14,11 @@ script into a fresh `bash --noprofile --norc -s`: each script is its own
 process with its own $$, as it was with one exec per script. When that bash
 exits, the loop prints a marker line carrying the exit status on stdout and a
 marker line on stderr, so the reader knows both streams are complete.
+
+<after> = 1 makes a frame conditional: it runs only if the frame before it
+exited 0, else it is read, not run, and its marker says `skip`. That is what
+lets the phases of a batch stop on the host at the first failure, as they
+would one round trip at a time.
 
 Lines that are not headers are skipped: when sudo needs no password, the
 password line sent ahead of the loop is read by the loop and dropped, never run.
@@ -25,27 +31,40 @@ import secrets
 from dataclasses import dataclass
 
 # Runs as `bash --noprofile --norc -c LOOP`; {marker} is filled in per shell.
+# The payload directory is made on the first payload: most shells never carry one.
 _LOOP = r"""umask 077
-D=$(mktemp -d) || exit 97
-trap 'rm -rf "$D"' EXIT
+D=
+last=0
+trap '[[ -z $D ]] || rm -rf "$D"' EXIT
 trap 'exit 141' PIPE HUP TERM
-while IFS=' ' read -r h n m; do
+while IFS=' ' read -r h n m after; do
   [[ $h == NB && $n =~ ^[0-9]+$ && $m =~ ^[0-9]+$ ]] || continue
-  if (( m > 0 )); then head -c "$m" > "$D/payload" || exit 98; fi
+  p=
+  if (( m > 0 )); then
+    [[ -n $D ]] || D=$(mktemp -d) || exit 97
+    p=$D/payload
+    head -c "$m" > "$p" || exit 98
+  fi
   LC_ALL=C IFS= read -r -N "$n" s || exit 99
-  printf '%s' "$s" | NB_PAYLOAD="$D/payload" bash --noprofile --norc -s
-  c=$?
+  if [[ $after == 1 && $last != 0 ]]; then
+    last=skip
+  else
+    printf '%s' "$s" | NB_PAYLOAD=$p bash --noprofile --norc -s
+    last=$?
+  fi
   unset s
-  rm -f "$D/payload"
-  printf '\n{marker} %d\n' "$c"
+  [[ -z $p ]] || rm -f "$p"
+  printf '\n{marker} %s\n' "$last"
   printf '\n{marker}\n' >&2
 done
 """
 
+NOT_RUN = -1  # the exit status of a conditional frame the loop did not run
+
 
 @dataclass
 class FrameResult:
-    exit_status: int
+    exit_status: int  # NOT_RUN: skipped after an earlier frame failed
     stdout: bytes
     stderr: bytes
 
@@ -56,7 +75,7 @@ class ShellFrames:
     def __init__(self, marker: str | None = None) -> None:
         # Random per shell, so a script's own output cannot end a frame by accident.
         self.marker = marker or f"__nodeboot_{secrets.token_hex(12)}__"
-        self._out_end = re.compile(rb"\n" + re.escape(self.marker.encode()) + rb" (\d+)\n")
+        self._out_end = re.compile(rb"\n" + re.escape(self.marker.encode()) + rb" (\d+|skip)\n")
         self._err_end = b"\n" + self.marker.encode() + b"\n"
 
     def loop(self) -> str:
@@ -70,19 +89,20 @@ class ShellFrames:
         return f"sudo -S -p '' {shell}" if sudo else shell
 
     @staticmethod
-    def frame(script: bytes, payload: bytes = b"") -> bytes:
-        return b"NB %d %d\n" % (len(script), len(payload)) + payload + script
+    def frame(script: bytes, payload: bytes = b"", after_success: bool = False) -> bytes:
+        return b"NB %d %d %d\n" % (len(script), len(payload), after_success) + payload + script
 
-    def result(self, out: bytes | bytearray, err: bytes | bytearray) -> FrameResult | None:
-        """The frame's result once both streams carry their end marker, else None.
-
-        Whatever follows a marker (output of a background process the script
-        left behind) belongs to no frame and is dropped.
-        """
+    def take(self, out: bytearray, err: bytearray) -> FrameResult | None:
+        """Remove the first complete frame's output from out and err and return it,
+        or None while either stream still lacks its end marker."""
         end = self._out_end.search(out)
         if end is None:
             return None
         err_at = err.find(self._err_end)
         if err_at < 0:
             return None
-        return FrameResult(int(end.group(1)), bytes(out[: end.start()]), bytes(err[:err_at]))
+        status = NOT_RUN if end.group(1) == b"skip" else int(end.group(1))
+        result = FrameResult(status, bytes(out[: end.start()]), bytes(err[:err_at]))
+        del out[: end.end()]
+        del err[: err_at + len(self._err_end)]
+        return result

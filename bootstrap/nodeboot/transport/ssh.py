@@ -24,8 +24,8 @@ import paramiko
 
 from nodeboot.errors import HostKeyError, TransportError
 from nodeboot.scripts import sh_quote, shell_preamble
-from nodeboot.transport import ExecResult, TransportStats
-from nodeboot.transport.framed_shell import FrameResult, ShellFrames
+from nodeboot.transport import ExecResult, ScriptCall, TransportStats
+from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
 
 BASH = "bash --noprofile --norc -s"
 
@@ -297,43 +297,43 @@ class SSHTransport:
             self._shell[0].close()
         self._shell = None
 
-    def _run_frame(self, script: bytes, payload: bytes, timeout: float | None) -> ExecResult:
-        """Send one script (and payload) to the host's shell: one round trip once the shell is up."""
+    def _run_frames(self, frames_out: list[tuple[bytes, bytes]], timeout: float | None) -> list[FrameResult]:
+        """Send scripts (with payloads) to the host's shell in one flight, each after the
+        first only if the one before succeeded; one round trip once the shell is up."""
         timeout = timeout or self.options.command_timeout
         deadline = time.monotonic() + timeout
         with self._run_lock:
             channel, frames = self._start_shell()
-            frame = frames.frame(script, payload)
+            data = b"".join(frames.frame(script, payload, after_success=i > 0)
+                            for i, (script, payload) in enumerate(frames_out))
             self.stats.execs += 1
-            self.stats.bytes_sent += len(frame)
-            found: list[FrameResult] = []
+            self.stats.scripts += len(frames_out)
+            self.stats.bytes_sent += len(data)
+            results: list[FrameResult] = []
 
             def done(out: bytearray, err: bytearray) -> bool:
-                result = frames.result(out, err)
-                if result is not None:
-                    found.append(result)
-                return result is not None
+                while len(results) < len(frames_out) and (result := frames.take(out, err)) is not None:
+                    results.append(result)
+                return len(results) == len(frames_out)
 
             try:
                 channel.settimeout(min(5.0, timeout))
-                channel.sendall(frame)
-                out, err = self._pump(channel, done, deadline, timeout)
+                channel.sendall(data)
+                _out, err = self._pump(channel, done, deadline, timeout)
             except TransportError:
-                # Whatever is left of this script's output would be read as the next one's.
+                # Whatever is left of these scripts' output would be read as the next ones'.
                 self._close_shell()
                 raise
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 self._close_shell()
                 self._drop()
                 raise TransportError(f"{self.name}: connection lost: {exc}") from None
-            if not found:
+            if len(results) < len(frames_out):
                 # The shell itself ended (killed, or it could not start): say what it printed.
                 self._close_shell()
                 tail = err.decode(errors="replace").strip()[-300:]
                 raise TransportError(f"{self.name}: the remote shell ended unexpectedly: {tail or 'no output'}")
-            result = found[0]
-            return ExecResult(result.exit_status, result.stdout.decode(errors="replace"),
-                              result.stderr.decode(errors="replace"))
+            return results
 
     def run_script(
         self,
@@ -342,8 +342,17 @@ class SSHTransport:
         secret_variables: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> ExecResult:
-        body = shell_preamble(variables, secret_variables) + script
-        return self._run_frame(body.encode(), b"", timeout)
+        (result,) = self.run_batch([ScriptCall(script, variables, secret_variables)], timeout)
+        assert result is not None  # the first script of a batch always runs
+        return result
+
+    def run_batch(self, calls: list[ScriptCall], timeout: float | None = None) -> list[ExecResult | None]:
+        results = self._run_frames(
+            [((shell_preamble(c.variables, c.secret_variables) + c.script).encode(), c.payload) for c in calls],
+            timeout)
+        return [None if r.exit_status == NOT_RUN else
+                ExecResult(r.exit_status, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace"))
+                for r in results]
 
     def put_file(self, data: bytes, remote_path: str, mode: int = 0o644, remote_sha256: str | None = None) -> bool:
         """Write data to remote_path unless its sha256 already matches: one round trip at most.
@@ -357,13 +366,8 @@ class SSHTransport:
         if remote_sha256 == digest:
             return False
         self.stats.uploads += 1
-        result = self._run_frame(upload_script(remote_path, digest, mode).encode(), data, None)
-        if result.exit_status != 0 or result.stdout.strip() not in ("written", "unchanged"):
-            raise TransportError(
-                f"{self.name}: upload to {remote_path} failed: {result.stdout.strip()} {result.stderr.strip()}",
-                retryable=False,
-            )
-        return result.stdout.strip() == "written"
+        (result,) = self.run_batch([upload_call(data, remote_path, mode)])
+        return upload_written(self.name, remote_path, result)
 
     def _drop(self) -> None:
         self._close_shell()
@@ -376,17 +380,28 @@ class SSHTransport:
         self._drop()
 
 
-def upload_script(remote_path: str, digest: str, mode: int) -> str:
-    """put_file's host side: keep an equal file, else check the payload and move it into place."""
-    q = sh_quote(remote_path)
-    return (
-        f"p={q}\n"
+def upload_call(data: bytes, remote_path: str, mode: int = 0o644) -> ScriptCall:
+    """put_file's host side as a script with the data as payload: keep an equal file,
+    else check the payload's sha256 and move it into place."""
+    digest = hashlib.sha256(data).hexdigest()
+    script = (
+        f"p={sh_quote(remote_path)}\n"
         f'if [ -f "$p" ] && [ "$(sha256sum "$p" | cut -d" " -f1)" = {digest} ]; then echo unchanged; exit 0; fi\n'
-        f'if [ "$(sha256sum "$NB_PAYLOAD" | cut -d" " -f1)" != {digest} ]; then echo mismatch; exit 3; fi\n'
+        'f=${NB_PAYLOAD:-/dev/null}\n'
+        f'if [ "$(sha256sum "$f" | cut -d" " -f1)" != {digest} ]; then echo mismatch; exit 3; fi\n'
         'mkdir -p "$(dirname "$p")" || exit 1\n'
         't="$p.nodeboot.$$"\n'
-        f'mv -f "$NB_PAYLOAD" "$t" && chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
+        f'cat "$f" > "$t" && chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
     )
+    return ScriptCall(script, payload=data)
+
+
+def upload_written(name: str, remote_path: str, result: ExecResult | None) -> bool:
+    """put_file's answer: True if written, False if the file was already equal."""
+    if result is None or result.exit_status != 0 or result.stdout.strip() not in ("written", "unchanged"):
+        said = f"{result.stdout.strip()} {result.stderr.strip()}" if result else "not run"
+        raise TransportError(f"{name}: upload to {remote_path} failed: {said}", retryable=False)
+    return result.stdout.strip() == "written"
 
 
 def start_command(channel: paramiko.Channel, command: str) -> None:

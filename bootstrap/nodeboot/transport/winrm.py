@@ -37,7 +37,7 @@ from winrm.protocol import Protocol
 from winrm.transport import Transport as PywinrmTransport
 
 from nodeboot.errors import TransportError
-from nodeboot.transport import ExecResult, TransportStats
+from nodeboot.transport import ExecResult, ScriptCall, TransportStats, run_one_by_one
 
 log = logging.getLogger("nodeboot.transport.winrm")
 
@@ -393,6 +393,10 @@ class WinRMTransport:
         log.debug("%s: script of %d bytes, inputs %s", self.name, len(stdin), ", ".join(variables))
         return self._run(stdin, timeout or self.options.command_timeout, secret_variables or {})
 
+    def run_batch(self, calls: list[ScriptCall], timeout: float | None = None) -> list[ExecResult | None]:
+        # Each WinRM command is its own request sequence: the scripts go one by one.
+        return run_one_by_one(self, calls, timeout)
+
     def _run(self, stdin: bytes, timeout: float, secrets: dict[str, str]) -> ExecResult:
         with self._lock:
             self.connect()
@@ -419,6 +423,7 @@ class WinRMTransport:
         deadline = time.monotonic() + timeout
         command_id = protocol.run_command(shell_id, POWERSHELL, POWERSHELL_ARGS)
         self.stats.execs += 1
+        self.stats.scripts += 1
         for start in range(0, max(len(stdin), 1), SEND_CHUNK):
             chunk = stdin[start : start + SEND_CHUNK]
             protocol.send_command_input(shell_id, command_id, chunk, end=start + SEND_CHUNK >= len(stdin))
