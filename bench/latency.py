@@ -7,11 +7,14 @@ a relay on loopback (delayproxy.DelayProxy) holds every chunk back by half
 the added round trip in each direction.
 
 Per step, against the same host at the same delay:
-- nodeboot: SSHTransport.run_script of the bench phase scripts, put_file;
+- nodeboot: SSHTransport.run_script of the bench phase scripts and put_file,
+  on the host's long-lived shell (framed_shell.py); a batch of the three
+  prepare scripts (node-files, artifact check, join) in one run_batch; the
+  first script on a fresh connection (opens the shell: one round trip more);
 - paramiko exec: open_session + exec_command + stdin + wait (what the floor does);
-- persistent shell (a prototype, not nodeboot's code): one channel opened once,
-  scripts sent length-framed to a bash loop, one round trip per step;
-- SSH RTT: a global request with want-reply (keepalive@openssh.com): one round trip.
+- SSH RTT: a global request with want-reply (keepalive@openssh.com): one round trip;
+- host work: the facts script run by a local bash, the part of a step no
+  transport can remove.
 """
 
 from __future__ import annotations
@@ -25,17 +28,14 @@ import paramiko
 from hosts import BenchHost, HostPool
 from tools.common import preamble, script_vars
 
-from nodeboot.transport.ssh import SSHOptions, SSHTransport
+from nodeboot.transport import ScriptCall
+from nodeboot.transport.ssh import SSHOptions, SSHTransport, upload_call
 
 NETNS = "nbb-lat"
 HOST_IF = "nbb-lat-h"
 NS_ADDR, HOST_ADDR = "198.19.77.2", "198.19.77.1"
 BENCH = Path(__file__).resolve().parent
 BASH = "bash --noprofile --norc -s"
-LOOP = ('while IFS= read -r n; do head -c "$n" > "$T"; bash --noprofile --norc "$T" </dev/null; '
-        'echo "__NB_DONE__ $?"; done')
-
-
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, check=check)
 
@@ -63,29 +63,6 @@ def netem(delay_ms: float) -> subprocess.CompletedProcess:
 
 def median_ms(samples: list[float]) -> float:
     return round(statistics.median(samples) * 1000, 2)
-
-
-class PersistentShell:
-    """Prototype: one session channel for every step; one round trip per step."""
-
-    def __init__(self, transport: paramiko.Transport) -> None:
-        self.chan = transport.open_session()
-        self.chan.exec_command(f"T=$(mktemp) && trap 'rm -f $T' EXIT && {LOOP}")
-        self.buf = b""
-
-    def run(self, script: bytes) -> tuple[int, bytes]:
-        self.chan.sendall(b"%d\n" % len(script) + script)
-        while b"__NB_DONE__ " not in self.buf or not self.buf.endswith(b"\n"):
-            data = self.chan.recv(65536)
-            if not data:
-                raise RuntimeError("persistent shell closed")
-            self.buf += data
-        out, _, tail = self.buf.partition(b"__NB_DONE__ ")
-        self.buf = b""
-        return int(tail.strip()), out
-
-    def close(self) -> None:
-        self.chan.close()
 
 
 def floor_exec(transport: paramiko.Transport, stdin: bytes) -> tuple[int, bytes]:
@@ -140,10 +117,12 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
             assert raw is not None
             row: dict = {"delay_ms": delay, "connect_ms": round(connect * 1000, 1)}
             samples: dict[str, list[float]] = {k: [] for k in (
-                "rtt", "nodeboot facts", "nodeboot node-files", "nodeboot put_file 1MiB", "paramiko exec",
-                "persistent shell", "host work (local bash)")}
-            shell = PersistentShell(raw)
+                "rtt", "nodeboot facts", "nodeboot node-files", "nodeboot put_file 1MiB", "nodeboot batch of 3",
+                "nodeboot first script", "paramiko exec", "host work (local bash)")}
             nb.run_script(files_script, files_vars)  # the no-change state for node-files
+            batch = [ScriptCall(files_script, files_vars),
+                     upload_call(data, f"{host.root}/opt/nodeboot/artifact.bin"),
+                     ScriptCall(files_script, files_vars)]
             for _ in range(reps):
                 t = time.monotonic()
                 raw.global_request("keepalive@openssh.com", wait=True)
@@ -161,15 +140,20 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
                 floor_exec(raw, (preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
                 samples["paramiko exec"].append(time.monotonic() - t)
                 t = time.monotonic()
-                status, text = shell.run((preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
-                samples["persistent shell"].append(time.monotonic() - t)
-                assert status == 0 and b'"ok":true' in text, text
+                results = nb.run_batch(batch)
+                samples["nodeboot batch of 3"].append(time.monotonic() - t)
+                assert all(r is not None and r.exit_status == 0 for r in results), results
+                fresh = SSHTransport(target[0], opts, name="lat-fresh")
+                fresh.connect()
+                t = time.monotonic()
+                fresh.run_script(facts_script, {"NB_ROOT": str(host.root)})
+                samples["nodeboot first script"].append(time.monotonic() - t)
+                fresh.close()
                 # The same script run by a local bash: the host-side work every step above includes.
                 t = time.monotonic()
                 subprocess.run(["bash", "--noprofile", "--norc", "-s"], capture_output=True, check=True,
                                input=(preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
                 samples["host work (local bash)"].append(time.monotonic() - t)
-            shell.close()
             nb.close()
             if proxy is not None:
                 proxy.stop()
@@ -182,11 +166,10 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
         for row in out["rows"][1:]:
             d = row["delay_ms"]
             row["round_trips"] = {k: round((row[k] - base[k]) / d, 2) for k in (
-                "nodeboot facts", "nodeboot node-files", "paramiko exec", "persistent shell", "rtt")}
+                "nodeboot facts", "nodeboot node-files", "nodeboot batch of 3", "nodeboot first script",
+                "paramiko exec", "rtt")}
             # Overhead per step beyond one round trip and the host's own work.
             row["nodeboot_overhead_ms"] = round(row["nodeboot facts"] - row["rtt"] - row["host work (local bash)"], 1)
-            row["persistent_overhead_ms"] = round(row["persistent shell"] - row["rtt"]
-                                                  - row["host work (local bash)"], 1)
     finally:
         if proxy is not None:
             proxy.stop()

@@ -69,14 +69,13 @@ def main() -> None:
         print("\n".join(ratios(r["b1"])) + "\n")
     if "b2" in r:
         b2 = r["b2"]
-        keys = [k for k in b2["rows"][0] if k not in ("delay_ms", "round_trips", "nodeboot_overhead_ms",
-                                                        "persistent_overhead_ms")]
+        keys = [k for k in b2["rows"][0] if k not in ("delay_ms", "round_trips", "nodeboot_overhead_ms")]
         print(f"B2 (netem: {b2['netem']}; median of {b2['reps']}; ms)\n")
-        print("| added RTT ms | " + " | ".join(keys) + " | nodeboot overhead | persistent-shell overhead |")
-        print("|---" * (len(keys) + 3) + "|")
+        print("| added RTT ms | " + " | ".join(keys) + " | nodeboot overhead beyond 1 RTT + host work |")
+        print("|---" * (len(keys) + 2) + "|")
         for row in b2["rows"]:
             print(f"| {row['delay_ms']:.0f} | " + " | ".join(str(row[k]) for k in keys)
-                  + f" | {row.get('nodeboot_overhead_ms', '')} | {row.get('persistent_overhead_ms', '')} |")
+                  + f" | {row.get('nodeboot_overhead_ms', '')} |")
         for row in b2["rows"][1:]:
             print(f"\nround trips per step at {row['delay_ms']:.0f} ms: {row['round_trips']}")
         print()
