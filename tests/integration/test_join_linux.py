@@ -61,6 +61,36 @@ def test_second_run_changes_nothing_and_creates_no_token(lab, joined):
     assert [h["execs"] for h in result["hosts"]] == [1, 1, 1]
 
 
+def phase_statuses(events: list[dict], host: str) -> dict[str, str]:
+    return {e["phase"]: e["status"] for e in events
+            if e.get("event") == "phase" and e.get("host") == host and e["status"] != "start"}
+
+
+def test_cold_ipvs_join_is_two_round_trips_and_a_failed_batch_stops_on_the_host(lab):
+    good, bad = lab.reserve(2)
+    # A modules file nodeboot did not write and that lacks the IPVS modules: proxy-prereqs refuses it.
+    assert lab.ssh(bad, "echo overlay > /etc/modules-load.d/nodeboot-ipvs.conf").returncode == 0
+    inventory = lab.inventory([good, bad], "batch")
+    proc, events = lab.nodeboot_json("join", "-i", str(inventory), "--proxy-mode", "ipvs")
+    assert proc.returncode == 1, proc.stderr
+    hosts = {h["host"]: h for h in summary(events)["hosts"]}
+    # facts, then proxy-prereqs and kubeadm-join together: two round trips for the whole cold join.
+    assert hosts[good["name"]]["result"] == "changed" and hosts[good["name"]]["execs"] == 2
+    assert phase_statuses(events, good["name"])["proxy-prereqs"] == "changed"
+    assert phase_statuses(events, good["name"])["kubeadm-join"] == "changed"
+    # The batch went out whole, but the join never ran after its prerequisites failed.
+    assert hosts[bad["name"]]["result"] == "failed" and hosts[bad["name"]]["phase"] == "proxy-prereqs"
+    assert "was not written by nodeboot" in hosts[bad["name"]]["detail"]
+    assert phase_statuses(events, bad["name"])["kubeadm-join"] == "not-run"
+    assert hosts[bad["name"]]["execs"] == 2
+    assert lab.ssh(bad, "test -e /etc/kubernetes/kubelet.conf; echo $?").stdout.strip() == "1"
+    assert lab.ssh(bad, "ls /run/nodeboot 2>/dev/null | wc -l").stdout.strip() == "0"  # no join config left
+    # The token made for the join that did not run is gone too.
+    assert summary(events)["tokens_left"] == [] and nodeboot_tokens(lab.cluster()) == []
+    with pytest.raises(client.ApiException):
+        lab.cluster().core.read_node(bad["name"])
+
+
 def test_dry_run_changes_nothing(lab):
     (host,) = lab.reserve(1)
     inventory = lab.inventory([host], "dry-run")

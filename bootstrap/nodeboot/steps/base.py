@@ -177,6 +177,8 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
                 continue
             batch = [phase, *batch_followers(phases[index + 1:], ctx)] if phase.batched else [phase]
             done, failure = run_batch(batch, ctx) if phase.batched else run_one(phase, ctx)
+            for started in batch[len(done):]:  # announced with the batch, never run on the host
+                ctx.emit("phase", phase=started.name, status="not-run", detail="after failure")
             outcomes += done
             index += len(batch)
         if failure is not None:
