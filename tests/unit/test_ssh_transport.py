@@ -6,36 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from pathlib import Path
 
+from localshell import LocalShell, run_loop
 from nodeboot.transport import ScriptCall
-from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
+from nodeboot.transport.framed_shell import NOT_RUN, ShellFrames
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
-
-
-def run_loop(frames: ShellFrames, stdin: bytes) -> list[FrameResult]:
-    """Every frame's result, from one run of the loop over all of stdin."""
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.loop()], input=stdin,
-                          capture_output=True, timeout=30)
-    out, err = bytearray(proc.stdout), bytearray(proc.stderr)
-    results = []
-    while (result := frames.take(out, err)) is not None:
-        results.append(result)
-    assert not out and not err, (out, err)  # nothing left over: every byte belonged to a frame
-    return results
-
-
-class LocalShell(SSHTransport):
-    """SSHTransport whose frames go to the real loop in a local bash instead of over SSH."""
-
-    def __init__(self) -> None:
-        super().__init__("local", SSHOptions())
-
-    def _run_frames(self, frames_out: list[tuple[bytes, bytes]], timeout: float | None) -> list[FrameResult]:
-        self.stats.execs += 1
-        frames = ShellFrames()
-        return run_loop(frames, b"".join(frames.frame(s, p, i > 0) for i, (s, p) in enumerate(frames_out)))
 
 
 def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:

@@ -257,7 +257,7 @@ def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome],
         except Exception as exc:
             outcome, error = failed(ctx, batch[0], exc)
             return [report(ctx, outcome)], error
-    for phase, call, result in zip(batch, calls, results, strict=True):
+    for phase, call, result in zip(batch[:len(calls)], calls, results, strict=True):
         try:
             assert result is not None, "a batch goes on only after a success"
             changed = phase.script_done(ctx, call, result)

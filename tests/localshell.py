@@ -1,0 +1,36 @@
+"""nodeboot's SSH host side without sshd: the framed shell loop run by a local bash.
+
+The loop, the frames and the scripts are nodeboot's own; only the SSH channel
+between them is left out (a pipe to a local bash instead), for unit tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from nodeboot.transport.framed_shell import FrameResult, ShellFrames
+from nodeboot.transport.ssh import SSHOptions, SSHTransport
+
+
+def run_loop(frames: ShellFrames, stdin: bytes) -> list[FrameResult]:
+    """Every frame's result, from one run of the loop over all of stdin."""
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.loop()], input=stdin,
+                          capture_output=True, timeout=30)
+    out, err = bytearray(proc.stdout), bytearray(proc.stderr)
+    results = []
+    while (result := frames.take(out, err)) is not None:
+        results.append(result)
+    assert not out and not err, (out, err)  # nothing left over: every byte belonged to a frame
+    return results
+
+
+class LocalShell(SSHTransport):
+    """SSHTransport whose frames go to the real loop in a local bash instead of over SSH."""
+
+    def __init__(self) -> None:
+        super().__init__("local", SSHOptions())
+
+    def _run_frames(self, frames_out: list[tuple[bytes, bytes]], timeout: float | None) -> list[FrameResult]:
+        self.stats.execs += 1
+        frames = ShellFrames()
+        return run_loop(frames, b"".join(frames.frame(s, p, i > 0) for i, (s, p) in enumerate(frames_out)))
