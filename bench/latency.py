@@ -26,7 +26,7 @@ from pathlib import Path
 
 import paramiko
 from hosts import BenchHost, HostPool
-from tools.common import preamble, script_vars
+from tools.common import host_script, preamble, script_vars
 
 from nodeboot.transport import ScriptCall
 from nodeboot.transport.ssh import SSHOptions, SSHTransport, upload_call
@@ -95,8 +95,8 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
         pool.wait(host)
         pub = pool.known_hosts_line(host).split(" ", 1)[1]
         variables = script_vars(str(host.root))
-        facts_script = (BENCH / "scripts" / "nb-facts.sh").read_text()
-        files_script = (BENCH / "scripts" / "nb-files.sh").read_text()
+        facts_script = host_script("nb-facts.sh")
+        files_script = host_script("nb-files.sh")
         files_vars = {k: variables[k] for k in ("NB_ROOT", "NB_MODULES", "NB_SYSCTL")}
         data = (state / "artifact.bin").read_bytes()
         for delay in delays:

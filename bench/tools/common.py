@@ -23,6 +23,12 @@ from workload import (  # noqa: E402
 )
 
 
+def host_script(name: str) -> str:
+    """bench/scripts/NAME as sent to a host: lib.sh first when the script uses it."""
+    text = (BENCH / "scripts" / name).read_text()
+    return (BENCH / "scripts" / "lib.sh").read_text() + text if "nb_read_facts" in text or "nb_put" in text else text
+
+
 def load(path: str) -> dict:
     return json.loads(Path(path).read_text())
 

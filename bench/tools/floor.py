@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import paramiko
-from common import BENCH, load, preamble, script_vars
+from common import host_script, load, preamble, script_vars
 
 BASH = "bash --noprofile --norc -s"
-PREP = (BENCH / "scripts" / "prep.sh").read_text()
-UPLOAD = (BENCH / "scripts" / "upload.sh").read_text()
+PREP = host_script("prep.sh")
+UPLOAD = host_script("upload.sh")
 
 
 def run(transport: paramiko.Transport, stdin: bytes) -> tuple[int, bytes]:

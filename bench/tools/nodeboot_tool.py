@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import BENCH, load, script_vars
+from common import host_script, load, script_vars
 from workload import ARTIFACT_PATH, MODULES, SYSCTL, artifact_sha256
 
 from nodeboot.inventory import Host
@@ -36,12 +36,10 @@ from nodeboot.transport import ExecResult, ScriptCall
 from nodeboot.transport.factory import ConnectionDefaults
 from nodeboot.transport.ssh import upload_call, upload_written
 
-SCRIPTS = BENCH / "scripts"
-
 
 def bench_call(name: str, variables: dict[str, str]) -> ScriptCall:
     """HostContext.call, for a script that lives in bench/scripts."""
-    return ScriptCall((SCRIPTS / name).read_text(), variables, name=name)
+    return ScriptCall(host_script(name), variables, name=name)
 
 
 def root(ctx: HostContext) -> str:

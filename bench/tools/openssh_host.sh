@@ -11,7 +11,7 @@ opts=(-i "$NB_KEY" -p "$port" -o "UserKnownHostsFile=$NB_KNOWN_HOSTS" -o StrictH
       -o ControlPersist=30 -o KexAlgorithms=curve25519-sha256@libssh.org -o Ciphers=aes128-gcm@openssh.com
       -o HostKeyAlgorithms=ssh-ed25519)
 remote() { ssh "${opts[@]}" "root@$addr" 'bash --noprofile --norc -s'; }
-if ! out=$({ printf 'export NB_ROOT=%q\n' "$root"; cat "$NB_VARS" "$here/scripts/prep.sh"; } | remote 2>&1); then
+if ! out=$({ printf 'export NB_ROOT=%q\n' "$root"; cat "$NB_VARS" "$here/scripts/lib.sh" "$here/scripts/prep.sh"; } | remote 2>&1); then
   echo "$name FAILED prep: ${out: -200}"; exit 1
 fi
 if [[ $out == *artifact=send* ]]; then

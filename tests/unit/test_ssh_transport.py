@@ -88,6 +88,15 @@ def test_put_file_writes_exact_bytes_then_skips(tmp_path: Path) -> None:
     assert t.stats.execs == 2  # the known sha256 skipped the round trip
 
 
+def test_put_file_of_nothing_and_to_a_relative_path(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    t = LocalShell()
+    assert t.put_file(b"", "empty") is True and (tmp_path / "empty").read_bytes() == b""
+    assert t.put_file(b"", "empty") is False
+    assert t.put_file(b"x", "new/dir/f") is True and (tmp_path / "new" / "dir" / "f").read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "new"]  # no temporary file left
+
+
 def test_put_file_replaces_different_content(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"old")

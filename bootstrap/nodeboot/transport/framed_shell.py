@@ -53,7 +53,7 @@ while IFS=' ' read -r h n m after; do
     last=$?
   fi
   unset s
-  [[ -z $p ]] || rm -f "$p"
+  [[ -z $p || ! -e $p ]] || rm -f "$p"  # a script may have moved it away
   printf '\n{marker} %s\n' "$last"
   printf '\n{marker}\n' >&2
 done

@@ -382,16 +382,21 @@ class SSHTransport:
 
 def upload_call(data: bytes, remote_path: str, mode: int = 0o644) -> ScriptCall:
     """put_file's host side as a script with the data as payload: keep an equal file,
-    else check the payload's sha256 and move it into place."""
+    else check the payload's sha256 and move it into place (a rename when the
+    payload's directory and the target share a filesystem; the last step is
+    always a rename, so nobody sees a half-written file)."""
     digest = hashlib.sha256(data).hexdigest()
     script = (
         f"p={sh_quote(remote_path)}\n"
-        f'if [ -f "$p" ] && [ "$(sha256sum "$p" | cut -d" " -f1)" = {digest} ]; then echo unchanged; exit 0; fi\n'
-        'f=${NB_PAYLOAD:-/dev/null}\n'
-        f'if [ "$(sha256sum "$f" | cut -d" " -f1)" != {digest} ]; then echo mismatch; exit 3; fi\n'
-        'mkdir -p "$(dirname "$p")" || exit 1\n'
-        't="$p.nodeboot.$$"\n'
-        f'cat "$f" > "$t" && chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
+        'if [ -f "$p" ]; then read -r sum _ < <(sha256sum "$p"); '
+        f'if [ "$sum" = {digest} ]; then echo unchanged; exit 0; fi; fi\n'
+        'f=${NB_PAYLOAD:-}\n'
+        'if [ -z "$f" ]; then f=$p.nodeboot-empty.$$; : > "$f"; fi\n'
+        f'read -r sum _ < <(sha256sum "$f"); if [ "$sum" != {digest} ]; then echo mismatch; exit 3; fi\n'
+        f"d={sh_quote(os.path.dirname(remote_path) or '.')}\n"
+        '[ -d "$d" ] || mkdir -p "$d" || exit 1\n'
+        't=$p.nodeboot.$$\n'
+        f'chmod {mode:o} "$f" && mv -f "$f" "$t" && mv -f "$t" "$p" && echo written\n'
     )
     return ScriptCall(script, payload=data)
 
