@@ -281,7 +281,9 @@ class SSHTransport:
         channel = self._open_channel()
         frames = ShellFrames()
         try:
-            start_command(channel, frames.command(self._sudo()))
+            # sshd opens a session's window only once its command has started, so
+            # waiting for exec's answer costs nothing: no data could go before it.
+            channel.exec_command(frames.command(self._sudo()))
             if self._sudo():
                 channel.sendall(self._sudo_password_line().encode())
         except (paramiko.SSHException, OSError, EOFError) as exc:
@@ -407,20 +409,3 @@ def upload_written(name: str, remote_path: str, result: ExecResult | None) -> bo
         said = f"{result.stdout.strip()} {result.stderr.strip()}" if result else "not run"
         raise TransportError(f"{name}: upload to {remote_path} failed: {said}", retryable=False)
     return result.stdout.strip() == "written"
-
-
-def start_command(channel: paramiko.Channel, command: str) -> None:
-    """exec_command without waiting for sshd's answer, so the first frame goes out in the
-    same flight and the first script costs one round trip after the channel opens.
-
-    sshd handles a channel's messages in order: the command is started before the
-    data that follows reaches its stdin. A refused command shows as the channel
-    closing, which the frame reader reports with whatever the host printed.
-    """
-    message = paramiko.Message()
-    message.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
-    message.add_int(channel.remote_chanid)
-    message.add_string("exec")
-    message.add_boolean(False)
-    message.add_string(command)
-    channel.transport._send_user_message(message)  # noqa: SLF001 - paramiko's own path for channel requests
