@@ -11,7 +11,8 @@ Per step, against the same host at the same delay:
   on the host's long-lived shell (framed_shell.py); a batch of the three
   prepare scripts (node-files, artifact check, join) in one run_batch; the
   first script on a fresh connection (opens the shell: one round trip more);
-- paramiko exec: open_session + exec_command + stdin + wait (what the floor does);
+- paramiko exec: open_session + exec_command + stdin + wait (what the floor does),
+  on the warm connection and as the first exec of a fresh one;
 - SSH RTT: a global request with want-reply (keepalive@openssh.com): one round trip;
 - host work: the facts script run by a local bash, the part of a step no
   transport can remove.
@@ -118,7 +119,7 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
             row: dict = {"delay_ms": delay, "connect_ms": round(connect * 1000, 1)}
             samples: dict[str, list[float]] = {k: [] for k in (
                 "rtt", "nodeboot facts", "nodeboot node-files", "nodeboot put_file 1MiB", "nodeboot batch of 3",
-                "nodeboot first script", "paramiko exec", "host work (local bash)")}
+                "nodeboot first script", "paramiko exec", "paramiko first exec", "host work (local bash)")}
             nb.run_script(files_script, files_vars)  # the no-change state for node-files
             batch = [ScriptCall(files_script, files_vars),
                      upload_call(data, f"{host.root}/opt/nodeboot/artifact.bin"),
@@ -149,6 +150,15 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
                 fresh.run_script(facts_script, {"NB_ROOT": str(host.root)})
                 samples["nodeboot first script"].append(time.monotonic() - t)
                 fresh.close()
+                # The same on a fresh connection with a plain exec: sshd's first session costs
+                # the same setup whichever way the script comes.
+                fresh = SSHTransport(target[0], opts, name="lat-fresh")
+                fresh.connect()
+                assert fresh._transport is not None
+                t = time.monotonic()
+                floor_exec(fresh._transport, (preamble({"NB_ROOT": str(host.root)}) + facts_script).encode())
+                samples["paramiko first exec"].append(time.monotonic() - t)
+                fresh.close()
                 # The same script run by a local bash: the host-side work every step above includes.
                 t = time.monotonic()
                 subprocess.run(["bash", "--noprofile", "--norc", "-s"], capture_output=True, check=True,
@@ -167,7 +177,7 @@ def measure_steps(state: Path, pool: HostPool, delays: list[float], reps: int, l
             d = row["delay_ms"]
             row["round_trips"] = {k: round((row[k] - base[k]) / d, 2) for k in (
                 "nodeboot facts", "nodeboot node-files", "nodeboot batch of 3", "nodeboot first script",
-                "paramiko exec", "rtt")}
+                "paramiko exec", "paramiko first exec", "rtt")}
             # Overhead per step beyond one round trip and the host's own work.
             row["nodeboot_overhead_ms"] = round(row["nodeboot facts"] - row["rtt"] - row["host work (local bash)"], 1)
     finally:
