@@ -1,8 +1,9 @@
-"""The real join on the lab, for small N: wall time of `nodeboot join -i` cold and
-no-change, with exec round trips per host and tokens created, against the lab's
-real API server, kubeadm and sshd hosts. Prints one line per figure.
+"""The real join on the lab, for small N: wall time of `nodeboot join -i
+--proxy-mode ipvs` cold and no-change, then `nodeboot reset`, with round trips
+per host and tokens created, against the lab's real API server, kubeadm and
+sshd hosts. Prints one line per figure.
 
-    PYTHONPATH=bootstrap .venv/bin/python bench/lab_join.py [--sizes 3,10] [--runs 3]
+    PYTHONPATH=bootstrap .venv/bin/python bench/lab_join.py [--sizes 3,10] [--runs 3] [--proxy-mode ipvs]
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ def inventory_of(env: dict, names: list[str], path: Path) -> Path:
     return path
 
 
-def join(env: dict, inventory: Path, *extra: str) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "nodeboot", *extra, "-i", str(inventory), "--output", "json",
+def nodeboot(env: dict, inventory: Path, *command: str) -> tuple[float, dict]:
+    cmd = [sys.executable, "-m", "nodeboot", *command, "-i", str(inventory), "--output", "json",
            "--kubeconfig", env["kubeconfig"], "--parallel", "50"]
     started = time.monotonic()
     env_vars = {**os.environ, "PYTHONPATH": str(ROOT / "bootstrap")}
@@ -41,7 +42,7 @@ def join(env: dict, inventory: Path, *extra: str) -> tuple[float, dict]:
     elapsed = time.monotonic() - started
     summary = next(json.loads(line) for line in proc.stdout.splitlines() if '"event": "summary"' in line)
     if proc.returncode != 0:
-        raise SystemExit(f"join failed: {proc.stderr[-500:]}")
+        raise SystemExit(f"nodeboot {command[0]} failed: {proc.stderr[-500:]}")
     return elapsed, summary
 
 
@@ -50,6 +51,7 @@ def main() -> int:
     parser.add_argument("--sizes", default="3,10")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--state-dir", default="/tmp/nb-lab-benchjoin")
+    parser.add_argument("--proxy-mode", default="ipvs", help="passed to join: ipvs batches proxy-prereqs with it")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     lab = Lab(Path(args.state_dir), log=lambda m: print(m, file=sys.stderr))
@@ -60,26 +62,28 @@ def main() -> int:
     names = [h["name"] for h in env["hosts"]]
     try:
         for n in sizes:
-            cold, warm, execs_cold, execs_warm = [], [], [], []
+            cold, warm, resets, execs_cold, execs_warm, execs_reset = [], [], [], [], [], []
             for run in range(args.runs):
                 chosen = names[run * max(sizes): run * max(sizes) + n]
                 inv = inventory_of(env, chosen, Path(args.state_dir) / f"bench-{n}-{run}.yml")
-                seconds, summary = join(env, inv, "join")
+                seconds, summary = nodeboot(env, inv, "join", "--proxy-mode", args.proxy_mode)
                 cold.append(seconds)
                 execs_cold.append(statistics.mean(h["execs"] for h in summary["hosts"]))
-                seconds, summary = join(env, inv, "join")
+                seconds, summary = nodeboot(env, inv, "join", "--proxy-mode", args.proxy_mode)
                 warm.append(seconds)
                 execs_warm.append(statistics.mean(h["execs"] for h in summary["hosts"]))
                 assert summary["tokens_created"] == 0
-                subprocess.run([sys.executable, "-m", "nodeboot", "reset", "-i", str(inv), "--yes", "--output", "json",
-                                "--kubeconfig", env["kubeconfig"]], capture_output=True,
-                               env={**os.environ, "PYTHONPATH": str(ROOT / "bootstrap")})
+                seconds, summary = nodeboot(env, inv, "reset", "--yes")
+                resets.append(seconds)
+                execs_reset.append(statistics.mean(h["execs"] for h in summary["hosts"]))
             load = os.getloadavg()[0]
             runs = ", ".join(f"{c:.2f}" for c in cold)
             print(f"N={n} cold join: median {statistics.median(cold):.2f}s (runs {runs}),"
-                  f" {statistics.median(execs_cold):.0f} execs/host; load {load:.1f}")
+                  f" {statistics.median(execs_cold):.0f} round trips/host; load {load:.1f}")
             print(f"N={n} no-change re-run: median {statistics.median(warm):.2f}s, "
-                  f"{statistics.median(execs_warm):.0f} exec/host, 0 tokens")
+                  f"{statistics.median(execs_warm):.0f} round trip/host, 0 tokens")
+            print(f"N={n} reset (drain, kubeadm reset + proxy cleanup, node delete): median "
+                  f"{statistics.median(resets):.2f}s, {statistics.median(execs_reset):.0f} round trips/host")
     finally:
         lab.down()
     return 0
