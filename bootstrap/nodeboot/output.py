@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from nodeboot.redact import Redactor
@@ -76,12 +77,15 @@ class Output:
 
     # -- events -------------------------------------------------------------
     def event(self, kind: str, host: str | None = None, **fields: Any) -> None:
+        if kind == "transcript" and self.log_dir is None:
+            return  # transcripts go to the run's log only
         clean = {k: self.redactor.redact(v) if isinstance(v, str) else v for k, v in fields.items()}
         if kind == "transcript":
             self._transcript(host or "-", clean)
             return
         record = {"ts": round(time.time(), 3), "event": kind, **({"host": host} if host else {}), **clean}
-        self._write_log(json.dumps(record))
+        if self._log is not None:
+            self._write_log(json.dumps(record))
         with self._lock:
             view = self.hosts.get(host or "")
             if view is not None and kind == "phase":
@@ -99,12 +103,13 @@ class Output:
             self._plain(kind, host, clean)
 
     def _plain(self, kind: str, host: str | None, data: dict[str, Any]) -> None:
+        # Not a terminal (a terminal gets the live table): plain lines, written as they are.
         status = data.get("status", kind)
-        style = STATUS_STYLE.get(status, "")
         detail = data.get("detail", "")
-        phase = data.get("phase", "")
-        line = f"{host or '':<20} {phase:<14} [{style}]{status}[/]" + (f"  {detail}" if detail else "")
-        self.console.print(line, markup=True, soft_wrap=True)
+        line = f"{host or '':<20} {data.get('phase', ''):<14} {status}" + (f"  {detail}" if detail else "")
+        with self._lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=True, header_style="bold")
@@ -114,12 +119,11 @@ class Output:
         table.add_column("detail", overflow="ellipsis", max_width=80)
         for name, view in self.hosts.items():
             style = STATUS_STYLE.get(view.status, "")
-            table.add_row(name, view.phase, f"[{style}]{view.status}[/]", view.detail)
+            table.add_row(escape(name), escape(view.phase), f"[{style}]{view.status}[/]", escape(view.detail))
         return table
 
     def _transcript(self, host: str, data: dict[str, Any]) -> None:
-        if self.log_dir is None:
-            return
+        assert self.log_dir is not None
         path = self.log_dir / "hosts" / f"{host}.log"
         with self._lock, path.open("a") as fh:
             fh.write(f"--- {time.strftime('%H:%M:%S')} {data.get('script')} exit {data.get('exit')}\n")
@@ -137,7 +141,7 @@ class Output:
         if self.mode == "json":
             self.err.write(text + "\n")
         else:
-            self.console.print(f"[{style}]{text}[/]" if style else text, markup=bool(style), soft_wrap=True)
+            self.console.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style), soft_wrap=True)
 
     def summary(self, rows: list[dict[str, Any]], totals: dict[str, Any]) -> None:
         rows = [{k: self.redactor.redact(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
@@ -152,8 +156,9 @@ class Output:
             table.add_column(col, overflow="fold")
         for r in rows:
             style = {"ok": "green", "changed": "yellow", "failed": "bold red"}.get(r["result"], "magenta")
-            table.add_row(r["host"], r.get("node", ""), f"[{style}]{r['result']}[/]", "yes" if r.get("changed") else "",
-                          r.get("phase", ""), r.get("detail", ""))
+            # Host names and details come from inventories and hosts: text, never markup.
+            table.add_row(escape(r["host"]), escape(r.get("node", "")), f"[{style}]{r['result']}[/]",
+                          "yes" if r.get("changed") else "", escape(r.get("phase", "")), escape(r.get("detail", "")))
         self.console.print(table)
         self.console.print(
             f"{totals['ok']} ok, {totals['failed']} failed, {totals.get('interrupted', 0)} interrupted "
