@@ -16,7 +16,8 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,6 +245,19 @@ class SSHTransport:
                 # A channel has a fileno for select: data or EOF wakes us at once.
                 select.select([channel], [], [], 0.05)
 
+    @contextmanager
+    def _closing_on_failure(self, close: Callable[[], None]) -> Iterator[None]:
+        """Close a channel when its command fails; a lost connection is dropped as well."""
+        try:
+            yield
+        except TransportError:
+            close()
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            close()
+            self._drop()
+            raise TransportError(f"{self.name}: connection lost: {exc}") from None
+
     def exec(self, command: str, stdin: bytes, timeout: float | None = None) -> ExecResult:
         """One exec on a channel of its own: open it, send stdin, collect output and status.
 
@@ -254,7 +268,7 @@ class SSHTransport:
         channel = self._open_channel()
         self.stats.execs += 1
         self.stats.bytes_sent += len(stdin)
-        try:
+        with self._closing_on_failure(channel.close):
             channel.settimeout(min(5.0, timeout))
             channel.exec_command(command)
             if stdin:
@@ -262,13 +276,6 @@ class SSHTransport:
             channel.shutdown_write()
             out, err = self._pump(channel, lambda _o, _e: channel.exit_status_ready(), deadline, timeout)
             status = channel.recv_exit_status()
-        except TransportError:
-            channel.close()
-            raise
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            channel.close()
-            self._drop()
-            raise TransportError(f"{self.name}: connection lost: {exc}") from None
         channel.close()
         return ExecResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
 
@@ -318,18 +325,12 @@ class SSHTransport:
                     results.append(result)
                 return len(results) == len(frames_out)
 
-            try:
+            # On failure whatever is left of these scripts' output would be read as the
+            # next ones': the shell goes, and the next script opens a new one.
+            with self._closing_on_failure(self._close_shell):
                 channel.settimeout(min(5.0, timeout))
                 channel.sendall(data)
                 _out, err = self._pump(channel, done, deadline, timeout)
-            except TransportError:
-                # Whatever is left of these scripts' output would be read as the next ones'.
-                self._close_shell()
-                raise
-            except (paramiko.SSHException, OSError, EOFError) as exc:
-                self._close_shell()
-                self._drop()
-                raise TransportError(f"{self.name}: connection lost: {exc}") from None
             if len(results) < len(frames_out):
                 # The shell itself ended (killed, or it could not start): say what it printed.
                 self._close_shell()
