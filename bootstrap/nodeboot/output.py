@@ -39,7 +39,7 @@ class HostView:
 @dataclass
 class Output:
     redactor: Redactor
-    mode: str = "human"  # human | json
+    mode: str = "human"  # human | json | quiet (events to the run log only; messages to stderr)
     log_dir: Path | None = None
     stream: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
@@ -99,7 +99,7 @@ class Output:
             self.stream.flush()
         elif self._live is not None:
             self._live.update(self._table())
-        elif kind in ("phase", "warning", "host") and clean.get("status") != "start":
+        elif self.mode == "human" and kind in ("phase", "warning", "host") and clean.get("status") != "start":
             self._plain(kind, host, clean)
 
     def _plain(self, kind: str, host: str | None, data: dict[str, Any]) -> None:
@@ -138,7 +138,7 @@ class Output:
     def message(self, text: str, style: str = "") -> None:
         text = self.redactor.redact(text)
         self._write_log(text)
-        if self.mode == "json":
+        if self.mode in ("json", "quiet"):
             self.err.write(text + "\n")
         else:
             self.console.print(f"[{style}]{escape(text)}[/]" if style else text, markup=bool(style), soft_wrap=True)
@@ -150,6 +150,8 @@ class Output:
         if self.mode == "json":
             self.stream.write(json.dumps(record) + "\n")
             self.stream.flush()
+            return
+        if self.mode == "quiet":
             return
         table = Table(title="summary", box=None, header_style="bold")
         for col in ("host", "node", "result", "changed", "phase", "detail"):

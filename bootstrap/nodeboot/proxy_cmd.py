@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nodeboot import app, validate
@@ -115,10 +116,9 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
     hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
     from nodeboot.runner import Fleet
 
-    settings.output = "json"
+    settings.output = "quiet"  # the per-host events are not wanted here, only the facts (they stay in the log)
     redactor = Redactor()
     output = app.make_output(settings, redactor)
-    output.stream = open("/dev/null", "w")  # noqa: SIM115 - events are not wanted here, only the facts
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     collected: dict[str, dict] = {}
 
@@ -133,7 +133,6 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
 
     report = fleet.run(hosts, lambda _h: [linux.Facts(), Collect()], "proxy status",
                        app.cluster_state(cluster, settings.options, need_join=False))
-    output.stream.close()
     rows = []
     for h in report.hosts:
         facts = collected.get(h.host.name, {})
@@ -143,12 +142,17 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
     if output_mode == "json":
         print(json.dumps({"mode": mode, "scheduler": scheduler, "nodes": rows}, indent=2))
     else:
-        table = Table(title=f"kube-proxy mode: {mode}" + (f" (scheduler {scheduler})" if scheduler else ""), box=None)
-        for col in ("host", "node", "ipvs modules", "virtual servers", "error"):
-            table.add_column(col)
-        for r in rows:
-            mods = ",".join(m for m in r["modules"] if m.startswith("ip_vs")) or "-"
-            table.add_row(r["host"], r["node"], mods, str(r["virtual_servers"] if r["virtual_servers"] is not None
-                                                            else "-"), r["error"])
-        Console().print(table)
+        print_status_table(mode, scheduler, rows)
     return 0 if not report.failed else EXIT_HOST_FAILED
+
+
+def print_status_table(mode: str, scheduler: str, rows: list[dict], console: Console | None = None) -> None:
+    table = Table(title=f"kube-proxy mode: {mode}" + (f" (scheduler {scheduler})" if scheduler else ""), box=None)
+    for col in ("host", "node", "ipvs modules", "virtual servers", "error"):
+        table.add_column(col)
+    for r in rows:
+        mods = ",".join(m for m in r["modules"] if m.startswith("ip_vs")) or "-"
+        servers = str(r["virtual_servers"]) if r["virtual_servers"] is not None else "-"
+        # Names and errors come from the inventory and the hosts: text, never markup.
+        table.add_row(escape(r["host"]), escape(r["node"]), escape(mods), servers, escape(r["error"]))
+    (console or Console()).print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nodeboot.cluster import nodes
@@ -30,11 +31,13 @@ def node_status(hosts: list[Host], kubeconfig: str | None) -> list[dict]:
     return rows
 
 
-def print_table(rows: list[dict]) -> None:
+def print_table(rows: list[dict], console: Console | None = None) -> None:
     table = Table(box=None, header_style="bold")
     for col in ("host", "node", "ready", "kubelet", "os", "taints"):
         table.add_column(col)
     for r in rows:
         ready = "[green]Ready[/]" if r["ready"] else ("[red]NotReady[/]" if r["registered"] else "[dim]absent[/]")
-        table.add_row(r["host"], r["node"], ready, r["kubelet"], r["os"], ", ".join(r["taints"]))
-    Console().print(table)
+        # Names and taints come from the inventory and the cluster: text, never markup.
+        table.add_row(escape(r["host"]), escape(r["node"]), ready, escape(r["kubelet"]), escape(r["os"]),
+                      escape(", ".join(r["taints"])))
+    (console or Console()).print(table)

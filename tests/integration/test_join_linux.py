@@ -124,6 +124,10 @@ def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined):
     assert ds.status.updated_number_scheduled == ds.status.desired_number_scheduled
     status = lab.nodeboot("proxy", "status", "-i", str(inventory), "--output", "json")
     assert status.returncode == 0 and '"mode": "ipvs"' in status.stdout
+    # The human form: the table only, no per-host progress lines.
+    table = lab.nodeboot("proxy", "status", "-i", str(inventory))
+    assert table.returncode == 0 and "kube-proxy mode: ipvs (scheduler lc)" in table.stdout, table.stderr
+    assert all(h["name"] in table.stdout for h in hosts) and "ipvs-status" not in table.stdout
 
 
 def _deployment(name: str, replicas: int, nodes: list[str]) -> client.V1Deployment:

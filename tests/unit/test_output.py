@@ -43,3 +43,30 @@ def test_summary_and_live_table_take_markup_like_text() -> None:
     wide = Console(file=io.StringIO(), width=300)
     wide.print(out._table())  # what the live view renders on a terminal
     assert HOSTILE in wide.file.getvalue()
+
+
+def test_quiet_mode_prints_no_events_and_keeps_them_in_the_log(tmp_path) -> None:
+    stream, err = io.StringIO(), io.StringIO()
+    out = Output(Redactor(), mode="quiet", log_dir=tmp_path, stream=stream, err=err)
+    out.begin(["h1"], "proxy status")
+    out.event("phase", "h1", phase="facts", status="ok")
+    out.message("a warning [/]", "yellow")
+    out.summary([{"host": "h1", "result": "ok"}], {"ok": 1, "failed": 0, "interrupted": 0, "seconds": 0.1})
+    out.end()
+    assert stream.getvalue() == "" and err.getvalue() == "a warning [/]\n"
+    log = (tmp_path / "run.log").read_text()
+    assert '"phase": "facts"' in log and '"event": "summary"' in log
+
+
+def test_status_and_proxy_tables_print_names_and_errors_literally() -> None:
+    from nodeboot.proxy_cmd import print_status_table
+    from nodeboot.status import print_table
+
+    console = Console(file=io.StringIO(), width=400)
+    print_table([{"host": "web[1]", "node": "[b]n", "ready": False, "registered": True, "kubelet": "v1.37.2",
+                  "os": "linux", "taints": ["k=[v]:NoSchedule"]}], console)
+    print_status_table("ipvs", "lc", [{"host": "web[2]", "node": "n2", "modules": ["ip_vs"],
+                                       "virtual_servers": None, "error": HOSTILE}], console)
+    text = console.file.getvalue()
+    for literal in ("web[1]", "[b]n", "k=[v]:NoSchedule", "NotReady", "web[2]", HOSTILE):
+        assert literal in text, literal
