@@ -94,7 +94,9 @@ def test_put_file_of_nothing_and_to_a_relative_path(tmp_path: Path, monkeypatch)
     assert t.put_file(b"", "empty") is True and (tmp_path / "empty").read_bytes() == b""
     assert t.put_file(b"", "empty") is False
     assert t.put_file(b"x", "new/dir/f") is True and (tmp_path / "new" / "dir" / "f").read_bytes() == b"x"
+    assert t.put_file(b"", "new/other/e") is True and (tmp_path / "new" / "other" / "e").read_bytes() == b""
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "new"]  # no temporary file left
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["dir", "other"]
 
 
 def test_put_file_replaces_different_content(tmp_path: Path) -> None:

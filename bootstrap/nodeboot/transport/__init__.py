@@ -42,7 +42,6 @@ class TransportStats:
 
     connects: int = 0
     execs: int = 0  # round trips that ran scripts (a batch counts once)
-    scripts: int = 0
     uploads: int = 0
     bytes_sent: int = 0
     extra: dict[str, int] = field(default_factory=dict)

@@ -30,6 +30,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from nodeboot.scripts import sh_quote
+
 # Runs as `bash --noprofile --norc -c LOOP`; {marker} is filled in per shell.
 # The payload directory is made on the first payload: most shells never carry one.
 _LOOP = r"""umask 077
@@ -83,8 +85,7 @@ class ShellFrames:
 
     def command(self, sudo: bool = False) -> str:
         """The remote command line that starts the loop (the loop is not secret)."""
-        quoted = "'" + self.loop().replace("'", "'\"'\"'") + "'"
-        shell = f"bash --noprofile --norc -c {quoted}"
+        shell = f"bash --noprofile --norc -c {sh_quote(self.loop())}"
         # sudo -S reads the password as the first line of stdin; the loop gets the rest.
         return f"sudo -S -p '' {shell}" if sudo else shell
 

@@ -193,12 +193,6 @@ class SSHTransport:
         raise TransportError(f"{self.name}: no usable credentials for {opts.user}@{self.host}", retryable=False)
 
     # -- commands ---------------------------------------------------------
-    def _command(self) -> tuple[str, str]:
-        """The remote command line for a one-off exec and what must precede its stdin."""
-        if self._sudo():
-            return f"sudo -S -p '' {BASH}", self._sudo_password_line()
-        return BASH, ""
-
     def _sudo(self) -> bool:
         return self.options.become and self.options.user != "root"
 
@@ -297,7 +291,6 @@ class SSHTransport:
             channel.close()
             self._drop()
             raise TransportError(f"{self.name}: cannot start the remote shell: {exc}") from None
-        self.stats.extra["shells"] = self.stats.extra.get("shells", 0) + 1
         self._shell = (channel, frames)
         return self._shell
 
@@ -316,7 +309,6 @@ class SSHTransport:
             data = b"".join(frames.frame(script, payload, after_success=i > 0)
                             for i, (script, payload) in enumerate(frames_out))
             self.stats.execs += 1
-            self.stats.scripts += len(frames_out)
             self.stats.bytes_sent += len(data)
             results: list[FrameResult] = []
 
@@ -385,21 +377,21 @@ class SSHTransport:
 
 def upload_call(data: bytes, remote_path: str, mode: int = 0o644) -> ScriptCall:
     """put_file's host side as a script with the data as payload: keep an equal file,
-    else check the payload's sha256 and move it into place (a rename when the
-    payload's directory and the target share a filesystem; the last step is
-    always a rename, so nobody sees a half-written file)."""
+    else move the payload next to the target (a rename when they share a
+    filesystem), check its sha256 there and rename it into place, so nobody
+    sees a half-written file."""
     digest = hashlib.sha256(data).hexdigest()
     script = (
         f"p={sh_quote(remote_path)}\n"
         'if [ -f "$p" ]; then read -r sum _ < <(sha256sum "$p"); '
         f'if [ "$sum" = {digest} ]; then echo unchanged; exit 0; fi; fi\n'
-        'f=${NB_PAYLOAD:-}\n'
-        'if [ -z "$f" ]; then f=$p.nodeboot-empty.$$; : > "$f"; fi\n'
-        f'read -r sum _ < <(sha256sum "$f"); if [ "$sum" != {digest} ]; then echo mismatch; exit 3; fi\n'
         f"d={sh_quote(os.path.dirname(remote_path) or '.')}\n"
         '[ -d "$d" ] || mkdir -p "$d" || exit 1\n'
         't=$p.nodeboot.$$\n'
-        f'chmod {mode:o} "$f" && mv -f "$f" "$t" && mv -f "$t" "$p" && echo written\n'
+        # No payload file for empty data: the loop only writes one when there are bytes.
+        'if [ -n "${NB_PAYLOAD:-}" ]; then mv -f "$NB_PAYLOAD" "$t"; else : > "$t"; fi || exit 1\n'
+        f'read -r sum _ < <(sha256sum "$t"); if [ "$sum" != {digest} ]; then rm -f "$t"; echo mismatch; exit 3; fi\n'
+        f'chmod {mode:o} "$t" && mv -f "$t" "$p" && echo written\n'
     )
     return ScriptCall(script, payload=data)
 

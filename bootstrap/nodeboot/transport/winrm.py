@@ -423,7 +423,6 @@ class WinRMTransport:
         deadline = time.monotonic() + timeout
         command_id = protocol.run_command(shell_id, POWERSHELL, POWERSHELL_ARGS)
         self.stats.execs += 1
-        self.stats.scripts += 1
         for start in range(0, max(len(stdin), 1), SEND_CHUNK):
             chunk = stdin[start : start + SEND_CHUNK]
             protocol.send_command_input(shell_id, command_id, chunk, end=start + SEND_CHUNK >= len(stdin))
