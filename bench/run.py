@@ -105,6 +105,26 @@ class Bench:
             m["nodeboot_stats"] = json.loads(stats.read_text())
         return m
 
+    def checked_run(self, tool: str, hosts, kind: str, name: str, parallel: int) -> dict:
+        """One measured run (cold or no-change) with host CPU, sshd's counts, round trips
+        and the end-state check of every host; "ok" only when the tool did the work."""
+        before = None
+        if kind == "no-change":
+            before = {h.name: workload.check_host(h.root, self.facts).mtimes for h in hosts}
+            self.pool.reset_counters(hosts)
+        spec = self.spec(hosts, name)
+        host_cpu = self.pool.host_cpu(hosts)
+        m = self.measure(tool, spec, parallel, self.args.timeout)
+        m["host_cpu"] = self.pool.host_cpu(hosts) - host_cpu
+        m.update(self.pool.counters(hosts))
+        # sshd counts exec sessions; nodeboot runs its scripts in one session per
+        # host, so its round trips come from its own count (a batch is one).
+        m["round_trips"] = m["nodeboot_stats"]["execs"] if "nodeboot_stats" in m else m["execs"] + m["sftp"]
+        problems = self.verify(hosts, before)
+        m["ok"] = m["status"] == 0 and not problems and not m["timed_out"]
+        m["problems"] = problems[:5]
+        return m
+
     def verify(self, hosts, before: dict | None, skip: set[str] = frozenset()) -> list[str]:
         problems = []
         for h in hosts:
@@ -128,29 +148,14 @@ class Bench:
                 for r in range(runs):
                     self.pool.reset(hosts)
                     for kind in ("cold", "no-change"):
-                        before = None
-                        if kind == "no-change":
-                            before = {h.name: workload.check_host(h.root, self.facts).mtimes for h in hosts}
-                            self.pool.reset_counters(hosts)
-                        spec = self.spec(hosts, f"b1-{tool}-{n}")
-                        host_cpu = self.pool.host_cpu(hosts)
-                        m = self.measure(tool, spec, n, self.args.timeout)
-                        m["host_cpu"] = self.pool.host_cpu(hosts) - host_cpu
-                        m.update(self.pool.counters(hosts))
-                        # sshd counts exec sessions; nodeboot runs its scripts in one session per
-                        # host, so its round trips come from its own count (a batch is one).
-                        m["round_trips"] = (m["nodeboot_stats"]["execs"] if "nodeboot_stats" in m
-                                            else m["execs"] + m["sftp"])
-                        problems = self.verify(hosts, before)
-                        m["ok"] = m["status"] == 0 and not problems and not m["timed_out"]
-                        m["problems"] = problems[:5]
+                        m = self.checked_run(tool, hosts, kind, f"b1-{tool}-{n}", n)
                         cells[kind].append(m)
                         log(f"B1 N={n:<3} {tool:<15} {kind:<9} run {r + 1}: "
                             + (f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s host-cpu {m['host_cpu']:.2f}s "
                                f"rss {m['peak_rss'] / 2**20:.0f}MiB "
                                f"conns/host {m['conns']:.1f} sessions/host {m['execs'] + m['sftp']:.1f} "
                                f"round trips/host {m['round_trips']:.1f}"
-                               if m["ok"] else f"FAILED: {problems[:2]} {m['tail'][-3:]}")
+                               if m["ok"] else f"FAILED: {m['problems'][:2]} {m['tail'][-3:]}")
                             + f" (load {m['load']})")
                 out.setdefault(str(n), {})[tool] = {k: summarise(v) for k, v in cells.items()}
         self.results["b1"] = out
@@ -218,20 +223,12 @@ class Bench:
                 continue
             self.pool.reset(hosts)
             for kind in ("cold", "no-change"):
-                before = None
-                if kind == "no-change":
-                    before = {h.name: workload.check_host(h.root, self.facts).mtimes for h in hosts}
-                    self.pool.reset_counters(hosts)
-                m = self.measure(tool, self.spec(hosts, f"big-{tool}"), self.args.big_parallel, self.args.timeout)
+                m = self.checked_run(tool, hosts, kind, f"big-{tool}", self.args.big_parallel)
                 m["failure_lines"] = m["failures"][:5]
-                m.update(self.pool.counters(hosts))
-                problems = self.verify(hosts, before)
-                m["ok"] = m["status"] == 0 and not problems
-                m["problems"] = problems[:5]
                 out.setdefault(tool, {})[kind] = {k: m[k] for k in (
                     "wall", "cpu", "peak_rss", "peak_fds", "ok", "problems", "load", "conns", "execs",
                     "failure_lines")}
-                log(f"big N={n} {tool:<15} {kind:<9} {'ok' if m['ok'] else 'FAILED ' + str(problems[:2])}: "
+                log(f"big N={n} {tool:<15} {kind:<9} {'ok' if m['ok'] else 'FAILED ' + str(m['problems'][:2])}: "
                     f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s peak RSS {m['peak_rss'] / 2**20:.0f} MiB, "
                     f"peak fds {m['peak_fds']} (load {m['load']})")
         self.results["big"] = {"hosts": n, "parallel": self.args.big_parallel,

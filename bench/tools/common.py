@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from functools import cache
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[1]
@@ -23,8 +24,10 @@ from workload import (  # noqa: E402
 )
 
 
+@cache
 def host_script(name: str) -> str:
-    """bench/scripts/NAME as sent to a host: lib.sh first when the script uses it."""
+    """bench/scripts/NAME as sent to a host: lib.sh first when the script uses it (read
+    once per process: the nodeboot driver asks for it per host and phase)."""
     text = (BENCH / "scripts" / name).read_text()
     return (BENCH / "scripts" / "lib.sh").read_text() + text if "nb_read_facts" in text or "nb_put" in text else text
 
