@@ -110,13 +110,8 @@ class Phase:
         return ctx.check(call, result).changed
 
     def run(self, ctx: HostContext) -> bool:
-        """Do the work; return True if anything changed."""
-        if not self.batched:
-            raise NotImplementedError
-        call = self.host_script(ctx)
-        (result,) = ctx.transport.run_batch([call], ctx.options.step_timeout)
-        assert result is not None
-        return self.script_done(ctx, call, result)
+        """Do the work of a phase that is not batched; return True if anything changed."""
+        raise NotImplementedError
 
     def cleanup(self, ctx: HostContext) -> None:
         """Undo what a failed or interrupted run must not leave behind."""
