@@ -50,9 +50,7 @@ class Facts(Phase):
     name, title, reads_only = "facts", "read facts and current state", True
 
     def run(self, ctx: HostContext) -> bool:
-        call = bench_call("nb-facts.sh", {"NB_ROOT": root(ctx)})
-        result = ctx.transport.run_script(call.script, call.variables, None, ctx.options.step_timeout)
-        ctx.facts.update(ctx.check(call, result).facts)
+        ctx.facts.update(ctx.run_call(bench_call("nb-facts.sh", {"NB_ROOT": root(ctx)})).facts)
         return False
 
 

@@ -76,13 +76,16 @@ class HostContext:
                               self.redactor.redact("\n".join(result.stderr.strip().splitlines()[-10:])))
         return parsed
 
-    def script(self, name: str, variables: dict[str, str] | None = None,
-               secret_variables: dict[str, str] | None = None, timeout: float | None = None) -> ScriptResult:
-        """Run one host script and return its JSON result; a failed result raises."""
-        call = self.call(name, variables, secret_variables)
+    def run_call(self, call: ScriptCall, timeout: float | None = None) -> ScriptResult:
+        """Run one script on its own and return its JSON result; a failed result raises."""
         result = self.transport.run_script(call.script, call.variables, call.secret_variables,
                                            timeout or self.options.step_timeout)
         return self.check(call, result)
+
+    def script(self, name: str, variables: dict[str, str] | None = None,
+               secret_variables: dict[str, str] | None = None, timeout: float | None = None) -> ScriptResult:
+        """Run scripts/<os>/<name> and return its JSON result; a failed result raises."""
+        return self.run_call(self.call(name, variables, secret_variables), timeout)
 
 
 class Phase:
