@@ -10,7 +10,8 @@ Per step, against the same host at the same delay:
 - nodeboot: SSHTransport.run_script of the bench phase scripts and put_file,
   on the host's long-lived shell (framed_shell.py); a batch of the three
   prepare scripts (node-files, artifact check, join) in one run_batch; the
-  first script on a fresh connection (opens the shell: one round trip more);
+  first script on a fresh connection (opening the shell costs two round trips more,
+  as a first exec does);
 - paramiko exec: open_session + exec_command + stdin + wait (what the floor does),
   on the warm connection and as the first exec of a fresh one;
 - SSH RTT: a global request with want-reply (keepalive@openssh.com): one round trip;
