@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from nodeboot.lab.lab import Lab
+from nodeboot_lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
 

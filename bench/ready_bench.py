@@ -36,7 +36,7 @@ def condition(ready: bool) -> dict:
 
 
 def measure_ready(lab_state: Path, reps: int, log) -> dict:
-    from nodeboot.lab.lab import Lab
+    from nodeboot_lab.lab import Lab
 
     lab = Lab(lab_state, log=lambda m: None)
     if lab.load() is None or not lab.status().get("up"):

@@ -34,6 +34,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT / "bootstrap"))
+sys.path.insert(0, str(ROOT / "lab"))
 
 import workload  # noqa: E402
 from hosts import HostPool, raise_nofile  # noqa: E402

@@ -1,6 +1,6 @@
 """WinRM: HTTP requests per command on nodeboot's reused shell vs pywinrm's
 run_ps (a shell per command), against the lab's WS-Management endpoint
-(nodeboot.lab.winrm_server.WinRMServer: real NTLM and message encryption,
+(nodeboot_lab.winrm_server.WinRMServer: real NTLM and message encryption,
 plain HTTP on loopback) and its request counters.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import winrm
 
-from nodeboot.lab.windows_model import WindowsHostModel
-from nodeboot.lab.winrm_server import WinRMServer
 from nodeboot.transport.winrm import WinRMOptions, WinRMTransport
+from nodeboot_lab.windows_model import WindowsHostModel
+from nodeboot_lab.winrm_server import WinRMServer
 
 USER, PASSWORD = "BENCH\\nodeboot", "Bench-WinRM-Pa55!"
 

@@ -15,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bootstrap"))
+sys.path.insert(0, str(ROOT / "lab"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from labkit import LabHandle  # noqa: E402

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from nodeboot.cluster.client import Cluster
-from nodeboot.lab.lab import Lab
+from nodeboot_lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,7 +75,7 @@ class LabHandle:
 
     def cli_env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT / "bootstrap")
+        env["PYTHONPATH"] = os.pathsep.join((str(ROOT / "bootstrap"), str(ROOT / "lab")))
         env["KUBECONFIG"] = self.kubeconfig
         env[self.env["winrm_password_env"]] = self.winrm_password()
         env.pop("NODEBOOT_DEBUG", None)
@@ -84,6 +84,10 @@ class LabHandle:
     def nodeboot(self, *args: str, timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "nodeboot", *args], capture_output=True, text=True,
                               env=self.cli_env(), timeout=timeout, input=input, cwd=ROOT)
+
+    def lab_cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "nodeboot_lab.cli", *args], capture_output=True, text=True,
+                              env=self.cli_env(), timeout=timeout, cwd=ROOT)
 
     def nodeboot_json(self, *args: str, timeout: float = 600) -> tuple[subprocess.CompletedProcess, list[dict]]:
         proc = self.nodeboot(*args, "--output", "json", timeout=timeout)

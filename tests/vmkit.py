@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodeboot.lab.vm import VM
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 from nodeboot.transport import ExecResult
 from nodeboot.transport.ssh import BASH, SSHTransport
+from nodeboot_lab.vm import VM
 
 
 @dataclass

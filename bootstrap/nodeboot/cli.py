@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import click
 
@@ -263,71 +262,6 @@ def proxy_status(**kw) -> None:
     from nodeboot import proxy_cmd
 
     sys.exit(proxy_cmd.status(selection(kw), settings(kw), kw["output_mode"]))
-
-
-@cli.group()
-def lab() -> None:
-    """The local lab: a real control plane and sandboxed hosts (root; see README)."""
-
-
-def _lab(state_dir: str | None):
-    from nodeboot.lab.lab import Lab
-
-    return Lab(Path(state_dir) if state_dir else None, log=lambda m: click.echo(m, err=True))
-
-
-@lab.command("up")
-@click.option("--linux", default=3, show_default=True, type=click.IntRange(0, 79))
-@click.option("--windows", default=1, show_default=True, type=click.IntRange(0, 20))
-@click.option("--k8s-version", default=None, help="Release to build (default v1.37.2).")
-@click.option("--bin-dir", type=click.Path(file_okay=False), help="Use ready-made binaries instead of building.")
-@click.option("--state-dir", type=click.Path(file_okay=False))
-def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, state_dir: str | None) -> None:
-    """Start the lab (a previous lab in the same state dir is removed first)."""
-    from nodeboot.lab import build
-
-    the_lab = _lab(state_dir)
-    the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None)
-    click.echo(json.dumps(the_lab.env(), indent=2))
-
-
-@lab.command("build")
-@click.option("--k8s-version", default=None, help="Release to build (default v1.37.2).")
-def lab_build(k8s_version: str | None) -> None:
-    """Build (once per machine) the control-plane binaries from their Go modules."""
-    from nodeboot.lab import build
-
-    path = build.ensure_binaries(k8s_version or build.DEFAULT_VERSION, log=lambda m: click.echo(m, err=True))
-    click.echo(str(path))
-
-
-@lab.command("down")
-@click.option("--state-dir", type=click.Path(file_okay=False))
-def lab_down(state_dir: str | None) -> None:
-    """Stop the lab and remove every process, namespace, mount and bridge it made."""
-    removed = _lab(state_dir).down()
-    if not removed:
-        click.echo("lab: nothing to remove", err=True)
-
-
-@lab.command("status")
-@click.option("--state-dir", type=click.Path(file_okay=False))
-def lab_status(state_dir: str | None) -> None:
-    click.echo(json.dumps(_lab(state_dir).status(), indent=2))
-
-
-@lab.command("env")
-@click.option("--state-dir", type=click.Path(file_okay=False))
-@click.option("--json", "as_json", is_flag=True)
-def lab_env(state_dir: str | None, as_json: bool) -> None:
-    """Paths of admin.conf, inventory.yml, known_hosts, the SSH key; the API endpoint."""
-    env = _lab(state_dir).env()
-    if as_json:
-        click.echo(json.dumps(env, indent=2))
-        return
-    click.echo(f"export KUBECONFIG={env['kubeconfig']}")
-    click.echo(f"export NODEBOOT_LAB_INVENTORY={env['inventory']}")
-    click.echo(f'export {env["winrm_password_env"]}="$(cat {env["winrm_password_file"]})"')
 
 
 def _register_optional_groups() -> None:

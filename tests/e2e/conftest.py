@@ -1,7 +1,7 @@
 """The e2e tier: nodeboot's host scripts against a real Debian kernel in a qemu VM.
 
 One VM per run of this package: the image is built once per machine and
-cached (see nodeboot.lab.vm); each run boots it on a fresh copy-on-write
+cached (see nodeboot_lab.vm); each run boots it on a fresh copy-on-write
 overlay, and stops it after the package's last test, so it does not compete
 for the CPU with the tiers that run after it.
 If the VM cannot be built or booted, every test here errors with the reason:
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from nodeboot.lab.vm import VM, ensure_image
+from nodeboot_lab.vm import VM, ensure_image
 from vmkit import Guest
 
 TIMINGS: dict[str, float | str] = {}

@@ -10,9 +10,9 @@ import winrm
 from kubernetes import client
 
 from nodeboot.cluster import joinconfig, tokens
-from nodeboot.lab.lab import Lab
 from nodeboot.scripts import parse_result, script_text
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
+from nodeboot_lab.lab import Lab
 
 
 def test_api_server_is_the_real_one(lab):
@@ -110,7 +110,7 @@ def test_lab_status_and_env(lab):
     env = lab.env
     for key in ("kubeconfig", "inventory", "known_hosts", "ssh_key"):
         assert Path(env[key]).exists(), key
-    proc = lab.nodeboot("lab", "env", "--json", "--state-dir", env["state_dir"])
+    proc = lab.lab_cli("env", "--json", "--state-dir", env["state_dir"])
     assert proc.returncode == 0 and '"api_endpoint"' in proc.stdout
 
 

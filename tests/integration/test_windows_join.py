@@ -1,6 +1,6 @@
 """Windows workers on the lab: real WinRM (pywinrm against the lab endpoint), real API
 server and controller manager (discovery, JWS, CA pin, TLS bootstrap); the PowerShell
-effects are modelled by nodeboot.lab.windows_node."""
+effects are modelled by nodeboot_lab.windows_node."""
 
 from __future__ import annotations
 

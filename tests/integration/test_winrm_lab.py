@@ -26,10 +26,10 @@ from winrm.exceptions import WSManFaultError
 from winrm.protocol import Protocol
 
 from nodeboot.errors import TransportError
-from nodeboot.lab import pki as lab_pki
-from nodeboot.lab.windows_model import WindowsHostModel
-from nodeboot.lab.winrm_server import FAULT_SHELL_NOT_FOUND, INJECTED_COMMAND_ID, WinRMServer
 from nodeboot.transport.winrm import SEND_CHUNK, WinRMOptions, WinRMTransport
+from nodeboot_lab import pki as lab_pki
+from nodeboot_lab.windows_model import WindowsHostModel
+from nodeboot_lab.winrm_server import FAULT_SHELL_NOT_FOUND, INJECTED_COMMAND_ID, WinRMServer
 
 USER = "LAB\\nodeboot"
 PASSWORD = "Winrm-Lab-Pa55!"
@@ -404,12 +404,12 @@ def test_reboot_longer_than_the_bound_is_a_clear_error(server: WinRMServer) -> N
 # -- the endpoint as a process -------------------------------------------------------------------
 def test_cli_endpoint_runs_until_sigterm(tmp_path: Path, users: Path, pki: Pki) -> None:
     state = tmp_path / "state"
-    env = dict(os.environ, PYTHONPATH=BOOTSTRAP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join((BOOTSTRAP, str(Path(BOOTSTRAP).parent / "lab"))))
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
-            "nodeboot.lab.winrm_server",
+            "nodeboot_lab.winrm_server",
             "--listen",
             "127.0.0.1",
             "--http-port",

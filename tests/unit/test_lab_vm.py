@@ -1,4 +1,4 @@
-"""nodeboot.lab.vm without booting anything: cache keys, state files, errors."""
+"""nodeboot_lab.vm without booting anything: cache keys, state files, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeboot.lab import vm
+from nodeboot_lab import vm
 
 
 def test_cache_key_follows_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:

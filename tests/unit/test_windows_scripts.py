@@ -11,9 +11,9 @@ import pytest
 import tree_sitter_powershell
 from tree_sitter import Language, Parser
 
-from nodeboot.lab.windows_model import WindowsHostModel, parse_invocation
 from nodeboot.scripts import script_text
 from nodeboot.transport.winrm import powershell_preamble
+from nodeboot_lab.windows_model import WindowsHostModel, parse_invocation
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts" / "windows"
 NAMES = sorted(p.name for p in SCRIPTS.glob("*.ps1") if p.name != "common.ps1")

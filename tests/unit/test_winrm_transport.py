@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from nodeboot.errors import TransportError
-from nodeboot.lab.windows_model import WindowsHostModel, parse_invocation, split_command_line, split_preamble
 from nodeboot.transport.winrm import (
     POWERSHELL,
     POWERSHELL_ARGS,
@@ -18,6 +17,7 @@ from nodeboot.transport.winrm import (
     powershell_preamble,
     ps_quote,
 )
+from nodeboot_lab.windows_model import WindowsHostModel, parse_invocation, split_command_line, split_preamble
 
 
 def test_ps_quote_doubles_every_kind_of_single_quote() -> None:

@@ -19,7 +19,10 @@ from pathlib import Path
 from nodeboot.errors import NodebootError, UsageError
 
 CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm")
-BINARIES = (*CONTROL_PLANE, "etcd")
+# The real node's binaries come from the same module set at the same version.
+NODE = ("kubelet", "kube-proxy")
+KUBERNETES = (*CONTROL_PLANE, *NODE)
+BINARIES = (*KUBERNETES, "etcd")
 DEFAULT_VERSION = "v1.37.2"
 _VERSION_RE = re.compile(r"^v1\.(\d+)\.(\d+)$")
 
@@ -114,12 +117,12 @@ def _build_kubernetes(version: str, work: Path, target: Path, log) -> None:
         f"require k8s.io/kubernetes {version}\n\n"
         "replace (\n" + "\n".join(_staging_replaces(upstream_mod, staging_version)) + "\n)\n"
     )
-    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"' for name in CONTROL_PLANE)
+    imports = "\n".join(f'\t_ "k8s.io/kubernetes/cmd/{name}"' for name in KUBERNETES)
     (work / "tools.go").write_text(f"//go:build tools\n\npackage tools\n\nimport (\n{imports}\n)\n")
     log(f"lab: resolving k8s.io/kubernetes {version} modules")
     _go(["mod", "tidy"], work, log)
-    log("lab: building kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm (several minutes, once)")
-    pkgs = [f"k8s.io/kubernetes/cmd/{name}" for name in CONTROL_PLANE]
+    log(f"lab: building {', '.join(KUBERNETES)} (several minutes, once)")
+    pkgs = [f"k8s.io/kubernetes/cmd/{name}" for name in KUBERNETES]
     _go(["build", "-trimpath", "-ldflags", _version_ldflags(version), "-o", str(target) + "/", *pkgs], work, log)
 
 

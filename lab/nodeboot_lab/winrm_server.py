@@ -13,7 +13,7 @@ command) and can simulate trouble for tests: dropped connections, a reboot (stop
 listening, lose every shell, come back), a plaintext reply where an encrypted one
 is due.
 
-    python -m nodeboot.lab.winrm_server --listen 127.0.0.1 --http-port 0 --https-port 0 \\
+    python -m nodeboot_lab.winrm_server --listen 127.0.0.1 --http-port 0 --https-port 0 \\
         --cert server.pem --key server.key --users users.txt --state-dir DIR
 
 runs until SIGTERM and writes DIR/winrm-server.json (pid and ports). SIGUSR1 drops
@@ -53,7 +53,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-log = logging.getLogger("nodeboot.lab.winrm_server")
+log = logging.getLogger("nodeboot_lab.winrm_server")
 
 Handler = Callable[[str, str, list[str], bytes], tuple[bytes, bytes, int]]
 
@@ -785,7 +785,7 @@ def load_handler(spec: str, state_dir: str) -> Handler:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nodeboot.lab.winrm_server", description=__doc__.split("\n")[0]
+        prog="python -m nodeboot_lab.winrm_server", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--listen", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=None, help="0 picks a free port; omit for no HTTP")
@@ -794,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--key")
     parser.add_argument("--users", required=True, help="NTLM user file: DOMAIN:user:password lines")
     parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--handler", default="nodeboot.lab.windows_model:WindowsHostModel")
+    parser.add_argument("--handler", default="nodeboot_lab.windows_model:WindowsHostModel")
     parser.add_argument("--reboot-downtime", type=float, default=5.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s winrm-server %(levelname)s %(message)s")

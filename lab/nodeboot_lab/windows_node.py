@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nodeboot.lab import windows_join
+from nodeboot_lab import windows_join
 
 if TYPE_CHECKING:
-    from nodeboot.lab.windows_model import Outcome, PowerShellInvocation, WindowsHostModel
+    from nodeboot_lab.windows_model import Outcome, PowerShellInvocation, WindowsHostModel
 
 LAB_ENV = Path("/var/lib/nodeboot-lab/env")
 KUBE_DIR = "C:\\k"
@@ -71,7 +71,7 @@ class Result:
         self.log.append(f"nodeboot: {what}")
 
     def outcome(self, error: str = "") -> Outcome:
-        from nodeboot.lab.windows_model import Outcome
+        from nodeboot_lab.windows_model import Outcome
 
         if error:
             self.log.append(f"nodeboot: error: {error}")
@@ -447,7 +447,7 @@ class NodeScripts:
                "NB_LAB_K8S_VERSION": self.env.get("NB_LAB_K8S_VERSION", DEFAULT_K8S), "NB_LAB_OS": "windows"}
         python = self.env.get("NB_LAB_PYTHON", "python3")
         with open(log_dir / "kubelet.log", "ab") as log:
-            self._kubelet = subprocess.Popen([python, "-m", "nodeboot.lab.kubelet_standin"], stdin=subprocess.DEVNULL,
+            self._kubelet = subprocess.Popen([python, "-m", "nodeboot_lab.kubelet_standin"], stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         run = self.root / "run" / "nodeboot-lab"
         run.mkdir(parents=True, exist_ok=True)
@@ -458,7 +458,7 @@ class NodeScripts:
         pidfile = self.root / "run" / "nodeboot-lab" / "kubelet.pid"
         if proc is None:  # started by an earlier run of this endpoint: by its pid file
             if self.in_lab and pidfile.exists():
-                from nodeboot.lab.netns import kill_pids
+                from nodeboot_lab.netns import kill_pids
 
                 kill_pids([int(pidfile.read_text().split()[0])])
             pidfile.unlink(missing_ok=True)

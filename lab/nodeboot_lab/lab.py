@@ -1,4 +1,4 @@
-"""`nodeboot lab`: bring the whole lab up, describe it, take it down.
+"""`nodeboot-lab`: bring the whole lab up, describe it, take it down.
 
 State lives in one directory (default $XDG_STATE_HOME/nodeboot/lab): lab.json
 says what exists, so `down` (and an `up` after a crash) can remove exactly what
@@ -25,9 +25,9 @@ import yaml
 from kubernetes.client import ApiException
 
 from nodeboot.cluster.client import Cluster
-from nodeboot.lab import build
-from nodeboot.lab.controlplane import ControlPlane
-from nodeboot.lab.netns import (
+from nodeboot_lab import build, python_path
+from nodeboot_lab.controlplane import ControlPlane
+from nodeboot_lab.netns import (
     LabError,
     Sandbox,
     create_bridge,
@@ -234,10 +234,9 @@ class Lab:
 
     def _host_env(self, box: Sandbox, host: HostRecord, record: LabRecord) -> None:
         lab_dir = box.private_paths["/var/lib/nodeboot-lab"]
-        package_root = Path(__file__).resolve().parents[2]
         (lab_dir / "env").write_text(
             f"export NB_LAB_PYTHON={sys.executable}\n"
-            f"export PYTHONPATH={package_root}\n"
+            f"export PYTHONPATH={python_path()}\n"
             f"export NB_LAB_K8S_VERSION={record.version}\n"
             f"export NB_LAB_OS={host.os}\n"
         )
@@ -281,7 +280,7 @@ class Lab:
             pw.chmod(0o600)
 
     def _start_winrm(self, box: Sandbox, host: HostRecord) -> None:
-        from nodeboot.lab import winrm_lab
+        from nodeboot_lab import winrm_lab
 
         winrm_lab.start(self, box, host)
 
@@ -423,7 +422,7 @@ class Lab:
     def env(self) -> dict:
         record = self.load()
         if record is None:
-            raise LabError(f"lab: no lab is up in {self.state} (run: nodeboot lab up)")
+            raise LabError(f"lab: no lab is up in {self.state} (run: nodeboot-lab up)")
         return {
             "state_dir": str(self.state),
             "kubeconfig": str(self.state / "admin.conf"),

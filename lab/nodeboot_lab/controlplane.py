@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from nodeboot.lab.netns import LabError, Sandbox, run_in, start_in
+from nodeboot_lab.netns import LabError, Sandbox, run_in, start_in
 
 API_PORT = 6443
 POD_SUBNET = "10.244.0.0/16"

@@ -5,20 +5,19 @@ the Windows host model behind it."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from nodeboot.lab import pki
-from nodeboot.lab.netns import Sandbox, start_in
+from nodeboot_lab import pki, python_path
+from nodeboot_lab.netns import Sandbox, start_in
 
 if TYPE_CHECKING:
-    from nodeboot.lab.lab import HostRecord, Lab
+    from nodeboot_lab.lab import HostRecord, Lab
 
-HANDLER = "nodeboot.lab.windows_model:WindowsHostModel"
+HANDLER = "nodeboot_lab.windows_model:WindowsHostModel"
 
 
 def start(lab: Lab, box: Sandbox, host: HostRecord) -> int:
-    from nodeboot.lab.lab import WINDOWS_USER
+    from nodeboot_lab.lab import WINDOWS_USER
 
     win = lab.state / "winrm"
     ca_crt, ca_key = pki.make_ca(win)
@@ -31,15 +30,12 @@ def start(lab: Lab, box: Sandbox, host: HostRecord) -> int:
     state = box.root / "model"
     state.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "nodeboot.lab.winrm_server",
+        sys.executable, "-m", "nodeboot_lab.winrm_server",
         "--listen", host.address, "--http-port", "5985", "--https-port", "5986",
         "--cert", str(crt), "--key", str(key), "--users", str(users),
         "--state-dir", str(state), "--handler", HANDLER,
     ]
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-           "PYTHONPATH": _package_root(), "NB_LAB_COMPUTER_NAME": host.name}
+           "PYTHONPATH": python_path(), "NB_LAB_COMPUTER_NAME": host.name}
     return start_in(box, argv, box.root / "winrm.log", env=env)
 
-
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])

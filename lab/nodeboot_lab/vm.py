@@ -3,10 +3,10 @@
 The lab's own kernel has no IPVS and cannot load modules, so the e2e tier runs
 nodeboot's host scripts against Debian's stock kernel in a VM instead:
 
-    python -m nodeboot.lab.vm build                     # build and cache the image
-    python -m nodeboot.lab.vm boot --state-dir DIR      # boot it; prints ssh-info
-    python -m nodeboot.lab.vm ssh-info --state-dir DIR
-    python -m nodeboot.lab.vm stop --state-dir DIR
+    python -m nodeboot_lab.vm build                     # build and cache the image
+    python -m nodeboot_lab.vm boot --state-dir DIR      # boot it; prints ssh-info
+    python -m nodeboot_lab.vm ssh-info --state-dir DIR
+    python -m nodeboot_lab.vm stop --state-dir DIR
 
 The image is built once per machine and cached under
 ~/.cache/nodeboot/vm/<key>/ (NODEBOOT_VM_CACHE overrides the root), keyed by a
@@ -50,7 +50,7 @@ from nodeboot.errors import NodebootError, TransportError
 from nodeboot.transport import ExecResult
 from nodeboot.transport.ssh import BASH, SSHOptions, SSHTransport
 
-log = logging.getLogger("nodeboot.lab.vm")
+log = logging.getLogger("nodeboot_lab.vm")
 
 # ---- the recipe -------------------------------------------------------------
 # Everything below up to build_image() is hashed into the cache key. Change the
@@ -807,7 +807,7 @@ def _print(data: dict[str, object]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nodeboot.lab.vm", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m nodeboot_lab.vm", description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=("build", "boot", "ssh-info", "stop"))
     parser.add_argument(
         "--state-dir",

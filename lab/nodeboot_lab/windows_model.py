@@ -126,7 +126,7 @@ class WindowsHostModel:
         self.state.setdefault("computer_name", "WIN-LAB1")
         self.state.setdefault("boot_id", str(uuid.uuid4()))
         self.state.setdefault("files", {})
-        from nodeboot.lab.windows_node import NodeScripts
+        from nodeboot_lab.windows_node import NodeScripts
 
         self.node = NodeScripts(self)  # nodeboot's Windows node scripts (scripts/windows/*.ps1)
         self._save()

@@ -1,0 +1,102 @@
+"""`nodeboot-lab`: the local lab's command line (root; see README)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from nodeboot.errors import NodebootError
+
+STATE_DIR = click.option("--state-dir", type=click.Path(file_okay=False), help="Where the lab keeps its state.")
+K8S_VERSION = click.option("--k8s-version", default=None, help="Release to build (default v1.37.2).")
+
+
+def _log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _lab(state_dir: str | None):
+    from nodeboot_lab.lab import Lab
+
+    return Lab(Path(state_dir) if state_dir else None, log=_log)
+
+
+@click.group()
+def cli() -> None:
+    """The local lab: a real control plane and sandboxed hosts (root; see README)."""
+
+
+@cli.command("up")
+@click.option("--linux", default=3, show_default=True, type=click.IntRange(0, 79), help="Linux hosts (namespaces).")
+@click.option("--windows", default=1, show_default=True, type=click.IntRange(0, 20), help="Windows hosts (modelled).")
+@K8S_VERSION
+@click.option("--bin-dir", type=click.Path(file_okay=False), help="Use ready-made binaries instead of building.")
+@STATE_DIR
+def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, state_dir: str | None) -> None:
+    """Start the lab (a previous lab in the same state dir is removed first)."""
+    from nodeboot_lab import build
+
+    the_lab = _lab(state_dir)
+    the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None)
+    click.echo(json.dumps(the_lab.env(), indent=2))
+
+
+@cli.command("build")
+@K8S_VERSION
+def lab_build(k8s_version: str | None) -> None:
+    """Build (once per machine) the Kubernetes binaries from their Go modules."""
+    from nodeboot_lab import build
+
+    path = build.ensure_binaries(k8s_version or build.DEFAULT_VERSION, log=_log)
+    click.echo(str(path))
+
+
+@cli.command("down")
+@STATE_DIR
+def lab_down(state_dir: str | None) -> None:
+    """Stop the lab and remove every process, namespace, mount and bridge it made."""
+    removed = _lab(state_dir).down()
+    if not removed:
+        _log("lab: nothing to remove")
+
+
+@cli.command("status")
+@STATE_DIR
+def lab_status(state_dir: str | None) -> None:
+    """What the lab runs: hosts, addresses, processes."""
+    click.echo(json.dumps(_lab(state_dir).status(), indent=2))
+
+
+@cli.command("env")
+@STATE_DIR
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of shell exports.")
+def lab_env(state_dir: str | None, as_json: bool) -> None:
+    """Paths of admin.conf, inventory.yml, known_hosts, the SSH key; the API endpoint."""
+    env = _lab(state_dir).env()
+    if as_json:
+        click.echo(json.dumps(env, indent=2))
+        return
+    click.echo(f"export KUBECONFIG={env['kubeconfig']}")
+    click.echo(f"export NODEBOOT_LAB_INVENTORY={env['inventory']}")
+    click.echo(f'export {env["winrm_password_env"]}="$(cat {env["winrm_password_file"]})"')
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.ClickException as exc:
+        click.echo(f"nodeboot-lab: {exc.format_message()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(2)
+    except NodebootError as exc:
+        click.echo(f"nodeboot-lab: {exc}", err=True)
+        sys.exit(1)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
