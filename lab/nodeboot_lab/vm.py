@@ -144,22 +144,51 @@ class VMError(NodebootError):
     """The e2e VM could not be built, booted or stopped (one line, says why)."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """What goes into one kind of image. The e2e tier's is e2e_recipe(); the
+    lab's bare worker node has its own (nodeboot_lab.node_image)."""
+
+    packages: tuple[str, ...]
+    files: dict[str, str]
+    enable: tuple[str, ...]
+    mask: tuple[str, ...]
+    slim: tuple[str, ...]
+    size: str
+    hostname: str
+    cache_subdir: str = ""  # under cache_root(); each kind prunes only its own old images
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "version": RECIPE_VERSION,
+            "suite": SUITE,
+            "packages": sorted(self.packages),
+            "files": self.files,
+            "enable": self.enable,
+            "mask": self.mask,
+            "slim": self.slim,
+            "size": self.size,
+        }
+
+    def cache_key(self) -> str:
+        blob = json.dumps(self.as_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def cache_dir(self) -> Path:
+        return cache_root() / self.cache_subdir if self.cache_subdir else cache_root()
+
+
+def e2e_recipe() -> Recipe:
+    # Read at call time, so the module-level lists stay the one place to edit.
+    return Recipe(PACKAGES, GUEST_FILES, ENABLE_UNITS, MASK_UNITS, SLIM_PATHS, IMAGE_SIZE, HOSTNAME)
+
+
 def recipe() -> dict[str, object]:
-    return {
-        "version": RECIPE_VERSION,
-        "suite": SUITE,
-        "packages": sorted(PACKAGES),
-        "files": GUEST_FILES,
-        "enable": ENABLE_UNITS,
-        "mask": MASK_UNITS,
-        "slim": SLIM_PATHS,
-        "size": IMAGE_SIZE,
-    }
+    return e2e_recipe().as_dict()
 
 
 def cache_key() -> str:
-    blob = json.dumps(recipe(), sort_keys=True).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+    return e2e_recipe().cache_key()
 
 
 def cache_root() -> Path:
@@ -283,9 +312,9 @@ def _write(root: Path, relpath: str, text: str | bytes, mode: int = 0o644) -> No
     target.chmod(mode)
 
 
-def _configure(rootfs: Path, keys_dir: Path, logfile: Path) -> None:
+def _configure(rootfs: Path, keys_dir: Path, logfile: Path, spec: Recipe) -> None:
     """Bake the guest's configuration and credentials into the new tree."""
-    for relpath, text in GUEST_FILES.items():
+    for relpath, text in spec.files.items():
         _write(rootfs, relpath, text)
     # Only our host key, so the known_hosts line written at boot is the whole truth.
     for old in (rootfs / "etc/ssh").glob("ssh_host_*"):
@@ -298,8 +327,8 @@ def _configure(rootfs: Path, keys_dir: Path, logfile: Path) -> None:
     # the first and re-apply unit presets over the masks below.
     _write(rootfs, "etc/machine-id", secrets.token_hex(16) + "\n", 0o444)
     chroot = ["chroot", str(rootfs)]
-    _run([*chroot, "systemctl", "enable", *ENABLE_UNITS], logfile, "enabling guest units", 120)
-    _run([*chroot, "systemctl", "mask", *MASK_UNITS], logfile, "masking guest units", 120)
+    _run([*chroot, "systemctl", "enable", *spec.enable], logfile, "enabling guest units", 120)
+    _run([*chroot, "systemctl", "mask", *spec.mask], logfile, "masking guest units", 120)
     _run([*chroot, "systemctl", "set-default", "multi-user.target"], logfile, "setting the default target", 120)
     _run([*chroot, "update-initramfs", "-u", "-k", "all"], logfile, "rebuilding the initrd", 600)
 
@@ -334,18 +363,18 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _build(work: Path, logfile: Path) -> str:
+def _build(work: Path, logfile: Path, spec: Recipe) -> str:
     """Build everything into work/; return the guest's kernel release."""
     rootfs = work / "rootfs"
     debs = cache_root() / "debs"  # kept across recipe changes: rebuilds download nothing
     debs.mkdir(parents=True, exist_ok=True)
-    _new_keypair(work / "ssh_host_ed25519_key", f"root@{HOSTNAME}")
-    _new_keypair(work / "id_ed25519", "nodeboot-e2e-client")
+    _new_keypair(work / "ssh_host_ed25519_key", f"root@{spec.hostname}")
+    _new_keypair(work / "id_ed25519", f"{spec.hostname}-client")
     _run(
         [
             "debootstrap",
             "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
+            f"--include={','.join(spec.packages)}",
             f"--cache-dir={debs}",
             SUITE,
             str(rootfs),
@@ -356,10 +385,10 @@ def _build(work: Path, logfile: Path) -> str:
         BUILD_TIMEOUT,
     )
     release = _kernel_release(rootfs)
-    _configure(rootfs, work, logfile)
+    _configure(rootfs, work, logfile, spec)
     shutil.copyfile(rootfs / "boot" / f"vmlinuz-{release}", work / "vmlinuz")
     shutil.copyfile(rootfs / "boot" / f"initrd.img-{release}", work / "initrd.img")
-    for rel in SLIM_PATHS:
+    for rel in spec.slim:
         for child in (rootfs / rel).glob("*"):
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
@@ -375,7 +404,7 @@ def _build(work: Path, logfile: Path) -> str:
             "-d",
             str(rootfs),
             str(work / "base.img"),
-            IMAGE_SIZE,
+            spec.size,
         ],
         logfile,
         "mkfs.ext4 -d",
@@ -427,9 +456,10 @@ def _prune_stale(root: Path, keep: str) -> None:
             _remove_tree(entry)
 
 
-def ensure_image() -> VMImage:
-    """The cached image for the current recipe, built first if need be."""
-    root, key = cache_root(), cache_key()
+def ensure_image(spec: Recipe | None = None) -> VMImage:
+    """The cached image for a recipe (default: the e2e tier's), built first if need be."""
+    spec = spec or e2e_recipe()
+    root, key = spec.cache_dir(), spec.cache_key()
     final = root / key
     cached = _load_cached(final)
     if cached:
@@ -448,12 +478,12 @@ def ensure_image() -> VMImage:
         log.info("building the e2e VM image %s (debootstrap %s, several minutes)", key, SUITE)
         started = time.monotonic()
         try:
-            release = _build(work, logfile)
+            release = _build(work, logfile, spec)
         except BaseException:
             _remove_tree(work / "rootfs")  # keep the log, drop the big tree
             raise
         seconds = round(time.monotonic() - started, 1)
-        meta = {"key": key, "kernel_release": release, "build_seconds": seconds, "recipe": recipe()}
+        meta = {"key": key, "kernel_release": release, "build_seconds": seconds, "recipe": spec.as_dict()}
         (work / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
         os.rename(work, final)
         _prune_stale(root, keep=key)
@@ -474,11 +504,11 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _ssh_banner(port: int) -> bool:
+def _ssh_banner(port: int, host: str = "127.0.0.1") -> bool:
     """True once sshd answers. User-mode networking accepts the TCP connection
     itself before the guest listens, so a connect alone proves nothing."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        with socket.create_connection((host, port), timeout=3) as sock:
             sock.settimeout(3)
             return sock.recv(8).startswith(b"SSH-")
     except OSError:
@@ -521,6 +551,8 @@ class VM:
         self.image = image
         self.state_dir = state_dir.resolve()
         self.memory_mb = memory_mb
+        self.smp = 1
+        self.ssh_host = "127.0.0.1"
         self.port = 0
         self.pid = 0
         self.boot_seconds = 0.0
@@ -552,18 +584,38 @@ class VM:
         return self.state_dir / "state.json"
 
     # -- life cycle ------------------------------------------------------------
+    # Kinds of VM (nodeboot_lab.vm_node) change these four, not the rest.
+    def qemu_name(self) -> str:
+        return "nodeboot-e2e"
+
+    def kernel_cmdline(self) -> str:
+        return KERNEL_CMDLINE
+
+    def network_args(self) -> list[str]:
+        return [
+            "-netdev",
+            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
+
+    def _prepare_network(self) -> None:
+        """Pick the SSH port and write the known_hosts that goes with it."""
+        self.port = _free_port()
+        self.known_hosts.write_text(self.image.known_hosts_line(self.port))
+
     def qemu_argv(self) -> list[str]:
         img = self.image
         return [
             "qemu-system-x86_64",
             "-name",
-            "nodeboot-e2e",
+            self.qemu_name(),
             "-accel",
             "tcg",
             "-m",
             str(self.memory_mb),
             "-smp",
-            "1",
+            str(self.smp),
             "-nodefaults",
             "-nographic",
             "-serial",
@@ -577,13 +629,10 @@ class VM:
             "-initrd",
             str(img.initrd),
             "-append",
-            KERNEL_CMDLINE,
+            self.kernel_cmdline(),
             "-drive",
             f"file={self.overlay},if=virtio,format=qcow2,cache=unsafe",
-            "-netdev",
-            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:22",
-            "-device",
-            "virtio-net-pci,netdev=n0",
+            *self.network_args(),
             # sshd wants entropy early; an emulated CPU gathers it slowly.
             "-device",
             "virtio-rng-pci",
@@ -624,8 +673,7 @@ class VM:
         self.overlay.unlink(missing_ok=True)
         self.qmp_socket.unlink(missing_ok=True)
         self._create_overlay()
-        self.port = _free_port()
-        self.known_hosts.write_text(self.image.known_hosts_line(self.port))
+        self._prepare_network()
         started = time.monotonic()
         with self.qemu_log.open("w") as out:
             self._proc = subprocess.Popen(
@@ -639,7 +687,8 @@ class VM:
             )
         self.pid = self._proc.pid
         self._save_state()
-        log.info("e2e VM: qemu pid %d, ssh on 127.0.0.1:%d; waiting for sshd", self.pid, self.port)
+        name, pid, host, port = self.qemu_name(), self.pid, self.ssh_host, self.port
+        log.info("%s: qemu pid %d, ssh on %s:%d; waiting for sshd", name, pid, host, port)
         return started
 
     def _create_overlay(self) -> None:
@@ -685,14 +734,14 @@ class VM:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_running()
-            if _ssh_banner(self.port):
+            if _ssh_banner(self.port, self.ssh_host):
                 with suppress(TransportError):
                     boot_id = self.run("cat /proc/sys/kernel/random/boot_id", timeout=60).stdout.strip()
                     if boot_id and boot_id != not_boot_id:
                         return boot_id
             time.sleep(0.5)
         raise VMError(
-            f"e2e VM: no SSH login on 127.0.0.1:{self.port} after {timeout:.0f}s "
+            f"{self.qemu_name()}: no SSH login on {self.ssh_host}:{self.port} after {timeout:.0f}s "
             f"(serial log {self.serial_log}: {_last_line(self.serial_log)})"
         )
 
@@ -710,7 +759,7 @@ class VM:
 
     def transport(self) -> SSHTransport:
         """A fresh nodeboot SSH transport to the guest (the caller closes it)."""
-        return SSHTransport("127.0.0.1", self.ssh_options(), name="e2e-vm")
+        return SSHTransport(self.ssh_host, self.ssh_options(), name=self.qemu_name())
 
     def run(self, command: str, timeout: float = 120.0) -> ExecResult:
         """Run a shell snippet as root in the guest over a one-off connection."""
@@ -732,7 +781,7 @@ class VM:
 
     def ssh_info(self) -> dict[str, object]:
         return {
-            "host": "127.0.0.1",
+            "host": self.ssh_host,
             "port": self.port,
             "user": "root",
             "key_file": str(self.image.client_key),
