@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from nodeboot import app
+from nodeboot import app, inventory
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from nodeboot.inventory import Host
 from nodeboot.output import Output
@@ -176,10 +176,15 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
     }
     if settings.kubeconfig:
         ev["nodeboot_kubeconfig"] = os.path.abspath(settings.kubeconfig)
+    # --labels and --taints add to each host's own (nodeboot merges them on the controller); extra vars
+    # would replace the inventory's, so they travel under their own names.
+    for key, extra in inventory.ADDED_BY_COMMAND_LINE.items():
+        if sel.cli_vars.get(key) is not None:
+            ev[extra] = sel.cli_vars[key]
     if sel.inventory_file:
-        # The command line's nodeboot_* values (--labels, --taints) apply over the inventory's, as in nodeboot.
+        # Other nodeboot_* values from the command line apply over the inventory's, as in nodeboot.
         ev.update({k: v for k, v in sel.cli_vars.items() if v is not None and k.startswith("nodeboot_")
-                   and k not in ("nodeboot_known_hosts", "nodeboot_password_env")})
+                   and k not in ("nodeboot_known_hosts", "nodeboot_password_env", *inventory.ADDED_BY_COMMAND_LINE)})
     if action == "join":
         optional = {
             "nodeboot_default_proxy_mode": opts.proxy_mode,

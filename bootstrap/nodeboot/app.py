@@ -49,7 +49,9 @@ def select_hosts(sel: HostSelection) -> list[Host]:
         hosts += inventory.load_inventory(sel.inventory_file)
         overrides = {k: v for k, v in sel.cli_vars.items() if v is not None and k.startswith("nodeboot_")}
         if overrides:
-            hosts = [inventory.host_from_vars("command line", h.name, {**h.vars, **overrides}, h.groups)
+            source = sel.inventory_file
+            hosts = [inventory.host_from_vars(source, h.name, inventory.with_command_line(source, h.name, h.vars,
+                                                                                          overrides), h.groups)
                      for h in hosts]
     for arg in sel.host_args:
         hosts.append(inventory.host_from_arg(arg, sel.os_name, sel.cli_vars))

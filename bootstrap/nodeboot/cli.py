@@ -116,8 +116,9 @@ def cli() -> None:
 @click.option("--proxy-mode", help="Prepare hosts for kube-proxy mode: iptables|ipvs|nftables.")
 @click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
 @click.option("--node-name", help="Node name for a single HOST argument.")
-@click.option("--labels", metavar="K=V,...", help="Labels for every host (added to inventory labels).")
-@click.option("--taints", metavar="K[=V]:EFFECT,...", help="Taints for every host.")
+@click.option("--labels", metavar="K=V,...", help="Labels added to every host's own (a key in both: this one wins).")
+@click.option("--taints", metavar="K[=V]:EFFECT,...",
+              help="Taints added to every host's own (same key and effect: this wins).")
 @click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
 @click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
               help="How long kubeadm join may take to reach and verify the API server.")

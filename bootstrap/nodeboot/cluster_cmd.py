@@ -57,6 +57,9 @@ def host_from_stdin(data: dict[str, Any]) -> Host:
         raise UsageError(f"{STDIN_SOURCE}: 'vars' must be an object and 'groups' a list")
     # Only nodeboot's own vars: connection details stay with the tool that connects.
     wanted = {k: v for k, v in host_vars.items() if k.startswith("nodeboot_") and k != "nodeboot_password_env"}
+    # The run's --labels/--taints (the Ansible engine's extra vars) add to the host's own.
+    added = {key: wanted.pop(extra, None) for key, extra in inventory.ADDED_BY_COMMAND_LINE.items()}
+    wanted = inventory.with_command_line(STDIN_SOURCE, name, wanted, added)
     return inventory.host_from_vars(STDIN_SOURCE, name, wanted, [str(g) for g in groups])
 
 

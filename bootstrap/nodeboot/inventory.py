@@ -231,6 +231,40 @@ def _string_list(value: Any) -> list[str]:
     raise ValueError("must be a list of strings")
 
 
+# -- the command line over the inventory ---------------------------------------
+# --labels and --taints add to a host's own; the Ansible engine passes them under
+# these names so the inventory's values stay visible beside them.
+ADDED_BY_COMMAND_LINE = {"nodeboot_labels": "nodeboot_added_labels", "nodeboot_taints": "nodeboot_added_taints"}
+
+
+def with_command_line(source: str, name: str, hvars: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A host's vars with the command line's nodeboot_* values applied: labels and taints are
+    added to the host's (a label key, or a taint's key and effect, given in both: the command
+    line's wins); any other value replaces the host's."""
+    merged = dict(hvars)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "nodeboot_labels":
+            own = _checked(source, name, key, validate.labels, hvars.get(key))
+            merged[key] = {**own, **_checked("command line", name, "--labels", validate.labels, value)}
+        elif key == "nodeboot_taints":
+            own_taints = _checked(source, name, key, validate.taints, hvars.get(key))
+            added = _checked("command line", name, "--taints", validate.taints, value)
+            replaced = {(t.key, t.effect) for t in added}
+            merged[key] = [str(t) for t in own_taints if (t.key, t.effect) not in replaced] + [str(t) for t in added]
+        else:
+            merged[key] = value
+    return merged
+
+
+def _checked(source: str, name: str, key: str, check, value: Any):
+    try:
+        return check(value)
+    except ValueError as exc:
+        raise InventoryError(source, name, key, str(exc)) from None
+
+
 # -- command-line hosts -----------------------------------------------------
 def host_from_arg(arg: str, os_name: str, defaults: dict[str, Any]) -> Host:
     """'[user@]HOST[:PORT]' with the command line's connection options as vars."""
