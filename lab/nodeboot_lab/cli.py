@@ -34,24 +34,31 @@ def cli() -> None:
 @click.option("--windows", default=1, show_default=True, type=click.IntRange(0, 20), help="Windows hosts (modelled).")
 @K8S_VERSION
 @click.option("--bin-dir", type=click.Path(file_okay=False), help="Use ready-made binaries instead of building.")
+@click.option("--node-services", is_flag=True,
+              help="Also run the artifact mirror and the OCI registry a real node uses.")
 @STATE_DIR
-def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, state_dir: str | None) -> None:
+def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, node_services: bool,
+           state_dir: str | None) -> None:
     """Start the lab (a previous lab in the same state dir is removed first)."""
     from nodeboot_lab import build
 
     the_lab = _lab(state_dir)
-    the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None)
+    the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None,
+               node_services=node_services)
     click.echo(json.dumps(the_lab.env(), indent=2))
 
 
 @cli.command("build")
 @K8S_VERSION
 def lab_build(k8s_version: str | None) -> None:
-    """Build (once per machine) the Kubernetes binaries from their Go modules."""
-    from nodeboot_lab import build
+    """Build (once per machine) the Kubernetes binaries and the real node's artifacts and images."""
+    from nodeboot_lab import build, node_mirror
 
-    path = build.ensure_binaries(k8s_version or build.DEFAULT_VERSION, log=_log)
+    version = k8s_version or build.DEFAULT_VERSION
+    path = build.ensure_binaries(version, log=_log)
+    node = node_mirror.ensure_node_cache(version, path, log=_log)
     click.echo(str(path))
+    click.echo(str(node.root))
 
 
 @cli.command("down")

@@ -25,7 +25,8 @@ import yaml
 from kubernetes.client import ApiException
 
 from nodeboot.cluster.client import Cluster
-from nodeboot_lab import build, python_path
+from nodeboot_lab import build, node_mirror, python_path
+from nodeboot_lab import node_services as services
 from nodeboot_lab.controlplane import ControlPlane
 from nodeboot_lab.netns import (
     LabError,
@@ -124,7 +125,7 @@ class Lab:
 
     # -- up -----------------------------------------------------------------
     def up(self, linux: int = 3, windows: int = 1, version: str = build.DEFAULT_VERSION,
-           bin_dir: Path | None = None) -> LabRecord:
+           bin_dir: Path | None = None, node_services: bool = False) -> LabRecord:
         if os.geteuid() != 0:
             raise LabError("lab: needs root (network and mount namespaces)")
         for tool in ("ip", "nsenter", "unshare", "ssh-keygen"):
@@ -139,6 +140,7 @@ class Lab:
         for old in ("controlplane", "hosts", "logs"):
             shutil.rmtree(self.state / old, ignore_errors=True)  # a new lab starts from an empty cluster
         bins = build.ensure_binaries(version, bin_dir, log=self.log)
+        node_cache = node_mirror.ensure_node_cache(version, bins, log=self.log) if node_services else None
         prefix, subnet = self._names()
         record = LabRecord(prefix=prefix, subnet=subnet, bridge=f"{prefix}br", version=version,
                            bin_dir=str(bins), started_at=time.time())
@@ -156,6 +158,8 @@ class Lab:
             hosts_job = pool.submit(self._start_hosts, record)
             cp_job.result()
             hosts_job.result()
+        if node_cache is not None:  # the artifact mirror and registry a real node fetches from
+            services.start(self.state, node_cache, prefix, subnet, record.bridge, log=self.log)
         self.save(record)
         self._write_inventory(record)
         self.log(f"lab: up in {time.monotonic() - started:.1f}s: API https://{record.cp_address}:6443, "
@@ -373,7 +377,7 @@ class Lab:
     # -- down ---------------------------------------------------------------
     def down(self, quiet: bool = False) -> list[str]:
         """Remove everything this lab made; return what was removed."""
-        removed: list[str] = []
+        removed: list[str] = services.stop(self.state)
         prefix, _ = self._names()
         record = self.load()
         names = set(list_netns(prefix + "-"))
@@ -435,6 +439,7 @@ class Lab:
             "winrm_ca": str(self.state / "winrm" / "ca.crt"),
             "version": record.version,
             "hosts": [asdict(h) for h in record.hosts],
+            **(running.env() if (running := services.load(self.state)) else {}),
         }
 
     def status(self) -> dict:

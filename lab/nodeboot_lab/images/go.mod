@@ -1,0 +1,3 @@
+module nodeboot.lab/images
+
+go 1.24
