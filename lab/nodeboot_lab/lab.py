@@ -43,6 +43,7 @@ from nodeboot_lab.netns import (
     start_in,
     veth_name,
 )
+from nodeboot_lab.vm_node import VMNodeRecord, env_entries, inventory_group, plan, start_nodes, stop_nodes
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 LINUX_PRIVATE = (
@@ -84,6 +85,7 @@ class LabRecord:
     version: str
     bin_dir: str
     hosts: list[HostRecord] = field(default_factory=list)
+    vm_nodes: list[VMNodeRecord] = field(default_factory=list)  # qemu VMs on the bridge, not namespace hosts
     created_dirs: list[str] = field(default_factory=list)
     started_at: float = 0.0
 
@@ -117,6 +119,7 @@ class Lab:
             return None
         data = json.loads(self.record_path.read_text())
         data["hosts"] = [HostRecord(**h) for h in data.get("hosts", [])]
+        data["vm_nodes"] = [VMNodeRecord(**v) for v in data.get("vm_nodes", [])]
         return LabRecord(**data)
 
     def save(self, record: LabRecord) -> None:
@@ -125,7 +128,7 @@ class Lab:
 
     # -- up -----------------------------------------------------------------
     def up(self, linux: int = 3, windows: int = 1, version: str = build.DEFAULT_VERSION,
-           bin_dir: Path | None = None, node_services: bool = False) -> LabRecord:
+           bin_dir: Path | None = None, node_services: bool = False, vm_nodes: int = 0) -> LabRecord:
         if os.geteuid() != 0:
             raise LabError("lab: needs root (network and mount namespaces)")
         for tool in ("ip", "nsenter", "unshare", "ssh-keygen"):
@@ -158,6 +161,9 @@ class Lab:
             hosts_job = pool.submit(self._start_hosts, record)
             cp_job.result()
             hosts_job.result()
+        if vm_nodes:  # bare Debian VMs on the lab bridge, for nodeboot to install and join
+            record.vm_nodes = plan(self.state, prefix, subnet, vm_nodes)
+            start_nodes(self.state, record.bridge, record.vm_nodes, lambda: self.save(record), log=self.log)
         if node_cache is not None:  # the artifact mirror and registry a real node fetches from
             services.start(self.state, node_cache, prefix, subnet, record.bridge, log=self.log)
         self.save(record)
@@ -334,6 +340,8 @@ class Lab:
                 },
                 "hosts": windows,
             }
+        if record.vm_nodes:
+            inventory["all"]["children"]["vm_nodes"] = inventory_group(self.state, record.vm_nodes)
         (self.state / "inventory.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
 
     # -- faults (for tests) ---------------------------------------------------
@@ -380,6 +388,7 @@ class Lab:
         removed: list[str] = services.stop(self.state)
         prefix, _ = self._names()
         record = self.load()
+        removed += stop_nodes(self.state, prefix, record.vm_nodes if record else [])
         names = set(list_netns(prefix + "-"))
         if record:
             names |= {h.netns for h in record.hosts} | {f"{record.prefix}-cp"}
@@ -439,6 +448,7 @@ class Lab:
             "winrm_ca": str(self.state / "winrm" / "ca.crt"),
             "version": record.version,
             "hosts": [asdict(h) for h in record.hosts],
+            "vm_hosts": env_entries(self.state, record.vm_nodes),
             **(running.env() if (running := services.load(self.state)) else {}),
         }
 

@@ -144,25 +144,23 @@ def _check_no_forwarding(bridge: str) -> None:
 
 def start_nodes(
     state: Path,
-    prefix: str,
-    subnet: str,
     bridge: str,
-    count: int,
-    remember: Callable[[list[VMNodeRecord]], None],
+    nodes: list[VMNodeRecord],
+    remember: Callable[[], None],
     log: Callable[[str], None] = print,
-) -> list[VMNodeRecord]:
-    """Boot count VM nodes on the bridge and wait for SSH on each.
+) -> None:
+    """Boot the planned nodes on the bridge and wait for SSH on each.
 
-    remember(nodes) is called before any tap or qemu exists and again after the
-    boots, so lab.json always names what a later `down` must remove.
+    remember() (the lab saving lab.json, which holds these records) is called
+    before any tap or qemu exists and again after the boots, so lab.json always
+    names what a later `down` must remove.
     """
-    nodes = plan(state, prefix, subnet, count)
     if not nodes:
-        return []
+        return
     image = node_image.ensure_image()
     vm._need_tools("qemu-system-x86_64", "qemu-img")
     _check_no_forwarding(bridge)
-    remember(nodes)
+    remember()
     (state / "vms").mkdir(parents=True, exist_ok=True)
     key = state / "vms" / "id_ed25519"
     shutil.copyfile(image.client_key, key)
@@ -181,7 +179,7 @@ def start_nodes(
     with ThreadPoolExecutor(max_workers=PARALLEL_BOOTS, thread_name_prefix="lab-vm") as pool:
         jobs = [pool.submit(boot, node) for node in nodes]
         errors = [job.exception() for job in jobs]
-    remember(nodes)
+    remember()
     failed = [exc for exc in errors if exc is not None]
     if failed:
         raise LabError(f"lab: a VM node did not come up: {failed[0]}")
@@ -192,7 +190,6 @@ def start_nodes(
         f"lab: {len(nodes)} VM node(s) up in {time.monotonic() - started:.1f}s "
         f"({', '.join(f'{n.name} {n.address} {n.boot_seconds:.0f}s' for n in nodes)})"
     )
-    return nodes
 
 
 def _qemu_pids_under(vms_dir: Path) -> list[int]:
