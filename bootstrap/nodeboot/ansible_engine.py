@@ -13,7 +13,9 @@ becomes --skip-tags of the same names.
 from __future__ import annotations
 
 import json
+import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -196,10 +198,32 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
         ev.update({k: v for k, v in optional.items() if v})
         ev["nodeboot_install_packages"] = bool(opts.install_packages)
         ev["nodeboot_ready_timeout"] = int(opts.ready_timeout)
+        ev["nodeboot_discovery_timeout"] = opts.discovery_timeout
     else:
         ev["nodeboot_force_drain"] = bool(opts.force)
         ev["nodeboot_drain_timeout"] = int(opts.drain_timeout)
         ev["nodeboot_remove_modules_file"] = bool(opts.extra.get("remove_modules_file", True))
+    ev.update(connection_vars(sel, settings))
+    return ev
+
+
+def connection_vars(sel: app.HostSelection, settings: app.RunSettings) -> dict[str, Any]:
+    """The connection flags, as the Ansible variables that mean the same (extra vars: they win, like flags)."""
+    conn = settings.connection
+    ev: dict[str, Any] = {}
+    if conn.winrm_ca:
+        ev["ansible_winrm_ca_trust_path"] = os.path.abspath(conn.winrm_ca)
+    if conn.insecure_skip_tls_verify:
+        ev["ansible_winrm_server_cert_validation"] = "ignore"
+    if sel.inventory_file:
+        # Hosts from arguments get these in their generated inventory (host_args_inventory).
+        ssh_args = []
+        if conn.known_hosts:
+            ssh_args.append(f"-o UserKnownHostsFile={os.path.abspath(conn.known_hosts)}")
+        if conn.accept_new_host_keys:
+            ssh_args.append("-o StrictHostKeyChecking=accept-new")
+        if ssh_args:
+            ev["ansible_ssh_extra_args"] = " ".join(ssh_args)
     return ev
 
 
@@ -215,7 +239,17 @@ def runner_env(settings: app.RunSettings) -> dict[str, str]:
     }
     if settings.kubeconfig:
         env["KUBECONFIG"] = os.path.abspath(settings.kubeconfig)
+    # --connect-timeout, --step-timeout and --fail-fast as Ansible's own settings (whole seconds).
+    env["ANSIBLE_TIMEOUT"] = str(max(1, math.ceil(settings.connection.connect_timeout)))
+    env["ANSIBLE_TASK_TIMEOUT"] = str(max(1, math.ceil(settings.options.step_timeout)))
+    if settings.fail_fast:
+        env["ANSIBLE_ANY_ERRORS_FATAL"] = "1"
     return env
+
+
+def find_ansible_playbook(env: dict[str, str]) -> str | None:
+    """ansible-playbook as the run will find it: beside this Python first, then on PATH."""
+    return shutil.which("ansible-playbook", path=env["PATH"])
 
 
 # -- the run -------------------------------------------------------------------
@@ -229,6 +263,8 @@ def run(action: str, sel: app.HostSelection, settings: app.RunSettings) -> int:
     playbook = PLAYBOOK_DIR / f"{action}.yml"
     if not playbook.is_file():
         raise UsageError(f"--engine ansible: {playbook} is missing from this install")
+    if find_ansible_playbook(runner_env(settings)) is None:
+        raise UsageError("--engine ansible: ansible-playbook is not on PATH (pip install 'nodeboot[ansible]')")
     redactor = Redactor()
     hosts = app.select_hosts(sel)  # the inventory is checked by nodeboot's rules first: bad input exits 2
     output = app.make_output(settings, redactor)

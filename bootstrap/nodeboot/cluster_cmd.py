@@ -90,9 +90,11 @@ def join_config() -> None:
 @click.option("--kubeadm-version", required=True, help="The node's kubeadm version (picks v1beta4 or v1beta3).")
 @click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
 @click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX")
+@click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
+              help="How long kubeadm join may take to reach and verify the API server.")
 @kubeconfig_option
 def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca_cert_hashes: tuple[str, ...],
-                       kubeconfig: str | None) -> None:
+                       discovery_timeout: str, kubeconfig: str | None) -> None:
     """Create a 15-minute token for the host's node and print its JoinConfiguration.
 
     The output holds the token: read it with no_log and hand it to the host in a
@@ -101,6 +103,10 @@ def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca
     for value in ca_cert_hashes:
         if not value.startswith("sha256:") or len(value) != 71:
             raise UsageError(f"--ca-cert-hash {value!r}: expected sha256:<64 hex digits>")
+    try:
+        discovery_timeout = validate.duration(discovery_timeout)
+    except ValueError as exc:
+        raise UsageError(f"--discovery-timeout: {exc}") from None
     host = host_from_stdin(read_stdin_json())
     cluster = Cluster.from_kubeconfig(kubeconfig)
     endpoint = tokens.join_endpoint(cluster, api_server_endpoint)
@@ -115,7 +121,8 @@ def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca
     spec = joinconfig.JoinSpec(endpoint=endpoint, token=token.value, ca_hashes=hashes, node_name=host.node_name,
                                os=host.os, taints=host.taints, node_ips=host.node_ips,
                                kubelet_extra_args=host.kubelet_extra_args,
-                               ignore_preflight_errors=host.ignore_preflight_errors)
+                               ignore_preflight_errors=host.ignore_preflight_errors,
+                               discovery_timeout=discovery_timeout)
     emit({"node": host.node_name, "token_id": token.token_id, "endpoint": endpoint,
           "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
           "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor)})
