@@ -31,10 +31,17 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "windows-host.json"
+SCRIPT_BLOCK_LOG = "script-blocks.log"
 MARKER = re.compile(r"^#\s*nodeboot-script:\s*(\S+)\s*$", re.MULTILINE)
 # One `$NB_X = '...'` input line; '' is a quote inside the value, which may span lines.
 PREAMBLE_LINE = re.compile(
     r"\A[ \t]*\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*'((?:[^']|'')*)'[ \t]*(?:\r?\n|\Z)"
+)
+# A secret input: a statement that reads the next stdin line (base64) into the variable, then
+# that line. PowerShell parses (and script-block logging records) the statement, never the line.
+SECRET_LINE = re.compile(
+    r"\A[ \t]*\$([A-Za-z_][A-Za-z0-9_]*)[ \t]*=[ \t]*\[Text\.Encoding\]::UTF8\.GetString\("
+    r"\[Convert\]::FromBase64String\(\[Console\]::In\.ReadLine\(\)\)\)[ \t]*\r?\n([A-Za-z0-9+/=]*)(?:\r?\n|\Z)"
 )
 POWERSHELL_NAMES = ("powershell", "pwsh")
 
@@ -48,6 +55,10 @@ class PowerShellInvocation:
     body: str = ""
     name: str | None = None
     shell_id: str = ""
+    # The text PowerShell parses as script: all of stdin but the data lines secrets came on.
+    # This is what script-block logging (event 4104) would record.
+    script_text: str = ""
+    secret_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -64,23 +75,43 @@ def unknown(what: str) -> Outcome:
     return Outcome(stderr=f"lab windows model: unknown script {what}\r\n", exit_code=1)
 
 
-def split_preamble(script: str) -> tuple[dict[str, str], str]:
-    """Take the leading `$NAME = '...'` lines off a script: (variables, body)."""
+def split_inputs(script: str) -> tuple[dict[str, str], dict[str, str], str, str]:
+    """Take the leading inputs off a script: (plain variables, secrets, body, script text).
+    The script text is stdin without the lines secrets arrived on: what PowerShell parses."""
     variables: dict[str, str] = {}
+    secrets: dict[str, str] = {}
+    parsed: list[str] = []
     rest = script.lstrip("\ufeff")
     while True:
         match = PREAMBLE_LINE.match(rest)
-        if match is None:
-            return variables, rest
-        variables[match.group(1)] = match.group(2).replace("''", "'")
-        rest = rest[match.end() :]
+        if match is not None:
+            variables[match.group(1)] = match.group(2).replace("''", "'")
+            parsed.append(match.group(0))
+            rest = rest[match.end() :]
+            continue
+        secret = SECRET_LINE.match(rest)
+        if secret is None:
+            return variables, secrets, rest, "".join(parsed) + rest
+        try:
+            secrets[secret.group(1)] = base64.b64decode(secret.group(2), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            secrets[secret.group(1)] = ""  # FromBase64String would throw; the script sees no value
+        parsed.append(secret.group(0)[: secret.start(2)])
+        rest = rest[secret.end() :]
+
+
+def split_preamble(script: str) -> tuple[dict[str, str], str]:
+    """Take the leading inputs off a script: (variables, secrets included; body)."""
+    variables, secrets, body, _ = split_inputs(script)
+    return {**variables, **secrets}, body
 
 
 def parse_invocation(script: str, shell_id: str = "") -> PowerShellInvocation:
-    variables, body = split_preamble(script)
+    variables, secrets, body, text = split_inputs(script)
     first = next((line for line in body.splitlines() if line.strip()), "")
     marker = MARKER.match(first.strip())
-    return PowerShellInvocation(script, variables, body, marker.group(1) if marker else None, shell_id)
+    return PowerShellInvocation(script, {**variables, **secrets}, body, marker.group(1) if marker else None,
+                                shell_id, text, tuple(secrets))
 
 
 def split_command_line(line: str) -> list[str]:
@@ -119,6 +150,7 @@ class WindowsHostModel:
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self.script_block_log: list[str] = []
         self.state: dict[str, Any] = self._load()
         computer_name = computer_name or os.environ.get("NB_LAB_COMPUTER_NAME")
         if computer_name:
@@ -176,6 +208,7 @@ class WindowsHostModel:
 
     # -- scripts ----------------------------------------------------------------------
     def run_powershell(self, inv: PowerShellInvocation) -> Outcome:
+        self._log_script_block(inv.script_text)
         if inv.name is None:
             return self._interpret(inv)
         script = self._script_table().get(inv.name)
@@ -249,6 +282,13 @@ class WindowsHostModel:
         if variable and variable.group(1) in variables:
             return variables[variable.group(1)]
         return None
+
+    def _log_script_block(self, text: str) -> None:
+        """What event 4104 (script-block logging) would hold: every script text PowerShell parsed.
+        Kept in memory and appended to script-blocks.log, so tests can look for secrets in it."""
+        self.script_block_log.append(text)
+        with open(self.state_dir / SCRIPT_BLOCK_LOG, "a", encoding="utf-8") as log:
+            log.write(text + "\n\0\n")
 
     # -- state ------------------------------------------------------------------------
     @property

@@ -3,6 +3,7 @@ and build the `$NB_X = '...'` lines PowerShell scripts take their inputs from.""
 
 from __future__ import annotations
 
+import base64
 import json
 
 from ansible.errors import AnsibleFilterError
@@ -49,6 +50,20 @@ def nb_ps_vars(variables):
     return "\n".join(lines) + ("\n" if lines else "")
 
 
+def nb_ps_secret_vars(variables):
+    """Secret inputs as nodeboot sends them: data PowerShell reads, never script text. For each,
+    a statement that reads the next stdin line, then that line (base64 of the UTF-8 value)."""
+    if not isinstance(variables, dict):
+        raise AnsibleFilterError("nb_ps_secret_vars: expected a mapping of NB_* names to values")
+    lines = []
+    for key, value in variables.items():
+        if not str(key).replace("_", "").isalnum():
+            raise AnsibleFilterError(f"nb_ps_secret_vars: {key!r} is not a variable name")
+        lines.append(f"${key} = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.ReadLine()))")
+        lines.append(base64.b64encode(("" if value is None else str(value)).encode()).decode())
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 class FilterModule:
     def filters(self):
-        return {"nb_result": nb_result, "nb_ps_vars": nb_ps_vars}
+        return {"nb_result": nb_result, "nb_ps_vars": nb_ps_vars, "nb_ps_secret_vars": nb_ps_secret_vars}

@@ -1,6 +1,7 @@
 # common.ps1: the result protocol shared by nodeboot's Windows scripts.
 # nodeboot sends, on the stdin of `powershell.exe -Command -`: the inputs as
-# `$NB_X = '...'` lines, the script's `# nodeboot-script: NAME` line, this file,
+# `$NB_X = '...'` lines, each secret as a statement that reads the next stdin line
+# (base64) followed by that line, the script's `# nodeboot-script: NAME` line, this file,
 # then the rest of the script. PowerShell reads such input as an interactive
 # session would: every statement runs as soon as it is complete, and a statement
 # that spans lines ends only at a blank line. Hence the layout rule of every

@@ -1,7 +1,8 @@
 # nodeboot-script: join
 # join.ps1: kubeadm join with a JoinConfiguration that never touches argv
 # (criSocket npipe:////./pipe/containerd-containerd). The configuration arrives as
-# the variable NB_JOIN_CONFIG, goes to a file readable only by SYSTEM and
+# data on stdin (read into NB_JOIN_CONFIG by the line ahead of this script, so
+# script-block logging never sees it), goes to a file readable only by SYSTEM and
 # Administrators, and is removed whatever happens. A failed join is undone with
 # kubeadm reset -f. Inputs: NB_JOIN_CONFIG (secret), NB_KUBE_DIR.
 Set-StrictMode -Version Latest

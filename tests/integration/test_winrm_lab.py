@@ -265,6 +265,23 @@ def test_secret_variables_reach_the_script_but_no_log(
     )
 
 
+def test_a_secret_reaches_join_ps1_as_data_never_as_script_text(http: WinRMTransport, model: GatedModel) -> None:
+    from nodeboot.scripts import script_text
+
+    token = "abcdef.0123456789abcdef"
+    config = ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\ndiscovery:\n  bootstrapToken:\n"
+              f"    apiServerEndpoint: 127.0.0.1:1\n    token: '{token}'\n    caCertHashes: [sha256:00]\n"
+              "nodeRegistration:\n  name: win-1\n  criSocket: unix:///run/containerd/containerd.sock\n")
+    result = http.run_script(script_text("windows", "join.ps1"), {"NB_KUBE_DIR": "C:\\k"},
+                             {"NB_JOIN_CONFIG": config})
+    assert "criSocket" in result.stdout  # the model read the configuration it was sent ...
+    logged = model.script_block_log[-1]
+    assert "# nodeboot-script: join" in logged and "[Console]::In.ReadLine()" in logged
+    # ... and what PowerShell parses as script (what event 4104 would record) holds none of it.
+    assert token not in logged and "0123456789abcdef" not in logged and "kind: JoinConfiguration" not in logged
+    assert token not in (model.state_dir / "script-blocks.log").read_text()
+
+
 def test_unknown_scripts_fail_clearly(http: WinRMTransport) -> None:
     result = http.run_script("Get-Service containerd\n", {})
     assert result.exit_status == 1

@@ -170,3 +170,20 @@ def test_model_generates_a_credspec_that_passes_nodeboots_checks(tmp_path: Path)
     assert code == 0
     spec = credspec.check("generated", result["facts"]["credspec"])
     assert spec["ActiveDirectoryConfig"]["GroupManagedServiceAccounts"][0]["Name"] == "WebApp1"
+
+
+def test_ansible_sends_secrets_as_nodeboot_does() -> None:
+    """The playbooks' filter and the transport put a secret on a data line, never in script text."""
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS.parents[1] / "playbooks" / "filter_plugins"))
+    import nodeboot_filters
+
+    secrets = {"NB_JOIN_CONFIG": "token: abcdef.0123456789abcdef\nx: 'y'"}
+    sent = nodeboot_filters.nb_ps_secret_vars(secrets)
+    assert sent == powershell_preamble({}, secrets)
+    inv = parse_invocation(sent + script_text("windows", "join.ps1"))
+    assert inv.variables["NB_JOIN_CONFIG"] == secrets["NB_JOIN_CONFIG"]
+    assert "0123456789abcdef" not in inv.script_text and inv.secret_names == ("NB_JOIN_CONFIG",)
+    assert 'nb_secrets | nb_ps_secret_vars' in (SCRIPTS.parents[1] / "playbooks" / "roles" / "nodeboot_windows"
+                                                / "tasks" / "join.yml").read_text()

@@ -96,13 +96,23 @@ def ps_quote(value: str) -> str:
     return "'" + SINGLE_QUOTES.sub(r"\1\1", value) + "'"
 
 
+# A secret is data, never script text: this statement reads the next stdin line (base64 of
+# the value) into the variable, so script-block logging (event 4104) records only the statement.
+SECRET_READER = "${name} = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.ReadLine()))"
+
+
 def powershell_preamble(variables: dict[str, str], secret_variables: dict[str, str] | None = None) -> str:
-    """`$NAME = '...'` lines ahead of a script: plain script variables, never environment or argv."""
+    """Inputs ahead of a script, never environment or argv: `$NAME = '...'` lines for plain
+    values; for each secret, a statement that reads it from the next stdin line, then that line."""
     lines = []
-    for key, value in [*variables.items(), *(secret_variables or {}).items()]:
+    for key in [*variables, *(secret_variables or {})]:
         if not NAME.match(key):
             raise TransportError(f"invalid PowerShell variable name {key!r}", retryable=False)
+    for key, value in variables.items():
         lines.append(f"${key} = {ps_quote(value)}")
+    for key, value in (secret_variables or {}).items():
+        lines.append(SECRET_READER.format(name=key))
+        lines.append(base64.b64encode(value.encode()).decode())
     return "".join(line + "\n" for line in lines)
 
 
