@@ -109,10 +109,11 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)
+    proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []
     output = make_output(settings, redactor)
     state = cluster_state(cluster, settings.options, need_join=action == "join")
-    if action == "join":
-        warn_proxy_mode(output, state, settings.options, hosts)
+    for notice in proxy_notices:
+        output.message(notice, "yellow")
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
                   settings.fail_fast)
     title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
@@ -121,13 +122,24 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     return report.exit_code, report
 
 
-def warn_proxy_mode(output: Output, state: dict, options: RunOptions, hosts: list[Host]) -> None:
-    from nodeboot.cluster.kubeproxy import ipvs_notice
+def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) -> list[str]:
+    """Before any host: the kube-proxy modes the hosts ask for, against the server's version, by the
+    rule `proxy set-mode` uses (a mode it cannot run is a usage error); returns what to warn about."""
+    from nodeboot.cluster import kubeproxy
 
-    if any((h.proxy_mode or options.proxy_mode) == "ipvs" for h in hosts):
-        notice = ipvs_notice(state["server_minor"])
-        if notice:
-            output.message(notice, "yellow")
+    server = cluster.version[:2]
+    notices = []
+    for mode in sorted({h.proxy_mode or options.proxy_mode for h in hosts} - {None}):
+        gates = kubeproxy.gates_for_mode(mode, server)
+        if mode != "ipvs":
+            continue
+        missing = kubeproxy.missing_gates(kubeproxy.read_config(cluster)[1], gates) if gates else {}
+        if missing:
+            notices.append(f"IPVS mode is off by default in 1.{server[1]} and kube-proxy's config lacks the "
+                           f"{', '.join(missing)} feature gate: nodeboot proxy set-mode ipvs sets it")
+        else:
+            notices += filter(None, [kubeproxy.ipvs_notice(server)])
+    return notices
 
 
 def parse_skip_phases(value: str | None) -> frozenset[str]:

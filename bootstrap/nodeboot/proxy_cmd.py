@@ -40,13 +40,7 @@ def parse_change(mode: str, kw: dict) -> kubeproxy.ModeChange:
 
 def fit_to_server(change: kubeproxy.ModeChange, server: tuple[int, int]) -> None:
     """What the server's version allows or needs: the IPVS gate, or no IPVS at all."""
-    mode = change.mode
-    if mode == "ipvs" and kubeproxy.ipvs_gate_needed(server):
-        change.feature_gates["KubeProxyIPVS"] = True
-    if mode == "ipvs" and server[1] >= kubeproxy.IPVS_REMOVED:
-        raise UsageError(f"the API server is 1.{server[1]}: kube-proxy has no IPVS mode any more; use nftables")
-    if mode == "nftables" and server[1] < kubeproxy.NFTABLES_GA:
-        raise UsageError(f"nftables mode is GA from 1.33; the API server is 1.{server[1]}")
+    change.feature_gates.update(kubeproxy.gates_for_mode(change.mode, server))
 
 
 class ProxyCleanupOldMode(Phase):

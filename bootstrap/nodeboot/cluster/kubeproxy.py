@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client, watch
 
 from nodeboot.cluster.client import Cluster, short_api_error
-from nodeboot.errors import ClusterError
+from nodeboot.errors import ClusterError, UsageError
 
 IPVS_DEPRECATED = 35
 IPVS_GATE_OFF = 40
@@ -38,6 +38,23 @@ def ipvs_notice(server: tuple[int, int]) -> str | None:
 
 def ipvs_gate_needed(server: tuple[int, int]) -> bool:
     return IPVS_GATE_OFF <= server[1] < IPVS_REMOVED
+
+
+def gates_for_mode(mode: str, server: tuple[int, int]) -> dict[str, bool]:
+    """The feature gates kube-proxy needs to run MODE against this server; a mode the
+    server's kube-proxy cannot run at all is a usage error. `proxy set-mode` and `join
+    --proxy-mode` both ask this, so they agree on what each version allows."""
+    if mode == "ipvs" and server[1] >= IPVS_REMOVED:
+        raise UsageError(f"the API server is 1.{server[1]}: kube-proxy has no IPVS mode any more; use nftables")
+    if mode == "nftables" and server[1] < NFTABLES_GA:
+        raise UsageError(f"nftables mode is GA from 1.{NFTABLES_GA}; the API server is 1.{server[1]}")
+    return {"KubeProxyIPVS": True} if mode == "ipvs" and ipvs_gate_needed(server) else {}
+
+
+def missing_gates(config: dict, gates: dict[str, bool]) -> dict[str, bool]:
+    """The gates kube-proxy's config does not set as wanted."""
+    have = config.get("featureGates") or {}
+    return {k: v for k, v in gates.items() if have.get(k) != v}
 
 
 @dataclass
