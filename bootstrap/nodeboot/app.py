@@ -3,14 +3,12 @@ hosts, cluster connection, output and fleet, and returns an exit code."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeboot import inventory, validate
+from nodeboot import inventory, runlog, validate
 from nodeboot.cluster import tokens
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import EXIT_USAGE, UsageError
@@ -36,7 +34,8 @@ class HostSelection:
 class RunSettings:
     kubeconfig: str | None = None
     output: str = "human"
-    log_dir: str | None = None
+    log_dir: str | None = None  # runs get their own directories under it
+    keep_runs: int | None = None  # None: $NODEBOOT_KEEP_RUNS, else runlog.DEFAULT_KEEP_RUNS
     parallel: int = 20
     fail_fast: bool = False
     connection: ConnectionDefaults = field(default_factory=ConnectionDefaults)
@@ -66,14 +65,18 @@ def select_hosts(sel: HostSelection) -> list[Host]:
     return hosts
 
 
-def default_log_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-    return Path(base) / "nodeboot" / "runs" / time.strftime("%Y%m%d-%H%M%S")
-
-
 def make_output(settings: RunSettings, redactor: Redactor) -> Output:
-    log_dir = Path(settings.log_dir) if settings.log_dir else default_log_dir()
-    return Output(redactor=redactor, mode=settings.output, log_dir=log_dir)
+    """The run's output, logging to a new private directory under --log-dir (default
+    ~/.local/state/nodeboot/runs); the oldest runs beyond --keep-runs are deleted."""
+    keep = runlog.keep_runs(settings.keep_runs)
+    base = Path(settings.log_dir) if settings.log_dir else runlog.default_base()
+    run_dir = runlog.new_run_dir(base)
+    try:
+        output = Output(redactor=redactor, mode=settings.output, log_dir=run_dir)
+    except OSError as exc:
+        raise UsageError(f"log directory {run_dir}: cannot write the run log: {exc.strerror or exc}") from None
+    runlog.prune(base, keep, run_dir)
+    return output
 
 
 def cluster_state(cluster: Cluster, options: RunOptions, need_join: bool) -> dict:
@@ -108,9 +111,9 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
               redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
-    cluster = Cluster.from_kubeconfig(settings.kubeconfig)
+    cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
+    output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
     proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []
-    output = make_output(settings, redactor)
     state = cluster_state(cluster, settings.options, need_join=action == "join")
     for notice in proxy_notices:
         output.message(notice, "yellow")

@@ -50,7 +50,12 @@ def run_options(f: Callable) -> Callable:
         click.option(
             "--output", "output_mode", type=click.Choice(["human", "json"]), default="human", show_default=True
         ),
-        click.option("--log-dir", metavar="DIR", help="Where the run's log and host transcripts go."),
+        click.option("--log-dir", metavar="DIR",
+                     help="Each run's log and host transcripts go to a new directory under DIR "
+                          "(default ~/.local/state/nodeboot/runs)."),
+        click.option("--keep-runs", type=click.IntRange(0), metavar="N",
+                     help="Keep the newest N run directories there, delete older ones "
+                          "(default $NODEBOOT_KEEP_RUNS, else 50; 0 keeps all)."),
         click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 600)),
         click.option("--step-timeout", default=600.0, show_default=True, type=click.FloatRange(1, 86400)),
     ]
@@ -77,6 +82,7 @@ def settings(kw: dict, **option_fields) -> app.RunSettings:
         kubeconfig=kw.get("kubeconfig"),
         output=kw.get("output_mode", "human"),
         log_dir=kw.get("log_dir"),
+        keep_runs=kw.get("keep_runs"),
         parallel=kw.get("parallel", 20),
         fail_fast=kw.get("fail_fast", False),
     )

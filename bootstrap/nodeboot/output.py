@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from nodeboot import runlog
 from nodeboot.redact import Redactor
 
 STATUS_STYLE = {
@@ -52,8 +53,8 @@ class Output:
         self.first_failure_at: float | None = None
         self.started = time.monotonic()
         if self.log_dir is not None:
-            (self.log_dir / "hosts").mkdir(parents=True, exist_ok=True)
-            self._log = (self.log_dir / "run.log").open("a")
+            (self.log_dir / "hosts").mkdir(parents=True, exist_ok=True, mode=runlog.DIR_MODE)
+            self._log = runlog.open_private(self.log_dir / "run.log")
         self.console = Console(file=self.err if self.mode == "json" else self.stream, highlight=False)
 
     # -- lifecycle ----------------------------------------------------------
@@ -125,7 +126,7 @@ class Output:
     def _transcript(self, host: str, data: dict[str, Any]) -> None:
         assert self.log_dir is not None
         path = self.log_dir / "hosts" / f"{host}.log"
-        with self._lock, path.open("a") as fh:
+        with self._lock, runlog.open_private(path) as fh:
             fh.write(f"--- {time.strftime('%H:%M:%S')} {data.get('script')} exit {data.get('exit')}\n")
             fh.write(f"[stdout]\n{data.get('stdout', '')}\n[stderr]\n{data.get('stderr', '')}\n")
 

@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
@@ -39,8 +40,15 @@ class Cluster:
         cfg = client.Configuration()
         try:
             config.load_kube_config(config_file=resolved, context=context, client_configuration=cfg)
-        except (ConfigException, ValueError, TypeError, KeyError) as exc:
-            raise UsageError(f"kubeconfig {resolved}: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise UsageError(f"kubeconfig {resolved}: not valid YAML{yaml_position(exc)}") from None
+        except (ConfigException, ValueError) as exc:
+            raise UsageError(f"kubeconfig {resolved}: {one_line(str(exc)) or type(exc).__name__}") from None
+        except (TypeError, KeyError, AttributeError, IndexError) as exc:
+            # The YAML parsed but is not shaped like a kubeconfig (a list, a number where a map belongs).
+            raise UsageError(f"kubeconfig {resolved}: not a kubeconfig ({type(exc).__name__}: {exc})") from None
+        except OSError as exc:
+            raise UsageError(f"kubeconfig {resolved}: cannot read: {exc.strerror or exc}") from None
         # A failing API call should fail the step, not sit in urllib3's retry loop.
         cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.2)
         return cls(client.ApiClient(cfg), resolved)
@@ -80,6 +88,19 @@ class Cluster:
         if not match:
             raise ClusterError(f"API server {self.server}: unexpected version {info.git_version!r}")
         return int(match.group(1)), int(match.group(2)), info.git_version
+
+
+def yaml_position(exc: yaml.YAMLError) -> str:
+    """' (line L, column C: problem)' from a YAML error, whose own text spans several lines."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or ""
+    if mark is None:
+        return f" ({problem})" if problem else ""
+    return f" (line {mark.line + 1}, column {mark.column + 1}" + (f": {problem})" if problem else ")")
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def short_api_error(exc: BaseException) -> str:

@@ -1,0 +1,117 @@
+"""Error paths an operator hits first (issue 14): one line naming the file, host or URL,
+the right exit code, never a traceback."""
+
+from __future__ import annotations
+
+import io
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from nodeboot.cli import main
+
+
+def run_cli(argv: list[str], monkeypatch, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["nodeboot", *argv])
+    for key, value in (env or {}).items():
+        monkeypatch.setenv(key, value)
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as ended:
+        main()
+    return int(ended.value.code or 0), out.getvalue(), err.getvalue()
+
+
+def kubeconfig_for(tmp_path: Path, server: str) -> Path:
+    """A well-formed kubeconfig naming server (nothing is asked of it until a command runs)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: c\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\n"
+        "users:\n- name: u\n  user: {token: abc}\n"
+        "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n"
+    )
+    return path
+
+
+def one_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and "internal error" not in err
+    return lines[0]
+
+
+# -- 7: malformed kubeconfig, unwritable --log-dir ------------------------------------------
+@pytest.mark.parametrize("text", [
+    "apiVersion: v1\nclusters: [\n  - a: b\n",  # not YAML
+    "apiVersion: v1\nclusters: 5\n",  # YAML, not a kubeconfig
+    "- a\n- b\n",
+    "\tkind: Config\n",
+])
+def test_malformed_kubeconfig_is_a_usage_error_naming_the_file(monkeypatch, tmp_path, text):
+    path = tmp_path / "admin.conf"
+    path.write_text(text)
+    code, _, err = run_cli(["join", "h1", "--kubeconfig", str(path), "--log-dir", str(tmp_path / "logs")],
+                           monkeypatch)
+    line = one_line(err)
+    assert code == 2, err
+    assert f"kubeconfig {path}" in line
+
+
+def test_unwritable_log_dir_is_a_usage_error_naming_it(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    log_dir = blocker / "logs"  # below a regular file: no directory can be made there
+    code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, "https://127.0.0.1:1")),
+                            "--log-dir", str(log_dir)], monkeypatch)
+    line = one_line(err)
+    assert code == 2, err
+    assert str(log_dir) in line
+
+
+# -- 13: one private directory per run, and only the newest runs kept -----------------------
+def settings_for(log_dir: Path, keep_runs: int | None = None):
+    from nodeboot import app
+
+    return app.RunSettings(log_dir=str(log_dir), output="quiet", keep_runs=keep_runs)
+
+
+def test_runs_in_the_same_second_get_their_own_private_directories(monkeypatch, tmp_path):
+    from nodeboot import app, runlog
+    from nodeboot.redact import Redactor
+
+    monkeypatch.setattr(runlog.time, "strftime", lambda fmt: "20260101-120000")  # both runs: the same second
+    first = app.make_output(settings_for(tmp_path), Redactor())
+    second = app.make_output(settings_for(tmp_path), Redactor())
+    assert first.log_dir != second.log_dir
+    for output in (first, second):
+        output.begin(["h1"], "test")
+        output.event("transcript", "h1", script="facts.sh", stdout="out", stderr="", exit=0)
+        output.end()
+        assert output.log_dir.stat().st_mode & 0o777 == 0o700
+        assert (output.log_dir / "hosts").stat().st_mode & 0o777 == 0o700
+        for name in ("run.log", "hosts/h1.log"):
+            assert (output.log_dir / name).stat().st_mode & 0o777 == 0o600, name
+    assert "begin test" in (first.log_dir / "run.log").read_text()
+
+
+def test_only_the_newest_runs_are_kept(monkeypatch, tmp_path):
+    from nodeboot import app, runlog
+    from nodeboot.redact import Redactor
+
+    stamps = iter(f"20260101-1200{second:02d}" for second in range(10))
+    monkeypatch.setattr(runlog.time, "strftime", lambda fmt: next(stamps))
+    (tmp_path / "notes").mkdir()  # not a run directory: never touched
+    made = [app.make_output(settings_for(tmp_path, keep_runs=3), Redactor()).log_dir for _ in range(5)]
+    assert sorted(p for p in tmp_path.iterdir() if p.name != "notes") == made[-3:]
+    monkeypatch.setenv(runlog.KEEP_RUNS_ENV, "1")
+    newest = app.make_output(settings_for(tmp_path), Redactor()).log_dir
+    assert set(tmp_path.iterdir()) == {tmp_path / "notes", newest}
+
+
+def test_bad_keep_runs_variable_is_a_usage_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("NODEBOOT_KEEP_RUNS", "lots")
+    code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, "https://127.0.0.1:1")),
+                            "--log-dir", str(tmp_path / "logs")], monkeypatch)
+    assert code == 2 and "NODEBOOT_KEEP_RUNS" in one_line(err)
