@@ -1,6 +1,8 @@
-"""Hosts, groups and vars, read from an Ansible YAML inventory or the command line.
+"""Hosts, groups and vars, read from an Ansible inventory (YAML or INI) or the command line.
 
-One inventory file serves nodeboot and ansible-playbook: nodeboot reads the
+One inventory file serves nodeboot and ansible-playbook: it is read as Ansible
+reads it (inventory_read: host_vars/, group_vars/, ranges, children,
+precedence), then nodeboot takes the
 ansible_* connection vars and its own nodeboot_* vars. Secrets are never
 required inline: `nodeboot_password_env: VAR` (or Ansible's
 `{{ lookup('env', 'VAR') }}`) names the environment variable that holds them.
@@ -8,17 +10,20 @@ required inline: `nodeboot_password_env: VAR` (or Ansible's
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import functools
 import os
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from nodeboot import validate
 from nodeboot.errors import InventoryError, UsageError
+from nodeboot.inventory_read import read_inventory
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
 _HOST_ARG = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
@@ -66,58 +71,76 @@ class Host:
 
 
 # -- inventory files --------------------------------------------------------
-def load_inventory(path: str) -> list[Host]:
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"{source}: cannot read inventory: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # YAML errors span lines
-        raise UsageError(f"{source}:{where} not valid YAML: {problem}") from None
-    if not isinstance(data, dict) or not data:
-        raise InventoryError(source, None, None, "expected a YAML mapping with an 'all' group (Ansible YAML inventory)")
-    collected: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for group_name, group in data.items():
-        _walk_group(source, str(group_name), group, {}, [], collected)
-    if not collected:
-        raise InventoryError(source, None, None, "no hosts found")
-    return [host_from_vars(source, name, hvars, groups) for name, (hvars, groups) in collected.items()]
+Warn = Callable[[str], None]
 
 
-def _walk_group(source: str, name: str, group: Any, inherited: dict[str, Any], parents: list[str],
-                collected: dict[str, tuple[dict[str, Any], list[str]]]) -> None:
-    if group is None:
-        return
-    if not isinstance(group, dict):
-        raise InventoryError(source, None, f"group {name}", "a group must be a mapping (hosts, vars, children)")
-    unknown = set(group) - {"hosts", "vars", "children"}
-    if unknown:
-        raise InventoryError(source, None, f"group {name}", f"unknown keys {', '.join(sorted(map(str, unknown)))}")
-    group_vars = group.get("vars") or {}
-    if not isinstance(group_vars, dict):
-        raise InventoryError(source, None, f"group {name}.vars", "must be a mapping")
-    merged = {**inherited, **group_vars}
-    lineage = [*parents, name]
-    hosts = group.get("hosts") or {}
-    if not isinstance(hosts, dict):
-        raise InventoryError(source, None, f"group {name}.hosts", "must be a mapping of host names")
-    for host_name, host_vars in hosts.items():
-        if host_vars is not None and not isinstance(host_vars, dict):
-            raise InventoryError(source, str(host_name), None, "host vars must be a mapping")
-        previous, groups = collected.get(str(host_name), ({}, []))
-        # A host in several groups: later groups' vars apply over earlier ones, host vars over all.
-        collected[str(host_name)] = ({**previous, **merged, **(host_vars or {})}, groups + [g for g in lineage
-                                                                                          if g not in groups])
-    children = group.get("children") or {}
-    if not isinstance(children, dict):
-        raise InventoryError(source, None, f"group {name}.children", "must be a mapping of groups")
-    for child_name, child in children.items():
-        _walk_group(source, str(child_name), child, merged, lineage, collected)
+def _stderr_warning(text: str) -> None:
+    sys.stderr.write(f"warning: {text}\n")
+
+
+def load_inventory(path: str, warn: Warn | None = None) -> list[Host]:
+    """The inventory's hosts with their vars resolved as Ansible resolves them (YAML or INI,
+    host_vars/ and group_vars/ beside the file, ranges, children, precedence)."""
+    warn = warn or _stderr_warning
+    read = read_inventory(path)
+    for text in read.warnings:
+        warn(text)
+    if not read.hostvars:
+        raise InventoryError(read.source, None, None, "no hosts found")
+    for text in unknown_var_warnings(read.source, read.hostvars):
+        warn(text)
+    return [host_from_vars(read.source, name, hvars, read.groups_of(name)) for name, hvars in read.hostvars.items()]
+
+
+# Vars nodeboot reads outside host_from_vars (the steps, from Host.vars).
+READ_ELSEWHERE = ("nodeboot_windows_service_manager",)
+
+
+class _KeyRecorder(dict):
+    """A vars mapping that notes every key asked for: run through host_from_vars, it lists the vars nodeboot
+    reads, so a var added there is known here without a second list to keep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        self.asked.add(str(key))
+        return super().__contains__(key)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self.asked.add(str(key))
+        return super().get(key, default)
+
+
+@functools.cache
+def known_nodeboot_vars() -> frozenset[str]:
+    """Every nodeboot_* var nodeboot or its playbooks read."""
+    recorder = _KeyRecorder()
+    host_from_vars("known vars", "probe", recorder, [])
+    playbook_vars: set[str] = set()
+    playbooks = Path(__file__).resolve().parent / "playbooks"
+    for path in playbooks.rglob("*.y*ml") if playbooks.is_dir() else ():
+        if path.parent.name in ("defaults", "vars") or path.name == "argument_specs.yml":
+            playbook_vars.update(re.findall(r"^\s*(nodeboot_\w+):", path.read_text(errors="replace"), re.M))
+    return frozenset({k for k in recorder.asked if k.startswith("nodeboot_")} | playbook_vars | set(READ_ELSEWHERE))
+
+
+def unknown_var_warnings(source: str, hostvars: dict[str, dict[str, Any]]) -> list[str]:
+    """One warning per unknown nodeboot_* var: the hosts that have it and the closest known name."""
+    known = known_nodeboot_vars()
+    hosts_by_var: dict[str, list[str]] = {}
+    for host, hvars in hostvars.items():
+        for key in hvars:
+            if isinstance(key, str) and key.startswith("nodeboot_") and key not in known:
+                hosts_by_var.setdefault(key, []).append(host)
+    warnings = []
+    for key, hosts in hosts_by_var.items():
+        shown = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"{source}: host {shown}: unknown var {key}, nodeboot ignores it{hint}")
+    return warnings
 
 
 def _password_source(source: str, name: str, hvars: dict[str, Any]) -> tuple[str | None, str | None]:
