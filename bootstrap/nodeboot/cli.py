@@ -10,6 +10,7 @@ from collections.abc import Callable
 import click
 
 from nodeboot import __version__, app, validate
+from nodeboot.cli_install import install_options, install_vars
 from nodeboot.cli_options import ipvs_options
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_USAGE, NodebootError
 from nodeboot.redact import Redactor
@@ -129,12 +130,14 @@ def cli() -> None:
 @click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
               help="How long kubeadm join may take to reach and verify the API server.")
 @click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="Windows: the cluster's CNI.")
-@click.option("--artifacts-url", metavar="URL", help="Windows: where nodes download their binaries.")
+@click.option("--artifacts-url", metavar="URL",
+              help="Where nodes download their binaries (Windows; Linux with --install), upstream's layout.")
+@install_options
 @click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
 def join(**kw) -> None:
     """Make hosts workers of the cluster (idempotent: joined hosts are left as they are)."""
     proxy_mode = app.check_choice("--proxy-mode", kw["proxy_mode"], validate.PROXY_MODES)
-    extra_vars = {"nodeboot_labels": kw["labels"], "nodeboot_taints": kw["taints"]}
+    extra_vars = {"nodeboot_labels": kw["labels"], "nodeboot_taints": kw["taints"], **install_vars(kw)}
     if kw["node_name"]:
         if len(kw["hosts"]) != 1 or kw["inventory_file"]:
             raise click.UsageError("--node-name goes with exactly one HOST argument")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nodeboot import validate
+from nodeboot import node_install, validate
 from nodeboot.errors import InventoryError, UsageError
 from nodeboot.inventory_read import read_inventory
 
@@ -54,6 +54,8 @@ class Host:
     kubelet_extra_args: dict[str, str] = field(default_factory=dict)
     proxy_mode: str | None = None
     ignore_preflight_errors: list[str] = field(default_factory=list)
+    install: node_install.InstallSettings = field(default_factory=node_install.InstallSettings)
+    kubelet_config: dict[str, Any] = field(default_factory=dict)  # a KubeletConfiguration patch
     groups: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -209,8 +211,29 @@ def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[s
         kubelet_extra_args=field_value("nodeboot_kubelet_extra_args", validate.kubelet_args, {}),
         proxy_mode=field_value("nodeboot_proxy_mode", lambda v: validate.one_of(v, validate.PROXY_MODES)),
         ignore_preflight_errors=field_value("nodeboot_ignore_preflight_errors", _string_list, []),
+        install=_install_settings(field_value),
+        kubelet_config=field_value("nodeboot_kubelet_config", node_install.kubelet_config, {}),
         groups=groups,
         vars=hvars,
+    )
+
+
+def _install_settings(field_value: Any) -> node_install.InstallSettings:
+    """nodeboot_install and what goes with it (the command line's flags arrive as these vars too)."""
+    defaults = node_install.InstallSettings()
+    return node_install.InstallSettings(
+        enabled=field_value("nodeboot_install", _boolean, False),
+        artifacts_url=field_value("nodeboot_artifacts_url", node_install.url),
+        artifacts_ca=field_value("nodeboot_artifacts_ca", node_install.pem_file),
+        kubernetes_version=field_value("nodeboot_kubernetes_version", node_install.kubernetes_version),
+        containerd_version=field_value("nodeboot_containerd_version", node_install.version,
+                                       defaults.containerd_version),
+        cni_version=field_value("nodeboot_cni_version", node_install.version, defaults.cni_version),
+        runc_version=field_value("nodeboot_runc_version", node_install.version, defaults.runc_version),
+        install_kubectl=field_value("nodeboot_install_kubectl", _boolean, False),
+        registry_mirrors=field_value("nodeboot_registry_mirror", node_install.registry_mirrors, ()),
+        registry_ca=field_value("nodeboot_registry_ca", node_install.pem_file),
+        disable_swap=field_value("nodeboot_disable_swap", _boolean, False),
     )
 
 

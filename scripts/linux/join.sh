@@ -1,6 +1,8 @@
 # join.sh: run kubeadm join with a JoinConfiguration that never touches argv.
 # Inputs: NB_JOIN_CONFIG (the YAML itself, a shell variable, not exported) or
-# NB_JOIN_CONFIG_FILE (a 0600 file, e.g. copied by Ansible); NB_RUN_ID.
+# NB_JOIN_CONFIG_FILE (a 0600 file, e.g. copied by Ansible); NB_RUN_ID;
+# NB_KUBELET_PATCH (a KubeletConfiguration patch, written as
+# NB_PATCHES_DIR/kubeletconfiguration+merge.yaml for the config's patches.directory).
 # On failure kubeadm reset puts the host back as it was, and the result says so.
 NB_SCRIPT=join.sh
 NB_WORK_DIR=${NB_WORK_DIR:-/run/nodeboot}
@@ -34,6 +36,12 @@ main() {
         cat "$NB_JOIN_CONFIG_FILE" > "$cfg"
     else
         nb_die "no join configuration given (NB_JOIN_CONFIG or NB_JOIN_CONFIG_FILE)"
+    fi
+    if [[ -n ${NB_KUBELET_PATCH:-} ]]; then
+        # Only nodeboot's own patch file is written; anything else in the directory stays.
+        local patches=${NB_PATCHES_DIR:-/etc/kubernetes/patches}
+        { mkdir -p "$patches" && printf '%s\n' "$NB_KUBELET_PATCH" > "$patches/kubeletconfiguration+merge.yaml"; } \
+            || nb_die "cannot write $patches/kubeletconfiguration+merge.yaml"
     fi
     kubeadm join --config "$cfg" > "$log" 2>&1
     rc=$?

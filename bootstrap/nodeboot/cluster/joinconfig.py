@@ -2,11 +2,17 @@
 
 v1beta4 (kubeadm >= 1.31) has kubeletExtraArgs as a list of {name, value} and a
 timeouts block; v1beta3 has kubeletExtraArgs as a map and discovery.timeout.
+
+KubeletConfiguration fields reach the node through kubeadm's patches: the
+config names a directory, and join.sh writes the patch file there (its name,
+kubeletconfiguration+merge.yaml, tells kubeadm the target and the patch type).
+kubeletExtraArgs stays for command-line flags.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -14,6 +20,8 @@ from nodeboot.validate import Taint
 
 LINUX_CRI = "unix:///var/run/containerd/containerd.sock"
 WINDOWS_CRI = "npipe:////./pipe/containerd-containerd"
+PATCHES_DIR = "/etc/kubernetes/patches"
+KUBELET_PATCH_FILE = "kubeletconfiguration+merge.yaml"
 
 
 @dataclass
@@ -29,6 +37,15 @@ class JoinSpec:
     ignore_preflight_errors: list[str] = field(default_factory=list)
     cri_socket: str | None = None
     discovery_timeout: str = "5m0s"
+    kubelet_config: dict[str, Any] = field(default_factory=dict)  # Linux: merged into the kubelet's config
+
+
+def kubelet_patch(kubelet_config: dict[str, Any]) -> str:
+    """The patch file's text ("" when nothing is asked); join.sh writes it into PATCHES_DIR."""
+    if not kubelet_config:
+        return ""
+    doc = {"apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration", **kubelet_config}
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def api_version_for(kubeadm_minor: int) -> str:
@@ -60,6 +77,8 @@ def render(spec: JoinSpec, kubeadm_minor: int) -> str:
         },
         "nodeRegistration": registration,
     }
+    if spec.kubelet_config and spec.os != "windows":
+        doc["patches"] = {"directory": PATCHES_DIR}
     if api_version.endswith("v1beta4"):
         if extra:
             registration["kubeletExtraArgs"] = [{"name": k, "value": v} for k, v in sorted(extra.items())]

@@ -98,6 +98,10 @@ class Phase:
         """Why the phase has nothing to do (shown to the operator), or None."""
         return None
 
+    def dry_run_detail(self, ctx: HostContext) -> str:
+        """What a dry run says this phase would do."""
+        return self.title
+
     # A batched phase is one host script whose inputs come from the gathered facts
     # and the run's options only, never from what an earlier phase of this run
     # did; consecutive batched phases that have work go to the host together, in
@@ -201,7 +205,7 @@ def decide(phase: Phase, ctx: HostContext) -> PhaseOutcome | None:
     if reason:
         return PhaseOutcome(phase.name, "ok", reason)
     if ctx.options.dry_run and not phase.reads_only:
-        return PhaseOutcome(phase.name, "would-run", phase.title)
+        return PhaseOutcome(phase.name, "would-run", phase.dry_run_detail(ctx))
     return None
 
 

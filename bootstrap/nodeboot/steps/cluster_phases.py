@@ -75,6 +75,7 @@ def make_join_config(ctx: HostContext, kubeadm_minor: int) -> str:
         kubelet_extra_args=ctx.host.kubelet_extra_args,
         ignore_preflight_errors=ctx.host.ignore_preflight_errors,
         discovery_timeout=ctx.options.discovery_timeout,
+        kubelet_config=ctx.host.kubelet_config,
     )
     return render(spec, kubeadm_minor)
 

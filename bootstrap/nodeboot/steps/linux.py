@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from nodeboot.steps import cluster_phases, preflight
+from nodeboot.cluster.joinconfig import PATCHES_DIR, kubelet_patch
+from nodeboot.steps import cluster_phases, linux_install, preflight
 from nodeboot.steps.base import HostContext, Phase
 from nodeboot.transport import ExecResult, ScriptCall
 
@@ -24,7 +25,10 @@ class Preflight(cluster_phases.JoinPreflight):
     kubelet_conf = "/etc/kubernetes/kubelet.conf"
 
     def problems(self, ctx: HostContext) -> list[str]:
-        return preflight.linux_problems(ctx.facts, ctx.state["server_minor"])
+        if ctx.host.install.enabled:  # what the install sets up is not checked
+            return linux_install.preflight_problems(ctx)
+        return (linux_install.missing_parts_problems(ctx)
+                + preflight.linux_problems(ctx.facts, ctx.state["server_minor"], node_parts=False))
 
 
 def wanted_proxy_mode(ctx: HostContext) -> str | None:
@@ -75,9 +79,12 @@ class KubeadmJoin(Phase):
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
-        kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]
+        kubeadm = ctx.state.get("installed_kubeadm_version") or ctx.facts.get("kubeadm_version", "")
+        kubeadm_minor = (preflight.minor_of(kubeadm) or (1, 31))[1]
         config = cluster_phases.make_join_config(ctx, kubeadm_minor)
-        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", "")},
+        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
+                                    "NB_KUBELET_PATCH": kubelet_patch(ctx.host.kubelet_config),
+                                    "NB_PATCHES_DIR": PATCHES_DIR},
                         secret_variables={"NB_JOIN_CONFIG": config})
 
     def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
@@ -90,6 +97,7 @@ def join_phases() -> list[Phase]:
     return [
         Facts(),
         Preflight(),
+        linux_install.Install(),
         ProxyPrereqs(),
         KubeadmJoin(),
         *cluster_phases.after_join(),

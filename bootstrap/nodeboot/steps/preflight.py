@@ -57,7 +57,10 @@ def common_problems(facts: dict, node_name: str) -> list[str]:
     return problems
 
 
-def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = True) -> list[str]:
+def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = True,
+                   node_parts: bool = True) -> list[str]:
+    """node_parts=False leaves the CRI socket, kubeadm and a missing kubelet to the caller
+    (nodeboot names all missing parts in one line, with the flag that installs them)."""
     problems = []
     if facts.get("swap_on"):
         problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): swapoff -a")
@@ -65,11 +68,13 @@ def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = 
         problems.append(f"net.ipv4.ip_forward is {facts.get('ip_forward')!r}, must be 1")
     if facts.get("bridge_nf_call_iptables") not in ("1", "missing"):
         problems.append("net.bridge.bridge-nf-call-iptables is 0, must be 1 (modprobe br_netfilter)")
-    if need_cri and not facts.get("cri_socket"):
+    if need_cri and node_parts and not facts.get("cri_socket"):
         problems.append("no container runtime: /run/containerd/containerd.sock is missing (is containerd running?)")
-    if not facts.get("kubeadm_version"):
+    if node_parts and not facts.get("kubeadm_version"):
         problems.append("kubeadm is not installed")
-    skew = version_skew_problem(facts.get("kubelet_version", ""), server_minor)
+    skew = None
+    if node_parts or facts.get("kubelet_version"):
+        skew = version_skew_problem(facts.get("kubelet_version", ""), server_minor)
     if skew:
         problems.append(skew)
     return problems

@@ -1,0 +1,98 @@
+"""The `install` phase of a Linux join: a bare host gets its node parts (opt-in).
+
+The gathered facts alone decide whether the host already has what was asked
+(install.sh's state file holds a key of the request; facts.sh reports it and
+whether the files it wrote are unchanged), so an installed host costs no round
+trip beyond the facts. The phase is batched: its inputs come from the facts and
+the options only, so it goes to the host with proxy-prereqs and kubeadm-join.
+"""
+
+from __future__ import annotations
+
+from nodeboot import node_install
+from nodeboot.steps import preflight
+from nodeboot.steps.base import HostContext, Phase
+from nodeboot.transport import ExecResult, ScriptCall
+
+
+class InstallPlan:
+    """What install.sh is asked to do on one host: the version, the arch and the script's inputs."""
+
+    def __init__(self, ctx: HostContext) -> None:
+        settings = ctx.host.install
+        self.settings = settings
+        self.kubernetes_version = node_install.wanted_kubernetes_version(settings, ctx.state.get("server_version", ""))
+        self.arch = node_install.arch_of(ctx.facts.get("arch", ""))
+        self.inputs = node_install.script_inputs(settings, self.kubernetes_version, self.arch)
+
+
+def plan(ctx: HostContext) -> InstallPlan:
+    """The host's plan, made once per run (a bad setting raises ValueError naming it)."""
+    found = ctx.state.get("install_plan")
+    if found is None:
+        found = ctx.state["install_plan"] = InstallPlan(ctx)
+    return found
+
+
+def preflight_problems(ctx: HostContext) -> list[str]:
+    """With --install: the request must make sense; what the install itself sets up is not checked."""
+    problems: list[str] = []
+    try:
+        wanted = plan(ctx)
+    except ValueError as exc:
+        return [str(exc)]
+    skew = preflight.version_skew_problem(wanted.kubernetes_version, ctx.state["server_minor"])
+    if skew:
+        problems.append(skew.replace("kubelet", "--kubernetes-version", 1))
+    if ctx.facts.get("swap_on") and not wanted.settings.disable_swap:
+        problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): "
+                        "swapoff -a, or --disable-swap (nodeboot_disable_swap: true) to turn it off for good")
+    return problems
+
+
+def missing_parts_problems(ctx: HostContext) -> list[str]:
+    """Without --install: the node parts the host lacks, named in one line with the flag that installs them."""
+    missing = node_install.missing_parts(ctx.facts)
+    cni = node_install.missing_cni_plugins(ctx.facts)
+    if cni and not missing:
+        # A CNI DaemonSet (Flannel, Calico...) may bring its plugins itself: a warning, not a refusal.
+        ctx.emit("warning", detail=f"{ctx.host.name}: no CNI plugins {', '.join(cni)} in /opt/cni/bin; "
+                                   "the cluster's CNI must bring them, or --install installs them")
+    if not missing:
+        return []
+    if cni:
+        missing.append("CNI plugins (" + ", ".join(cni) + " in /opt/cni/bin)")
+    return [f"missing {', '.join(missing)}: {node_install.INSTALL_HINT}"]
+
+
+class Install(Phase):
+    name = "install"
+    title = "install containerd, runc, the CNI plugins, kubelet and kubeadm"
+    batched = True
+
+    def satisfied(self, ctx: HostContext) -> str | None:
+        if not ctx.host.install.enabled:
+            return "not asked (--install)"
+        wanted = plan(ctx)
+        done = node_install.installed_as_asked(ctx.facts, wanted.inputs, wanted.kubernetes_version)
+        if done:
+            return done
+        if ctx.facts.get("joined"):
+            return "already a node: left as it is (reset it first to reinstall)"
+        return None
+
+    def dry_run_detail(self, ctx: HostContext) -> str:
+        wanted = plan(ctx)
+        return node_install.plan_text(wanted.settings, wanted.kubernetes_version, wanted.arch)
+
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        wanted = plan(ctx)
+        # kubeadm-join, in the same batch, renders its config for the kubeadm installed here.
+        ctx.state["installed_kubeadm_version"] = wanted.kubernetes_version
+        return ctx.call("install.sh", {**wanted.inputs, "NB_RUN_ID": ctx.options.extra.get("run_id", "")})
+
+    def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
+        changed = ctx.check(call, result).changed
+        version = plan(ctx).kubernetes_version
+        ctx.facts.update(kubelet_version=version, kubeadm_version=version, cri_socket=True, runc=True)
+        return changed
