@@ -115,3 +115,33 @@ def test_bad_keep_runs_variable_is_a_usage_error(monkeypatch, tmp_path):
     code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, "https://127.0.0.1:1")),
                             "--log-dir", str(tmp_path / "logs")], monkeypatch)
     assert code == 2 and "NODEBOOT_KEEP_RUNS" in one_line(err)
+
+
+# -- 9: an API server that refuses connections ----------------------------------------------
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: the kernel refuses connections to it)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refused_api_server_is_one_short_line(monkeypatch, tmp_path):
+    server = f"https://127.0.0.1:{closed_port()}"
+    code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, server)),
+                            "--log-dir", str(tmp_path / "logs")], monkeypatch)
+    line = one_line(err)
+    assert code == 1, err
+    assert line == f"nodeboot: API server {server}: unreachable: connection refused"
+
+
+def test_describe_gives_urllib3_failures_in_a_few_words():
+    import urllib3
+
+    from nodeboot.cluster.retry import describe
+
+    pool = urllib3.HTTPSConnectionPool("127.0.0.1", closed_port(), retries=urllib3.Retry(0))
+    with pytest.raises(urllib3.exceptions.MaxRetryError) as refused:
+        pool.request("GET", "/version")
+    assert describe(refused.value) == f"API server 127.0.0.1:{pool.port} unreachable: connection refused"

@@ -49,6 +49,10 @@ class Cluster:
             raise UsageError(f"kubeconfig {resolved}: not a kubeconfig ({type(exc).__name__}: {exc})") from None
         except OSError as exc:
             raise UsageError(f"kubeconfig {resolved}: cannot read: {exc.strerror or exc}") from None
+        if not cfg.verify_ssl:
+            # The kubeconfig asked for no certificate checks (insecure-skip-tls-verify):
+            # that is its owner's choice, not a two-line warning on every request.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         # A failing API call should fail the step, not sit in urllib3's retry loop.
         cfg.retries = urllib3.Retry(total=2, connect=2, read=0, backoff_factor=0.2)
         return cls(client.ApiClient(cfg), resolved)
@@ -82,8 +86,10 @@ class Cluster:
         """(major, minor, gitVersion) of the API server."""
         try:
             info = client.VersionApi(self.api).get_code()
-        except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except client.ApiException as exc:
             raise ClusterError(f"API server {self.server}: cannot read its version: {short_api_error(exc)}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"API server {self.server}: {short_api_error(exc)}") from None
         match = _SERVER_VERSION.match(info.git_version)
         if not match:
             raise ClusterError(f"API server {self.server}: unexpected version {info.git_version!r}")
@@ -113,5 +119,9 @@ def short_api_error(exc: BaseException) -> str:
         except (ValueError, AttributeError):
             message = ""
         return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
+        from nodeboot.cluster.retry import unreachable_cause
+
+        return f"unreachable: {unreachable_cause(exc)}"
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__

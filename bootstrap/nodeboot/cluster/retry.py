@@ -4,6 +4,7 @@ deadline, so a dead cluster still fails the step in bounded time."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -60,18 +61,36 @@ def with_retry(call: Callable[[], T], timeout: float = OUTAGE_TIMEOUT) -> T:
 def describe(exc: BaseException) -> str:
     """One short line for an API failure (urllib3's own text is a paragraph)."""
     if isinstance(exc, urllib3.exceptions.MaxRetryError):
-        reason = exc.reason
-        inner = getattr(reason, "args", [""])
-        text = str(inner[-1] if inner else reason)
-        if "Connection refused" in text or "Errno 111" in text:
-            text = "connection refused"
-        elif "RemoteDisconnected" in text or "aborted" in text:
-            text = "connection closed by the server"
-        return f"API server {exc.pool.host}:{exc.pool.port} unreachable: {text}"
+        return f"API server {exc.pool.host}:{exc.pool.port} unreachable: {unreachable_cause(exc)}"
     if isinstance(exc, urllib3.exceptions.HTTPError):
-        return f"API server unreachable: {type(exc).__name__}"
+        pool = getattr(exc, "pool", None)
+        where = f" {pool.host}:{pool.port}" if pool is not None else ""
+        return f"API server{where} unreachable: {unreachable_cause(exc)}"
     if isinstance(exc, client.ApiException):
         from nodeboot.cluster.client import short_api_error
 
         return f"API server answered {short_api_error(exc)}"
     return ""
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def unreachable_cause(exc: BaseException) -> str:
+    """Why no HTTP answer came, in a few words: 'connection refused', 'TLS: ...', 'read timed out'."""
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
+    text = str(exc)
+    if isinstance(exc, urllib3.exceptions.SSLError) or "SSL" in text:
+        found = re.search(r"\[SSL: [A-Z_]+\] ([^(')\]]+)", text)
+        return "TLS: " + (found.group(1).strip() if found else "handshake failed")
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "read timed out"
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError) and "Errno" not in text:
+        return "connection timed out"
+    if "RemoteDisconnected" in text or "aborted" in text or "reset by peer" in text:
+        return "connection closed by the server"
+    found = _ERRNO_TEXT.search(text)
+    if found:
+        return found.group(1).strip().lower()
+    return type(exc).__name__
