@@ -211,6 +211,22 @@ def status(**kw) -> None:
     sys.exit(0 if all(r["ready"] for r in rows) else EXIT_HOST_FAILED)
 
 
+@cli.command("inventory")
+@click.option("--list", "as_list", is_flag=True, help="Print every group and host with its resolved vars (JSON).")
+@click.option("-i", "--inventory", "inventory_file", metavar="FILE",
+              help="YAML or INI inventory (default: $ANSIBLE_INVENTORY, then /etc/ansible/hosts).")
+def inventory_command(as_list: bool, inventory_file: str | None) -> None:
+    """The inventory as nodeboot reads it, in the JSON shape of `ansible-inventory --list`."""
+    from nodeboot import inventory_cmd
+
+    if not as_list:
+        raise click.UsageError("say what to show: --list")
+    document, warnings = inventory_cmd.listing(inventory_file)
+    for text in warnings:
+        click.echo(f"warning: {text}", err=True)
+    click.echo(inventory_cmd.render(document))
+
+
 @cli.group()
 def token() -> None:
     """Bootstrap tokens, for scripts and the Ansible playbooks."""

@@ -145,6 +145,12 @@ def unknown_var_warnings(source: str, hostvars: dict[str, dict[str, Any]]) -> li
     return warnings
 
 
+def env_lookup_name(text: str) -> str | None:
+    """VAR when the text is exactly {{ lookup('env', 'VAR') }}, else None."""
+    match = _ENV_LOOKUP.match(text.strip())
+    return match.group(1) if match else None
+
+
 def _password_source(source: str, name: str, hvars: dict[str, Any]) -> tuple[str | None, str | None]:
     """(env var name, inline value) for the host's password."""
     env_name = hvars.get("nodeboot_password_env")
