@@ -18,7 +18,7 @@ from nodeboot.redact import Redactor
 from nodeboot.runner import Fleet, FleetReport, summarise
 from nodeboot.steps import linux
 from nodeboot.steps.base import Phase, RunOptions
-from nodeboot.transport.factory import ConnectionDefaults
+from nodeboot.transport.factory import ConnectionDefaults, check_passwords
 
 
 @dataclass
@@ -86,6 +86,8 @@ def cluster_state(cluster: Cluster, options: RunOptions, need_join: bool) -> dic
     if need_join:
         state["endpoint"] = tokens.join_endpoint(cluster, options.api_server_endpoint)
         state["ca_hashes"] = options.extra.get("ca_cert_hashes") or tokens.ca_cert_hashes(cluster)
+        source = "--ca-cert-hash" if options.extra.get("ca_cert_hashes") else f"the kubeconfig {cluster.kubeconfig}"
+        state["ca_problem"] = tokens.ca_pin_problem(cluster, state["ca_hashes"], source)
     return state
 
 
@@ -111,6 +113,7 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
               redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
+    check_passwords(hosts)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
     proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []

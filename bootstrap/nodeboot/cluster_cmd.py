@@ -134,8 +134,10 @@ def node() -> None:
 
 
 @node.command("plan-join")
+@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
+              help="The pins join-config create will use (default: the kubeconfig's CA).")
 @kubeconfig_option
-def node_plan_join(kubeconfig: str | None) -> None:
+def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> None:
     """From the host (stdin, with 'facts' from facts.sh and the controller's 'sent_at'/'received_at'):
     is its Node registered and Ready, and what would stop it joining."""
     data = read_stdin_json()
@@ -155,6 +157,11 @@ def node_plan_join(kubeconfig: str | None) -> None:
                  "_received_at": float(data.get("received_at") or time.time())}
         problems += preflight.linux_problems(facts, cluster.version[:2])
         problems += preflight.common_problems(facts, host.node_name)
+        problems += filter(None, [preflight.ipv6_forwarding_problem(facts, host.node_ips)])
+    if not (facts.get("joined") and registered):
+        source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
+        pins = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
+        problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
     emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
           "joined": bool(facts.get("joined")) and registered, "problems": problems})
 

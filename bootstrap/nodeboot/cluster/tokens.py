@@ -191,3 +191,19 @@ def cluster_info_ca(cluster: Cluster) -> bytes:
     cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
     kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
     return base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
+
+
+def ca_pin_problem(cluster: Cluster, pinned: list[str], source: str) -> str | None:
+    """kubeadm's discovery trusts cluster-info's CA only if it matches a pin: find a mismatch
+    before any host is touched, naming both hashes (source: where the pins came from)."""
+    try:
+        pem = cluster_info_ca(cluster)
+        found = [spki_hash(cert) for cert in x509.load_pem_x509_certificates(pem)]
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot read kube-public/cluster-info: {short_api_error(exc)}") from None
+    except (KeyError, IndexError, TypeError, ValueError, yaml.YAMLError):
+        return "kube-public/cluster-info has no readable certificate-authority-data (was the cluster made by kubeadm?)"
+    if set(found) & set(pinned):
+        return None
+    return (f"the CA in kube-public/cluster-info ({', '.join(found)}) is not the CA pinned by {source} "
+            f"({', '.join(pinned)}): kubeadm join would refuse the cluster; check which cluster {source} is for")

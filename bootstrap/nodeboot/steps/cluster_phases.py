@@ -47,8 +47,13 @@ class JoinPreflight(Phase):
                 "it belongs to another cluster or was deleted; run nodeboot reset on it first"
             )
         problems = self.problems(ctx) + preflight.common_problems(ctx.facts, ctx.host.node_name)
+        problems += filter(None, [preflight.ipv6_forwarding_problem(ctx.facts, ctx.host.node_ips),
+                                  ctx.state.get("ca_problem")])
         if problems:
             raise PreflightError("; ".join(problems))
+        warning = preflight.cri_warning(ctx.facts)
+        if warning:
+            ctx.emit("progress", phase=self.name, detail=warning)
         return False
 
 

@@ -66,8 +66,16 @@ def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = 
         problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): swapoff -a")
     if facts.get("ip_forward") != "1":
         problems.append(f"net.ipv4.ip_forward is {facts.get('ip_forward')!r}, must be 1")
-    if facts.get("bridge_nf_call_iptables") not in ("1", "missing"):
-        problems.append("net.bridge.bridge-nf-call-iptables is 0, must be 1 (modprobe br_netfilter)")
+    bridge = facts.get("bridge_nf_call_iptables")
+    if bridge == "missing":
+        problems.append("net.bridge.bridge-nf-call-iptables is missing: br_netfilter is not loaded (modprobe "
+                        "br_netfilter, and name it in /etc/modules-load.d/ so it loads at boot)")
+    elif bridge != "1":
+        problems.append(f"net.bridge.bridge-nf-call-iptables is {bridge!r}, must be 1 "
+                        "(sysctl -w net.bridge.bridge-nf-call-iptables=1, and persist it in /etc/sysctl.d/)")
+    cri = cri_problem(facts)
+    if need_cri and cri:
+        problems.append(cri)
     if need_cri and node_parts and not facts.get("cri_socket"):
         problems.append("no container runtime: /run/containerd/containerd.sock is missing (is containerd running?)")
     if node_parts and not facts.get("kubeadm_version"):
@@ -78,6 +86,33 @@ def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = 
     if skew:
         problems.append(skew)
     return problems
+
+
+def cri_problem(facts: dict) -> str | None:
+    """The runtime behind the socket was asked (facts.sh: crictl's CRI Version call, or containerd's
+    ctr) and did not answer. A missing socket is the missing-parts check's to report."""
+    if not facts.get("cri_socket") or facts.get("cri_check", "socket") == "socket" or facts.get("cri_answered"):
+        return None
+    return (f"the container runtime at /run/containerd/containerd.sock does not answer "
+            f"({facts['cri_check']} version: {facts.get('cri_version') or 'no output'}); is containerd running?")
+
+
+def cri_warning(facts: dict) -> str | None:
+    if facts.get("cri_socket") and facts.get("cri_check", "socket") == "socket":
+        return ("neither crictl nor ctr is on the host: only the runtime's socket was checked, "
+                "not that the runtime answers")
+    return None
+
+
+def ipv6_forwarding_problem(facts: dict, node_ips: list[str]) -> str | None:
+    """A node with an IPv6 node IP routes pod traffic over IPv6: forwarding must be on.
+    (Facts without ipv6_forward, e.g. Windows, are not judged here.)"""
+    v6 = [ip for ip in node_ips if ":" in ip]
+    value = facts.get("ipv6_forward")
+    if not v6 or value is None or value == "1":
+        return None
+    return (f"node IP {v6[0]} is IPv6 but net.ipv6.conf.all.forwarding is {value!r}, must be 1 "
+            "(sysctl -w net.ipv6.conf.all.forwarding=1, and persist it in /etc/sysctl.d/)")
 
 
 def now() -> float:
