@@ -18,7 +18,7 @@ from nodeboot.redact import Redactor
 from nodeboot.runner import Fleet, FleetReport, summarise
 from nodeboot.steps import linux
 from nodeboot.steps.base import Phase, RunOptions
-from nodeboot.transport.factory import ConnectionDefaults
+from nodeboot.transport.factory import ConnectionDefaults, check_passwords
 
 
 @dataclass
@@ -113,6 +113,7 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
               redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
+    check_passwords(hosts)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
     proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []

@@ -12,7 +12,7 @@ import click
 from nodeboot import __version__, app, validate
 from nodeboot.cli_install import install_options, install_vars
 from nodeboot.cli_options import ipvs_options
-from nodeboot.errors import EXIT_HOST_FAILED, EXIT_USAGE, NodebootError
+from nodeboot.errors import EXIT_HOST_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, NodebootError
 from nodeboot.redact import Redactor
 
 DEBUG_ENV = "NODEBOOT_DEBUG"
@@ -323,11 +323,24 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("nodeboot: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - a bug: one line unless asked for the traceback
+        unreachable = cluster_failure(exc)
+        if unreachable:  # the cluster failed a call nobody caught: a failure, not a bug
+            click.echo(f"nodeboot: {Redactor().redact(unreachable)}", err=True)
+            sys.exit(EXIT_HOST_FAILED)
         if os.environ.get(DEBUG_ENV):
             raise
-        text = Redactor().redact(f"{type(exc).__name__}: {exc}")
+        text = " ".join(Redactor().redact(f"{type(exc).__name__}: {exc}").split())
         click.echo(f"nodeboot: internal error: {text} (set {DEBUG_ENV}=1 for a traceback)", err=True)
-        sys.exit(EXIT_HOST_FAILED)
+        sys.exit(EXIT_INTERNAL)
     sys.exit(0)
+
+
+def cluster_failure(exc: Exception) -> str:
+    """retry.describe's one line for an API failure (unreachable server, refused call), else ''."""
+    if "kubernetes" not in sys.modules:  # no API call was made: nothing to describe
+        return ""
+    from nodeboot.cluster.retry import describe
+
+    return describe(exc)

@@ -6,9 +6,12 @@ step it is about. Tracebacks are for bugs, not for bad input or failing hosts.
 
 from __future__ import annotations
 
+# The exit codes (README: "Exit codes"). Scripts and CI tell them apart.
 EXIT_OK = 0
-EXIT_HOST_FAILED = 1
-EXIT_USAGE = 2
+EXIT_HOST_FAILED = 1  # a host, or the cluster, failed
+EXIT_USAGE = 2  # bad command line, inventory, configuration or environment
+EXIT_INTERNAL = 3  # a bug in nodeboot
+EXIT_INTERRUPTED = 130  # Ctrl-C twice: stopped at once
 
 
 class NodebootError(Exception):

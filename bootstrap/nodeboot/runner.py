@@ -22,7 +22,7 @@ from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.steps.base import HostContext, Phase, PhaseOutcome, RunOptions, WorkflowResult, run_workflow
-from nodeboot.transport.factory import ConnectionDefaults, make_transport
+from nodeboot.transport.factory import ConnectionDefaults, check_passwords, make_transport
 
 if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
@@ -120,6 +120,7 @@ class Fleet:
 
     def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,
             shared_state: dict | None = None) -> FleetReport:
+        check_passwords(hosts)  # a missing password is a usage error, before any host starts
         started = time.monotonic()
         self.output.begin([h.name for h in hosts], title)
         reports: dict[str, HostReport] = {h.name: HostReport(h, "not-started") for h in hosts}

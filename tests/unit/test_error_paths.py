@@ -145,3 +145,44 @@ def test_describe_gives_urllib3_failures_in_a_few_words():
     with pytest.raises(urllib3.exceptions.MaxRetryError) as refused:
         pool.request("GET", "/version")
     assert describe(refused.value) == f"API server 127.0.0.1:{pool.port} unreachable: connection refused"
+
+
+# -- 12: exit codes: a bug is 3, a missing password is a usage error everywhere --------------
+def test_internal_error_has_its_own_exit_code(monkeypatch, tmp_path):
+    from nodeboot import app
+
+    def bug(*args, **kwargs):
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr(app, "select_hosts", bug)
+    monkeypatch.delenv("NODEBOOT_DEBUG", raising=False)
+    code, _, err = run_cli(["reset", "h1", "--yes", "--kubeconfig", str(tmp_path / "none")], monkeypatch)
+    assert code == 3, err
+    assert len(err.strip().splitlines()) == 1 and "internal error: RuntimeError: a bug over two lines" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["join", "--os", "windows", "--password-env", "D1_UNSET_PASSWORD", "w1.example"],
+    ["reset", "--yes", "--os", "windows", "--password-env", "D1_UNSET_PASSWORD", "w1.example"],
+    ["gmsa", "generate", "--host", "w1.example", "--account", "WebApp", "--password-env", "D1_UNSET_PASSWORD"],
+])
+def test_missing_password_variable_is_a_usage_error_in_every_command(monkeypatch, tmp_path, argv):
+    monkeypatch.delenv("D1_UNSET_PASSWORD", raising=False)
+    # A cluster that refuses connections: asking it first would end in exit 1, not 2.
+    kubeconfig = kubeconfig_for(tmp_path, f"https://127.0.0.1:{closed_port()}")
+    code, _, err = run_cli(argv, monkeypatch, {"KUBECONFIG": str(kubeconfig)})
+    line = one_line(err)
+    assert code == 2, err
+    assert "host w1.example: environment variable D1_UNSET_PASSWORD (its password) is not set" in line
+
+
+@pytest.mark.parametrize("argv", [
+    ["join", "--os", "windows", "w1.example"],
+    ["gmsa", "generate", "--host", "w1.example", "--account", "WebApp"],
+])
+def test_windows_host_without_any_password_is_a_usage_error(monkeypatch, tmp_path, argv):
+    monkeypatch.delenv("NODEBOOT_WINRM_PASSWORD", raising=False)
+    kubeconfig = kubeconfig_for(tmp_path, f"https://127.0.0.1:{closed_port()}")
+    code, _, err = run_cli(argv, monkeypatch, {"KUBECONFIG": str(kubeconfig)})
+    assert code == 2, err
+    assert "host w1.example: no WinRM password: set NODEBOOT_WINRM_PASSWORD" in one_line(err)

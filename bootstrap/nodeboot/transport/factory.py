@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from nodeboot.errors import UsageError
@@ -23,10 +24,41 @@ class ConnectionDefaults:
     insecure_skip_tls_verify: bool = False
 
 
-def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor) -> Transport:
+# Where a Windows host's password comes from when its inventory names none.
+WINRM_PASSWORD_ENV = "NODEBOOT_WINRM_PASSWORD"
+
+
+def host_password(host: Host) -> str | None:
+    """The host's password (from its variable, read now), None if it needs none.
+
+    One rule for every command: a password the host needs and cannot have is a
+    usage error (exit 2), found before anything runs."""
     password = host.secret()
     if host.password_env and password is None:
         raise UsageError(f"host {host.name}: environment variable {host.password_env} (its password) is not set")
+    if host.connection == "winrm" and password is None:
+        password = os.environ.get(WINRM_PASSWORD_ENV)
+        if password is None:
+            raise UsageError(f"host {host.name}: no WinRM password: set {WINRM_PASSWORD_ENV} "
+                             "(or name another variable with --password-env / nodeboot_password_env)")
+    return password
+
+
+def check_passwords(hosts: list[Host]) -> None:
+    """Every host's password is there, or one usage error naming the hosts that lack one."""
+    problems = []
+    for host in hosts:
+        try:
+            host_password(host)
+        except UsageError as exc:
+            problems.append(str(exc))
+    if problems:
+        more = f" (and {len(problems) - 3} more hosts)" if len(problems) > 3 else ""
+        raise UsageError("; ".join(problems[:3]) + more)
+
+
+def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor) -> Transport:
+    password = host_password(host)
     redactor.add(password)
     if host.connection == "winrm":
         from nodeboot.transport.winrm import WinRMOptions, WinRMTransport
