@@ -267,6 +267,7 @@ def run(action: str, sel: app.HostSelection, settings: app.RunSettings) -> int:
         raise UsageError("--engine ansible: ansible-playbook is not on PATH (pip install 'nodeboot[ansible]')")
     redactor = Redactor()
     hosts = app.select_hosts(sel)  # the inventory is checked by nodeboot's rules first: bad input exits 2
+    app.check_skip_phases(action, hosts, settings.options.skip_phases)  # the roles tag tasks by phase name
     output = app.make_output(settings, redactor)
     run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tracks = {h.name: HostTrack(h.name, h.node_name) for h in hosts}

@@ -113,6 +113,7 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
               redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
+    check_skip_phases(action, hosts, settings.options.skip_phases)
     check_passwords(hosts)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
@@ -150,6 +151,20 @@ def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) 
 
 def parse_skip_phases(value: str | None) -> frozenset[str]:
     return frozenset(p.strip() for p in (value or "").split(",") if p.strip())
+
+
+def check_skip_phases(action: str, hosts: list[Host], skip: frozenset[str]) -> None:
+    """--skip-phases names only phases of this action's workflow (for these hosts' OSes):
+    a typo must not silently run the phase it meant to skip."""
+    if not skip:
+        return
+    workflow = workflow_for(action)
+    names = list(dict.fromkeys(p.name for os_name in sorted({h.os for h in hosts})
+                               for p in workflow(next(h for h in hosts if h.os == os_name))))
+    unknown = sorted(skip - set(names))
+    if unknown:
+        raise UsageError(f"--skip-phases: no phase {', '.join(unknown)} in {action}; its phases are: "
+                         f"{', '.join(names)}")
 
 
 def check_flag(flag: str, check: Callable[[Any], Any], value: Any) -> Any:

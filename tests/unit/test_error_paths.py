@@ -186,3 +186,27 @@ def test_windows_host_without_any_password_is_a_usage_error(monkeypatch, tmp_pat
     code, _, err = run_cli(argv, monkeypatch, {"KUBECONFIG": str(kubeconfig)})
     assert code == 2, err
     assert "host w1.example: no WinRM password: set NODEBOOT_WINRM_PASSWORD" in one_line(err)
+
+
+# -- 10: --skip-phases names phases that exist ----------------------------------------------
+@pytest.mark.parametrize("engine", ["nodeboot", "ansible"])
+def test_unknown_skip_phase_is_refused_listing_the_workflow(monkeypatch, tmp_path, engine):
+    kubeconfig = kubeconfig_for(tmp_path, f"https://127.0.0.1:{closed_port()}")
+    code, _, err = run_cli(["join", "h1", "--skip-phases", "preflight,preflite", "--engine", engine,
+                            "--kubeconfig", str(kubeconfig)], monkeypatch)
+    line = one_line(err)
+    assert code == 2, err
+    assert "no phase preflite in join" in line
+    for phase in ("facts", "preflight", "kubeadm-join", "wait-ready", "delete-token"):
+        assert phase in line.split("its phases are:")[1]
+
+
+def test_skip_phases_of_the_other_os_are_known_when_its_hosts_are_there(monkeypatch, tmp_path):
+    kubeconfig = kubeconfig_for(tmp_path, f"https://127.0.0.1:{closed_port()}")
+    code, _, err = run_cli(["reset", "--yes", "h1", "--skip-phases", "windows-reset", "--kubeconfig", str(kubeconfig)],
+                           monkeypatch)
+    assert code == 2 and "no phase windows-reset in reset" in one_line(err)
+    monkeypatch.setenv("D1_PASSWORD", "x")
+    code, _, err = run_cli(["reset", "--yes", "--os", "windows", "--password-env", "D1_PASSWORD", "w1",
+                            "--skip-phases", "windows-reset", "--kubeconfig", str(kubeconfig)], monkeypatch)
+    assert code == 1 and "unreachable: connection refused" in one_line(err)  # accepted: it got to the cluster
