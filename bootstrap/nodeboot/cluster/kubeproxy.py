@@ -40,6 +40,38 @@ def ipvs_gate_needed(server: tuple[int, int]) -> bool:
     return IPVS_GATE_OFF <= server[1] < IPVS_REMOVED
 
 
+IPTABLES_BASED = ("iptables", "ipvs")
+
+# What each mode leaves on a node (the list proxy-cleanup.sh works from; docs/proxy-modes.md).
+MODE_OWNS = {
+    "iptables": "its KUBE-* chains in nat, filter and mangle (KUBE-SVC-*, KUBE-SEP-*, KUBE-NODEPORTS, "
+                "KUBE-PROXY-CANARY, ...) and the jumps into them",
+    "ipvs": "its IPVS virtual servers, the link kube-ipvs0, its KUBE-* ipsets and its KUBE-* chains "
+            "(KUBE-NODE-PORT, KUBE-LOAD-BALANCER, KUBE-IPVS-FILTER, ...)",
+    "nftables": "the nftables tables ip kube-proxy and ip6 kube-proxy",
+}
+
+
+def kube_proxy_cleans_itself(old: str, new: str) -> bool:
+    """kube-proxy removes OLD's rules when it starts in NEW (platformCleanup, cmd/kube-proxy/app/
+    server_linux.go): the iptables-based modes' rules when it starts in nftables mode, the nftables
+    tables when it starts in an iptables-based mode; nothing between iptables and IPVS."""
+    return (old in IPTABLES_BASED) != (new in IPTABLES_BASED)
+
+
+def cleanup_plan(old: str, new: str) -> str:
+    """What a node has cleaned after kube-proxy switched from OLD to NEW, in one line."""
+    if old == new:
+        return "nothing (same mode)"
+    what = f"{old} mode's leftovers: {MODE_OWNS[old]}"
+    if old in IPTABLES_BASED and new in IPTABLES_BASED:
+        what += f"; keeping the chains {new} mode shares with it (KUBE-SERVICES, KUBE-POSTROUTING, KUBE-MARK-MASQ, " \
+                "KUBE-FORWARD, KUBE-PROXY-FIREWALL)"
+    if kube_proxy_cleans_itself(old, new):
+        what += " (kube-proxy removes these itself when it starts; nodeboot checks and removes what is left)"
+    return what
+
+
 def gates_for_mode(mode: str, server: tuple[int, int]) -> dict[str, bool]:
     """The feature gates kube-proxy needs to run MODE against this server; a mode the
     server's kube-proxy cannot run at all is a usage error. `proxy set-mode` and `join
