@@ -186,10 +186,10 @@ def script_inputs(settings: InstallSettings, k8s_version: str, arch: str) -> dic
     inputs = {
         "NB_ARTIFACTS": "\n".join(f"{a.kind} {a.version} {a.url} {a.checksum_url}"
                                   for a in artifacts(settings, k8s_version, arch)),
-        "NB_ARTIFACTS_CA": settings.artifacts_ca or "",
+        "NB_ARTIFACTS_CA": (settings.artifacts_ca or "").strip(),
         "NB_KUBERNETES_VERSION": k8s_version,
         "NB_REGISTRY_MIRRORS": "\n".join(f"{r} {u}" for r, u in settings.registry_mirrors),
-        "NB_REGISTRY_CA": settings.registry_ca or "",
+        "NB_REGISTRY_CA": (settings.registry_ca or "").strip(),
         "NB_DISABLE_SWAP": "1" if settings.disable_swap else "0",
     }
     inputs["NB_INSTALL_KEY"] = install_key(inputs)

@@ -62,8 +62,10 @@ read_inputs() {
         NB_REGISTRIES+=("$registry")
         NB_MIRROR[$registry]=$url
     done <<<"${NB_REGISTRY_MIRRORS:-}"
-    nb_flag NB_DISABLE_SWAP "${NB_DISABLE_SWAP:-0}"
-    nb_flag NB_DRY_RUN "${NB_DRY_RUN:-0}"
+    NB_DISABLE_SWAP=${NB_DISABLE_SWAP:-0}
+    NB_DRY_RUN=${NB_DRY_RUN:-0}
+    nb_flag NB_DISABLE_SWAP "$NB_DISABLE_SWAP"
+    nb_flag NB_DRY_RUN "$NB_DRY_RUN"
 }
 
 # fetch URL DEST: one download; a failure names the URL and what went wrong.
@@ -84,7 +86,8 @@ fetch() {
 # digest (kubelet.sha256) or "HEX  NAME" lines (sha256sum's format) both work.
 expected_sum() {
     local file=$1 name=$2 hash entry found="" lines=0
-    while read -r hash entry _; do
+    # (dl.k8s.io's .sha256 files end without a newline: the last line counts too.)
+    while read -r hash entry _ || [[ -n $hash ]]; do
         [[ -z $hash ]] && continue
         lines=$((lines + 1))
         entry=${entry#\*}
@@ -345,7 +348,7 @@ pull_sandbox() {
     mirror=$(mirror_for "$image")
     if ! out=$("$ctr" --address "$NB_CONTAINERD_SOCK" -n k8s.io images pull \
         --hosts-dir "$NB_ROOT/etc/containerd/certs.d" "$image" 2>&1 </dev/null); then
-        nb_die "cannot pull $image ${mirror:+through the mirror $mirror}${mirror:-directly (no mirror for ${image%%/*})}: $(grep -v '^\s*$' <<<"$out" | tail -n 1)"
+        nb_die "cannot pull $image ${mirror:+through the mirror $mirror}${mirror:-directly (no mirror for ${image%%/*})}: $(grep -v '^\s*$' <<<"$out" | tail -n 1) (the node parts are in place; a re-run pulls again)"
     fi
     nb_changed "pulled $image"
 }
