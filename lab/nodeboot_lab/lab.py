@@ -50,6 +50,7 @@ LINUX_PRIVATE = (
     "/etc/kubernetes",
     "/var/lib/kubelet",
     "/etc/cni/net.d",
+    "/var/lib/cni",  # reset removes it: never the machine's own
     "/etc/modules-load.d",
     "/etc/sysctl.d",
     "/etc/default",

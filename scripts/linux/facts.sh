@@ -77,6 +77,14 @@ main() {
     cri_facts "$sock"
     nb_fact joined "$(nb_json_bool "$([[ -f /etc/kubernetes/kubelet.conf ]] && echo 1 || echo 0)")"
     nb_fact kubelet_configured "$(nb_json_bool "$([[ -f /var/lib/kubelet/config.yaml ]] && echo 1 || echo 0)")"
+    # What a CNI leaves that reset.sh removes (its chains are only looked at by reset.sh itself).
+    local cni_left=0 links
+    links=$(ip -o link show 2>/dev/null </dev/null)
+    if [[ -d /var/lib/cni || -n $(ls -A /etc/cni/net.d 2>/dev/null) ]] \
+        || grep -qE '^[0-9]+: (cni0|flannel\.1|vxlan\.calico)[:@]' <<<"$links"; then
+        cni_left=1
+    fi
+    nb_fact cni_leftovers "$(nb_json_bool $cni_left)"
     local swap=0
     if [[ -r /proc/swaps ]] && (( $(wc -l < /proc/swaps) > 1 )); then swap=1; fi
     nb_fact swap_on "$(nb_json_bool $swap)"

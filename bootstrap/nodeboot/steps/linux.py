@@ -110,7 +110,9 @@ class KubeadmReset(Phase):
     batched = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return None if (ctx.facts.get("joined") or ctx.facts.get("kubelet_configured")) else "not joined"
+        facts = ctx.facts
+        return None if (facts.get("joined") or facts.get("kubelet_configured") or facts.get("cni_leftovers")) \
+            else "not joined, no CNI leftovers"
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
