@@ -202,6 +202,9 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
     else:
         ev["nodeboot_force_drain"] = bool(opts.force)
         ev["nodeboot_drain_timeout"] = int(opts.drain_timeout)
+        ev["nodeboot_delete_emptydir_data"] = bool(opts.extra.get("delete_emptydir_data"))
+        if opts.extra.get("grace_period") is not None:
+            ev["nodeboot_grace_period"] = int(opts.extra["grace_period"])
         ev["nodeboot_remove_modules_file"] = bool(opts.extra.get("remove_modules_file", True))
     ev.update(connection_vars(sel, settings))
     return ev

@@ -171,6 +171,9 @@ def join(**kw) -> None:
 @run_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
+@click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
+@click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
+              help="Seconds each drained pod gets to stop (default: the pod's own).")
 @click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
 @click.option("--keep-modules-file", is_flag=True, help="Leave nodeboot's modules-load.d file in place.")
 @click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
@@ -187,6 +190,7 @@ def reset(**kw) -> None:
             sys.exit(EXIT_USAGE)
     s = settings(kw, force=kw["force"], drain_timeout=kw["drain_timeout"])
     s.options.extra["remove_modules_file"] = not kw["keep_modules_file"]
+    s.options.extra.update(delete_emptydir_data=kw["delete_emptydir_data"], grace_period=kw["grace_period"])
     if kw["engine"] == "ansible":
         from nodeboot import ansible_engine
 

@@ -160,10 +160,16 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
         problems += filter(None, [preflight.ipv6_forwarding_problem(facts, host.node_ips)])
     if not (facts.get("joined") and registered):
         source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
+    elif not facts.get("joined") and host.os == "windows":
+        from nodeboot.windows import builds
+
+        problems += filter(None, [builds.build_problem(int(facts.get("os_build") or 0),
+                                                       str(facts.get("os_caption") or ""), cluster.version[:2])])
         pins = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
         problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
     emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
-          "joined": bool(facts.get("joined")) and registered, "problems": problems})
+          "joined": bool(facts.get("joined")) and registered, "problems": problems,
+          "server_version": "v" + cluster.version[2].lstrip("v").split("+")[0].split("-")[0]})
 
 
 @node.command("wait-ready")
@@ -210,8 +216,12 @@ def node_label_taint(check: bool, kubeconfig: str | None) -> None:
 @click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
 @click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
 @check_option
+@click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
+@click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
+              help="Seconds each pod gets to stop (default: the pod's own).")
 @kubeconfig_option
-def node_drain(name: str, force: bool, timeout: float, check: bool, kubeconfig: str | None) -> None:
+def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,
+               check: bool, kubeconfig: str | None) -> None:
     """Cordon and evict through the Eviction API (PodDisruptionBudgets hold; DaemonSet pods stay)."""
     name = checked_node_name(name)
     cluster = Cluster.from_kubeconfig(kubeconfig)
@@ -221,13 +231,25 @@ def node_drain(name: str, force: bool, timeout: float, check: bool, kubeconfig: 
     if check:
         emit({"node": name, "changed": True, "registered": True})
         return
-    result = nodes.drain(cluster, name, force=force, timeout=timeout)
+    result = nodes.drain(cluster, name, force=force, timeout=timeout, delete_emptydir_data=delete_emptydir_data,
+                         grace_period=grace_period)
     emit({"node": name, "changed": True, "registered": True,
           "evicted": len(result.evicted) + len(result.deleted_bare), "daemonset_pods": len(result.skipped_daemonset)})
 
 
 @node.command("delete")
 @click.argument("name")
+@node.command("uncordon")
+@click.argument("names", nargs=-1, required=True, metavar="NODE...")
+@kubeconfig_option
+def node_uncordon(names: tuple[str, ...], kubeconfig: str | None) -> None:
+    """Make drained nodes schedulable again (a reset stopped after its drain leaves them cordoned)."""
+    checked = [checked_node_name(n) for n in names]
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    for name in checked:
+        emit({"node": name, "changed": nodes.uncordon(cluster, name)})
+
+
 @check_option
 @kubeconfig_option
 def node_delete(name: str, check: bool, kubeconfig: str | None) -> None:

@@ -161,34 +161,61 @@ def _owner_kind(pod: client.V1Pod) -> str | None:
     return None
 
 
-def drain(cluster: Cluster, name: str, force: bool = False, timeout: float = 300.0,
-          cancelled: threading.Event | None = None, progress: Callable[[str], None] = lambda _m: None) -> DrainResult:
-    """Cordon, then evict through the Eviction API (so PodDisruptionBudgets hold),
-    retrying evictions the API refuses with 429 until the timeout."""
-    try:
-        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return DrainResult([], [], [])
-        raise ClusterError(f"cannot cordon node {name}: {short_api_error(exc)}") from None
-    pods = cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
-    result = DrainResult([], [], [])
+def _ref(pod: client.V1Pod) -> str:
+    return f"{pod.metadata.namespace}/{pod.metadata.name}"
+
+
+def _has_emptydir(pod: client.V1Pod) -> bool:
+    return any(v.empty_dir is not None for v in (pod.spec.volumes or []))
+
+
+def _drain_plan(name: str, pods: list[client.V1Pod], force: bool, delete_emptydir_data: bool,
+                result: DrainResult) -> list[client.V1Pod]:
+    """The pods to evict; refuses, as kubectl drain does, pods that no controller recreates
+    (unless force) and pods whose emptyDir data would be lost (unless delete_emptydir_data)."""
     to_evict: list[client.V1Pod] = []
-    bare = []
+    result.skipped_daemonset.clear()
     for pod in pods:
         if pod.status.phase in ("Succeeded", "Failed"):
             continue
         kind = _owner_kind(pod)
-        annotations = pod.metadata.annotations or {}
-        if kind == "DaemonSet" or "kubernetes.io/config.mirror" in annotations:
-            result.skipped_daemonset.append(f"{pod.metadata.namespace}/{pod.metadata.name}")
+        if kind == "DaemonSet" or "kubernetes.io/config.mirror" in (pod.metadata.annotations or {}):
+            result.skipped_daemonset.append(_ref(pod))
             continue
-        if kind is None:
-            bare.append(pod)
         to_evict.append(pod)
+    refusals = []
+    bare = [_ref(p) for p in to_evict if _owner_kind(p) is None]
     if bare and not force:
-        names = ", ".join(f"{p.metadata.namespace}/{p.metadata.name}" for p in bare)
-        raise ClusterError(f"node {name} runs pods no controller will recreate ({names}); drain with --force")
+        refusals.append(f"pods no controller will recreate ({', '.join(bare)}): drain with --force")
+    local = [_ref(p) for p in to_evict if _has_emptydir(p)]
+    if local and not delete_emptydir_data:
+        refusals.append(f"pods with emptyDir volumes whose data would be lost ({', '.join(local)}): "
+                        "drain with --delete-emptydir-data")
+    if refusals:
+        raise ClusterError(f"node {name} runs " + "; and ".join(refusals))
+    return to_evict
+
+
+def drain(cluster: Cluster, name: str, force: bool = False, timeout: float = 300.0,
+          cancelled: threading.Event | None = None, progress: Callable[[str], None] = lambda _m: None,
+          delete_emptydir_data: bool = False, grace_period: int | None = None) -> DrainResult:
+    """Cordon, then evict through the Eviction API (so PodDisruptionBudgets hold),
+    retrying evictions the API refuses with 429 until the timeout. grace_period: seconds
+    each pod gets to stop (None: the pod's own terminationGracePeriodSeconds)."""
+    result = DrainResult([], [], [])
+    listing = lambda: cluster.core.list_pod_for_all_namespaces(  # noqa: E731
+        field_selector=f"spec.nodeName={name}").items
+    # Refuse before cordoning, so a refused drain leaves the node as it was.
+    _drain_plan(name, listing(), force, delete_emptydir_data, result)
+    try:
+        cluster.core.patch_node(name, {"spec": {"unschedulable": True}})
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return result
+        raise ClusterError(f"cannot cordon node {name}: {short_api_error(exc)}") from None
+    # Again, now that nothing new lands: a pod may have arrived between the two lists.
+    to_evict = _drain_plan(name, listing(), force, delete_emptydir_data, result)
+    delete_options = client.V1DeleteOptions(grace_period_seconds=grace_period) if grace_period is not None else None
     deadline = time.monotonic() + timeout
     pending = list(to_evict)
     while pending:
@@ -198,7 +225,8 @@ def drain(cluster: Cluster, name: str, force: bool = False, timeout: float = 300
         for pod in pending:
             ref = f"{pod.metadata.namespace}/{pod.metadata.name}"
             body = client.V1Eviction(metadata=client.V1ObjectMeta(name=pod.metadata.name,
-                                                                   namespace=pod.metadata.namespace))
+                                                                   namespace=pod.metadata.namespace),
+                                     delete_options=delete_options)
             try:
                 cluster.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
                 (result.evicted if _owner_kind(pod) else result.deleted_bare).append(ref)
@@ -231,6 +259,20 @@ def _wait_pods_gone(cluster: Cluster, node: str, refs: list[str], deadline: floa
             time.sleep(0.5)
     if remaining:
         raise ClusterError(f"pods on {node} did not terminate in time: {', '.join(sorted(remaining))}")
+
+
+def uncordon(cluster: Cluster, name: str) -> bool:
+    """Let the scheduler use the node again (after a reset stopped once it had drained). Changed?"""
+    node = read_node(cluster, name)
+    if node is None:
+        raise ClusterError(f"node {name} does not exist")
+    if not (node.spec and node.spec.unschedulable):
+        return False
+    try:
+        cluster.core.patch_node(name, {"spec": {"unschedulable": False}})
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot uncordon node {name}: {short_api_error(exc)}") from None
+    return True
 
 
 def delete_node(cluster: Cluster, name: str) -> bool:

@@ -152,7 +152,9 @@ class Drain(Phase):
     def run(self, ctx: HostContext) -> bool:
         result = nodes.drain(ctx.cluster, ctx.host.node_name, force=ctx.options.force,
                              timeout=ctx.options.drain_timeout, cancelled=ctx.cancelled,
-                             progress=lambda m: ctx.emit("progress", phase=self.name, detail=m))
+                             progress=lambda m: ctx.emit("progress", phase=self.name, detail=m),
+                             delete_emptydir_data=bool(ctx.options.extra.get("delete_emptydir_data")),
+                             grace_period=ctx.options.extra.get("grace_period"))
         ctx.emit("progress", phase=self.name,
                  detail=f"evicted {len(result.evicted) + len(result.deleted_bare)} pods, "
                         f"left {len(result.skipped_daemonset)} DaemonSet pods")
