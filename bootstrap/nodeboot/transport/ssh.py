@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import select
 import socket
@@ -29,6 +30,11 @@ from nodeboot.transport import ExecResult, ScriptCall, TransportStats
 from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
 
 BASH = "bash --noprofile --norc -s"
+
+# paramiko logs a failed negotiation with a traceback at ERROR; with no handler
+# configured, Python's last-resort handler would print it on stderr. nodeboot
+# reports the failure itself, in one line.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -50,6 +56,12 @@ def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256:base64 form, which is what operators compare against."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def printable(data: bytes, limit: int = 40) -> str:
+    """The first line of what a server sent, safe to show: ASCII, printable, short."""
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")[:limit]
+    return "".join(chr(b) if 32 <= b < 127 else "?" for b in line)
 
 
 def known_hosts_name(host: str, port: int) -> str:
@@ -80,22 +92,56 @@ class SSHTransport:
         try:
             sock = socket.create_connection((self.host, opts.port), timeout=opts.connect_timeout)
         except OSError as exc:
-            raise TransportError(f"{self.name}: cannot connect to {self.host}:{opts.port}: {exc}") from None
+            raise TransportError(f"{self.name}: cannot connect to {self.host}:{opts.port}: "
+                                 f"{(exc.strerror or str(exc) or 'timed out').lower()}") from None
         # paramiko leaves Nagle on; every small request would then wait for an ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            first = self._await_banner(sock)
+        except TransportError:
+            sock.close()
+            raise
         transport = paramiko.Transport(sock)
+        transport.banner_timeout = opts.connect_timeout
         try:
             transport.start_client(timeout=opts.connect_timeout)
+            if not transport.initial_kex_done:  # start_client gives up quietly at its timeout
+                raise TransportError(f"{self.name}: SSH to {self.host}:{opts.port}: key exchange did not finish "
+                                     f"within {opts.connect_timeout:g}s", retryable=True)
             self._check_host_key(transport)
             self._authenticate(transport)
-        except HostKeyError:
+        except TransportError:
             transport.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             transport.close()
-            raise TransportError(f"{self.name}: SSH to {self.host}:{opts.port} failed: {exc}") from None
+            if not first.startswith(b"SSH-"):
+                raise TransportError(f"{self.name}: {self.host}:{opts.port} is not an SSH server "
+                                     f"(it said {printable(first)!r})", retryable=False) from None
+            raise TransportError(f"{self.name}: SSH to {self.host}:{opts.port} failed: "
+                                 f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
         transport.set_keepalive(opts.keepalive)
         return transport
+
+    def _await_banner(self, sock: socket.socket) -> bytes:
+        """The first bytes the server sends, left in the socket for paramiko (MSG_PEEK):
+        a port that closes at once or says nothing is named as such, not as
+        paramiko's 'No existing session' or a traceback."""
+        opts = self.options
+        where = f"{self.name}: {self.host}:{opts.port}"
+        sock.settimeout(opts.connect_timeout)
+        try:
+            data = sock.recv(256, socket.MSG_PEEK)
+        except TimeoutError:
+            raise TransportError(f"{where} accepted the connection but sent no SSH banner within "
+                                 f"{opts.connect_timeout:g}s (banner timeout)") from None
+        except OSError as exc:
+            raise TransportError(f"{where}: connection failed before the SSH banner: "
+                                 f"{(exc.strerror or str(exc)).lower()}") from None
+        if not data:
+            raise TransportError(f"{where} closed the connection before sending an SSH banner "
+                                 "(is sshd running, and is this its port?)")
+        return data
 
     def _known_hosts_path(self) -> Path:
         return Path(self.options.known_hosts or os.path.expanduser("~/.ssh/known_hosts"))
