@@ -122,10 +122,12 @@ def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca
                                os=host.os, taints=host.taints, node_ips=host.node_ips,
                                kubelet_extra_args=host.kubelet_extra_args,
                                ignore_preflight_errors=host.ignore_preflight_errors,
-                               discovery_timeout=discovery_timeout)
+                               discovery_timeout=discovery_timeout, kubelet_config=host.kubelet_config)
     emit({"node": host.node_name, "token_id": token.token_id, "endpoint": endpoint,
           "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-          "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor)})
+          "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor),
+          # join.sh writes it where the config's patches.directory points (NB_KUBELET_PATCH).
+          "kubelet_patch": joinconfig.kubelet_patch(host.kubelet_config)})
 
 
 @click.group("node")
@@ -158,13 +160,13 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
         problems += preflight.linux_problems(facts, cluster.version[:2])
         problems += preflight.common_problems(facts, host.node_name)
         problems += filter(None, [preflight.ipv6_forwarding_problem(facts, host.node_ips)])
-    if not (facts.get("joined") and registered):
-        source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
     elif not facts.get("joined") and host.os == "windows":
         from nodeboot.windows import builds
 
         problems += filter(None, [builds.build_problem(int(facts.get("os_build") or 0),
                                                        str(facts.get("os_caption") or ""), cluster.version[:2])])
+    if not (facts.get("joined") and registered):
+        source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
         pins = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
         problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
     emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
@@ -214,11 +216,11 @@ def node_label_taint(check: bool, kubeconfig: str | None) -> None:
 @node.command("drain")
 @click.argument("name")
 @click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
-@check_option
 @click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
 @click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
               help="Seconds each pod gets to stop (default: the pod's own).")
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
+@check_option
 @kubeconfig_option
 def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,
                check: bool, kubeconfig: str | None) -> None:
@@ -237,8 +239,6 @@ def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period:
           "evicted": len(result.evicted) + len(result.deleted_bare), "daemonset_pods": len(result.skipped_daemonset)})
 
 
-@node.command("delete")
-@click.argument("name")
 @node.command("uncordon")
 @click.argument("names", nargs=-1, required=True, metavar="NODE...")
 @kubeconfig_option
@@ -250,6 +250,8 @@ def node_uncordon(names: tuple[str, ...], kubeconfig: str | None) -> None:
         emit({"node": name, "changed": nodes.uncordon(cluster, name)})
 
 
+@node.command("delete")
+@click.argument("name")
 @check_option
 @kubeconfig_option
 def node_delete(name: str, check: bool, kubeconfig: str | None) -> None:

@@ -18,6 +18,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -218,10 +219,16 @@ def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[s
         proxy_mode=field_value("nodeboot_proxy_mode", lambda v: validate.one_of(v, validate.PROXY_MODES)),
         ignore_preflight_errors=field_value("nodeboot_ignore_preflight_errors", _string_list, []),
         install=_install_settings(field_value),
-        kubelet_config=field_value("nodeboot_kubelet_config", node_install.kubelet_config, {}),
+        kubelet_config=field_value("nodeboot_kubelet_config", partial(_kubelet_config, os_name), {}),
         groups=groups,
         vars=hvars,
     )
+
+
+def _kubelet_config(os_name: str, value: Any) -> dict[str, Any]:
+    if os_name == "windows" and value:
+        raise ValueError("is for Linux hosts (kubeadm patches are written by join.sh)")
+    return node_install.kubelet_config(value)
 
 
 def _install_settings(field_value: Any) -> node_install.InstallSettings:
