@@ -217,6 +217,22 @@ def status(**kw) -> None:
     sys.exit(0 if all(r["ready"] for r in rows) else EXIT_HOST_FAILED)
 
 
+@cli.command()
+@host_options
+@click.option("--kubeconfig", metavar="FILE")
+@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("--cert-warn-days", default=30, show_default=True, type=click.IntRange(0, 3650),
+              help="Fail when the kubelet client certificate expires within this many days.")
+@click.option("--parallel", default=20, type=click.IntRange(1, 2000))
+@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
+@click.option("--log-dir", metavar="DIR")
+def verify(**kw) -> None:
+    """Post-join checks per node: Ready, kube-proxy pod and mode, Service reachable, CNI, cgroups, cert, clock."""
+    from nodeboot import verify as verify_mod
+
+    sys.exit(verify_mod.run(selection(kw), settings(kw), kw["output_mode"], kw["cert_warn_days"]))
+
+
 @cli.command("inventory")
 @click.option("--list", "as_list", is_flag=True, help="Print every group and host with its resolved vars (JSON).")
 @click.option("-i", "--inventory", "inventory_file", metavar="FILE",
@@ -276,8 +292,15 @@ def proxy() -> None:
 @click.option("--log-dir", metavar="DIR")
 @click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
 @click.option("--step-timeout", default=600.0, type=click.FloatRange(1, 86400))
+@click.option("--dry-run", is_flag=True, help="Print the plan (nodes, missing prerequisites, cleanup); change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--max-unavailable", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="Nodes switched at the same time.")
+@click.option("--no-rollback", is_flag=True, help="On a failed node, stop without restoring the old mode.")
+@click.option("--probe-interval-ms", default=100, show_default=True, type=click.IntRange(20, 5000),
+              help="How often each node probes a ClusterIP during its switch (the traffic gap).")
 def proxy_set_mode(mode: str, **kw) -> None:
-    """Prepare every Linux node for MODE, switch kube-proxy's config, roll it out, clean the old mode."""
+    """Prepare every Linux node for MODE, then switch kube-proxy node by node, verifying and cleaning each."""
     from nodeboot import proxy_cmd
 
     sys.exit(proxy_cmd.set_mode(mode, selection(kw), settings(kw, install_packages=kw["install_packages"]), kw))

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
 
+import click
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -11,7 +16,7 @@ from rich.table import Table
 from nodeboot import app, validate
 from nodeboot.cluster import kubeproxy
 from nodeboot.cluster.client import Cluster
-from nodeboot.errors import EXIT_HOST_FAILED, UsageError
+from nodeboot.errors import EXIT_HOST_FAILED, ClusterError, NodebootError, UsageError
 from nodeboot.redact import Redactor
 from nodeboot.steps import linux
 from nodeboot.steps.base import HostContext, Phase
@@ -51,14 +56,158 @@ class ProxyCleanupOldMode(Phase):
         return None if ctx.state.get("clean_modes") else "no previous mode to clean"
 
     def run(self, ctx: HostContext) -> bool:
-        return ctx.script("proxy-cleanup.sh", {"NB_CLEAN_MODES": ctx.state["clean_modes"],
-                                               "NB_REMOVE_MODULES_FILE": "0",
-                                               "NB_MODULES_FILE": linux.MODULES_FILE}).changed
+        return cleanup_node(ctx, ctx.state["clean_modes"], ctx.state["now_mode"]).changed
+
+
+def cleanup_node(ctx: HostContext, old: str, now: str):
+    """What `old` left on this node, now that kube-proxy runs `now` there."""
+    return ctx.script("proxy-cleanup.sh", {"NB_CLEAN_MODES": old, "NB_PROXY_MODE_NOW": now,
+                                           "NB_REMOVE_MODULES_FILE": "0", "NB_MODULES_FILE": linux.MODULES_FILE})
+
+
+# ---- the plan -------------------------------------------------------------------
+
+class PlanNode(Phase):
+    """Reads only: what the node lacks for the new mode (proxy-prereqs.sh in dry-run mode,
+    then proxy-preflight.sh) and its kube-proxy pod."""
+
+    name = "proxy-plan"
+    title = "check the node for the new mode"
+    reads_only = True
+
+    def __init__(self, mode: str, plans: dict[str, dict]) -> None:
+        self.mode, self.plans = mode, plans
+
+    def run(self, ctx: HostContext) -> bool:
+        plan: dict = {"would_prepare": [], "problems": []}
+        try:
+            prereqs = ctx.script("proxy-prereqs.sh", {"NB_PROXY_MODE": self.mode, "NB_DRY_RUN": "1",
+                                                      "NB_MODULES_FILE": linux.MODULES_FILE,
+                                                      "NB_INSTALL_PACKAGES": "1" if ctx.options.install_packages
+                                                      else "0"})
+            plan["would_prepare"] = prereqs.facts.get("actions", [])
+        except NodebootError as exc:
+            plan["problems"].append(str(exc))
+        preflight = ctx.script("proxy-preflight.sh", {"NB_PROXY_MODE": self.mode})
+        plan["kernel"] = preflight.facts.get("kernel", "")
+        # Missing modules and tools that proxy-prereqs will provide are not problems.
+        fixable = bool(plan["would_prepare"])
+        plan["problems"] += [p for p in preflight.facts.get("problems", [])
+                             if not (fixable and ("not loaded" in p or "not installed" in p))]
+        pods = kubeproxy.pods_on_node(ctx.cluster, ctx.host.node_name)
+        plan["kube_proxy_pod"] = pods[0].metadata.name if pods else ""
+        self.plans[ctx.host.name] = plan
+        return False
+
+
+def collect_plans(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, mode: str) -> dict:
+    from nodeboot.runner import Fleet
+
+    quiet = app.RunSettings(**{**settings.__dict__, "output": "quiet"})
+    output = app.make_output(quiet, redactor)
+    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
+    plans: dict[str, dict] = {}
+    report = fleet.run(hosts, lambda _h: [PlanNode(mode, plans)], "proxy set-mode plan",
+                       app.cluster_state(cluster, settings.options, need_join=False))
+    for h in report.hosts:
+        if h.host.name not in plans:
+            plans[h.host.name] = {"problems": [h.detail or "unreachable"], "would_prepare": [], "kernel": "",
+                                  "kube_proxy_pod": ""}
+    return plans
+
+
+def print_plan(old: str, new: str, hosts, plans: dict, warnings: list[str], max_unavailable: int) -> None:
+    console = Console()
+    console.print(f"kube-proxy mode {escape(old)} -> {escape(new)}: ConfigMap kube-system/kube-proxy patched once, "
+                  f"then the kube-proxy pod restarted node by node ({max_unavailable} at a time), each node "
+                  "verified and cleaned before the next")
+    console.print(f"cleaned on each node: {escape(kubeproxy.cleanup_plan(old, new))}")
+    table = Table(box=None, header_style="bold")
+    for col in ("host", "node", "kube-proxy pod", "kernel", "will prepare", "problems"):
+        table.add_column(col)
+    for h in hosts:
+        plan = plans[h.name]
+        table.add_row(escape(h.name), escape(h.node_name), escape(plan.get("kube_proxy_pod") or "-"),
+                      escape(plan.get("kernel") or ""), escape(", ".join(plan.get("would_prepare") or []) or "-"),
+                      escape("; ".join(plan.get("problems") or []) or "-"))
+    console.print(table)
+    for text in warnings:
+        console.print(f"[yellow]warning:[/] {escape(text)}")
+
+
+# ---- the roll ---------------------------------------------------------------------
+
+@dataclass
+class NodeOutcome:
+    host: str
+    node: str
+    ok: bool = False
+    pod: str = ""
+    restart_s: float = 0.0
+    gap: dict = field(default_factory=dict)
+    checks: list = field(default_factory=list)
+    cleanup: dict = field(default_factory=dict)
+    error: str = ""
+
+
+# Which verify checks stop the roll: the ones a kube-proxy switch can break.
+MIGRATION_GATES = ("node-ready", "kube-proxy-pod", "kube-proxy-mode", "service-reachable")
+
+
+class SwitchNode(Phase):
+    """On one node: probe a ClusterIP, restart kube-proxy, wait for its new mode, verify, clean the old mode."""
+
+    name = "proxy-switch"
+    title = "restart kube-proxy in the new mode and verify"
+
+    def __init__(self, old: str, new: str, view, outcomes: dict[str, NodeOutcome], kw: dict) -> None:
+        self.old, self.new, self.view, self.outcomes, self.kw = old, new, view, outcomes, kw
+
+    def run(self, ctx: HostContext) -> bool:
+        from nodeboot import verify
+
+        out = self.outcomes[ctx.host.name] = NodeOutcome(ctx.host.name, ctx.host.node_name)
+        target = f"{self.view.service_ip}:{self.view.service_port}"
+        interval = int(self.kw.get("probe_interval_ms") or 100)
+        ctx.script("proxy-probe.sh", {"NB_PROBE_ACTION": "start", "NB_PROBE_TARGET": target,
+                                      "NB_PROBE_INTERVAL_MS": str(interval), "NB_PROBE_MAX": "3000",
+                                      "NB_PROBE_MAX_SECONDS": "600"})
+        try:
+            out.pod, out.restart_s = kubeproxy.restart_on_node(ctx.cluster, ctx.host.node_name,
+                                                               float(self.kw.get("rollout_timeout") or 300))
+            checks = self.wait_for_mode(ctx, verify)
+        except NodebootError as exc:
+            out.error = str(exc)
+            raise
+        finally:
+            out.gap = ctx.script("proxy-probe.sh", {"NB_PROBE_ACTION": "stop"}).facts
+        out.checks = [asdict(c) for c in checks]
+        failed = [c for c in checks if c.name in MIGRATION_GATES and c.status == "fail"]
+        if failed:
+            out.error = "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            raise ClusterError(f"verification failed on {ctx.host.node_name}: {out.error}")
+        out.cleanup = cleanup_node(ctx, self.old, self.new).facts
+        out.ok = True
+        return True
+
+    def wait_for_mode(self, ctx: HostContext, verify) -> list:
+        """kube-proxy needs a moment after Running to program its rules: ask again for up to --verify-timeout."""
+        deadline = time.monotonic() + float(self.kw.get("verify_timeout") or 30)
+        while True:
+            checks = verify.linux_node_checks(ctx, self.view, expected_mode=self.new)
+            gates = [c for c in checks if c.name in MIGRATION_GATES]
+            if all(c.status != "fail" for c in gates) or time.monotonic() >= deadline:
+                return checks
+            time.sleep(1.0)
 
 
 def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: dict) -> int:
+    from nodeboot import verify
+
     change = parse_change(mode, kw)
     hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
+    if not hosts:
+        raise UsageError("no Linux hosts selected: kube-proxy's mode is switched on Linux nodes")
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)
     server = cluster.version[:2]
     fit_to_server(change, server)
@@ -69,37 +218,129 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
         output.message(notice, "yellow")
     settings.options.proxy_mode = mode
     cm, config = kubeproxy.read_config(cluster)
+    old_text = (cm.data or {}).get("config.conf", "")
     old_mode = config.get("mode") or "iptables"
-    # 1. Every Linux node gets the new mode's prerequisites before kube-proxy switches.
+    new_config = kubeproxy.apply_change(config, change)
+    if yaml.safe_dump(new_config, sort_keys=False) == old_text:
+        output.message(f"kube-proxy already runs mode {mode} with these settings: nothing to change", "green")
+        return 0
+    warnings = kubeproxy.mode_warnings(config, new_config, kubeproxy.metallb_present(cluster))
+    plans = collect_plans(cluster, hosts, settings, redactor, mode)
+    max_unavailable = int(kw.get("max_unavailable") or 1)
+    print_plan(old_mode, mode, hosts, plans, warnings, max_unavailable)
+    blocked = {h: p["problems"] for h, p in plans.items() if p["problems"]}
+    if kw.get("dry_run"):
+        output.message("dry run: nothing changed", "green")
+        return EXIT_HOST_FAILED if blocked else 0
+    if blocked:
+        output.message(f"kube-proxy left unchanged: {len(blocked)} node(s) cannot run {mode} (see problems above)",
+                       "bold red")
+        return EXIT_HOST_FAILED
+    confirm(f"Switch kube-proxy from {old_mode} to {mode} on {len(hosts)} node(s)?", kw.get("yes", False))
+    # 1. Every node gets the new mode's prerequisites before anything switches.
     code, _ = app.run_fleet("proxy-prereqs", sel, settings, hosts=hosts, redactor=redactor)
     if code != 0:
         output.message("kube-proxy left unchanged: some nodes lack the prerequisites (see above)", "bold red")
         return EXIT_HOST_FAILED
-    # 2. The config, keeping every other field, then a rolling restart.
-    new_config = kubeproxy.apply_change(config, change)
-    changed = kubeproxy.write_config(cluster, cm, new_config)
-    if changed:
-        generation = kubeproxy.restart_daemonset(cluster)
-        output.message(f"kube-proxy config: mode {old_mode} -> {mode}; rolling out the DaemonSet")
-        kubeproxy.wait_rollout(cluster, generation, timeout=kw.get("rollout_timeout", 300.0))
-        output.message("kube-proxy rolled out", "green")
-    else:
-        output.message(f"kube-proxy already runs mode {mode} with these settings: nothing to change", "green")
-    # 3. What the old mode left on the nodes.
-    if changed and old_mode != mode:
-        return _cleanup(cluster, hosts, settings, redactor, {"clean_modes": old_mode})
-    return 0
+    # 2. The config, keeping every other field; running kube-proxies read it only when they start.
+    view = verify.ClusterView.read(cluster)
+    kubeproxy.write_config(cluster, cm, new_config)
+    output.message(f"kube-proxy config: mode {old_mode} -> {mode}; restarting kube-proxy node by node")
+    # 3. Node by node: restart, verify, clean; a failure stops the roll.
+    outcomes: dict[str, NodeOutcome] = {}
+    rolled: list = []
+    failed = False
+    for batch_start in range(0, len(hosts), max_unavailable):
+        batch = hosts[batch_start:batch_start + max_unavailable]
+        rolled += batch
+        code = run_on_hosts(cluster, batch, settings, redactor, lambda _h: [SwitchNode(old_mode, mode, view,
+                                                                                        outcomes, kw)],
+                            f"kube-proxy {old_mode} -> {mode}")
+        for h in batch:
+            out = outcomes.get(h.name) or NodeOutcome(h.name, h.node_name, error="not switched (see the log)")
+            outcomes[h.name] = out
+            gap = out.gap or {}
+            if out.ok:
+                output.message(f"{h.name}: {mode} verified; traffic gap {gap.get('longest_gap_ms', '?')} ms "
+                               f"({gap.get('failures', '?')}/{gap.get('probes', '?')} probes failed); "
+                               f"kube-proxy restarted in {out.restart_s:.1f}s", "green")
+            else:
+                output.message(f"{h.name}: failed: {out.error}", "bold red")
+        if code != 0 or not all(outcomes[h.name].ok for h in batch):
+            failed = True
+            break
+    if failed and not kw.get("no_rollback"):
+        rollback(cluster, rolled, old_text, old_mode, mode, settings, redactor, output, kw)
+    elif failed:
+        output.message(f"--no-rollback: {len(rolled)} node(s) left as they are; the ConfigMap says {mode}",
+                       "bold red")
+    print_outcomes(list(outcomes.values()), settings.output)
+    return EXIT_HOST_FAILED if failed else 0
 
 
-def _cleanup(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, state_extra: dict) -> int:
+def confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("proxy set-mode needs --yes when there is no terminal to confirm on")
+    if not click.confirm(question, default=False):
+        raise UsageError("nothing done")
+
+
+def run_on_hosts(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, workflow, title: str) -> int:
     from nodeboot.runner import Fleet, summarise
 
     output = app.make_output(settings, redactor)
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
-    report = fleet.run(hosts, lambda _h: [linux.Facts(), ProxyCleanupOldMode()], "clean previous proxy mode",
-                       {**app.cluster_state(cluster, settings.options, need_join=False), **state_extra})
+    report = fleet.run(hosts, workflow, title, app.cluster_state(cluster, settings.options, need_join=False))
     summarise(output, report)
     return report.exit_code
+
+
+class RestoreNode(Phase):
+    """Rollback on one node: kube-proxy back in the old mode, then the new mode's rules cleaned."""
+
+    name = "proxy-rollback"
+    title = "restart kube-proxy in the old mode"
+
+    def __init__(self, old: str, new: str, kw: dict, outcomes: dict[str, dict]) -> None:
+        self.old, self.new, self.kw, self.outcomes = old, new, kw, outcomes
+
+    def run(self, ctx: HostContext) -> bool:
+        _, seconds = kubeproxy.restart_on_node(ctx.cluster, ctx.host.node_name,
+                                               float(self.kw.get("rollout_timeout") or 300))
+        cleaned = cleanup_node(ctx, self.new, self.old).facts
+        self.outcomes[ctx.host.name] = {"restart_s": round(seconds, 1), "cleanup": cleaned.get("actions", [])}
+        return True
+
+
+def rollback(cluster: Cluster, rolled, old_text: str, old: str, new: str, settings: app.RunSettings,
+             redactor: Redactor, output, kw: dict) -> None:
+    output.message(f"rolling back: ConfigMap to mode {old}, kube-proxy restarted on {len(rolled)} node(s)",
+                   "bold yellow")
+    kubeproxy.write_config_text(cluster, old_text)
+    restored: dict[str, dict] = {}
+    code = run_on_hosts(cluster, rolled, settings, redactor, lambda _h: [RestoreNode(old, new, kw, restored)],
+                        f"kube-proxy back to {old}")
+    if code == 0:
+        output.message(f"rolled back: {len(rolled)} node(s) run {old} again", "yellow")
+    else:
+        output.message("rollback incomplete: see the failed nodes above", "bold red")
+
+
+def print_outcomes(outcomes: list[NodeOutcome], output_mode: str) -> None:
+    if output_mode == "json":
+        print(json.dumps({"event": "proxy-switch", "nodes": [asdict(o) for o in outcomes]}))
+        return
+    table = Table(title="kube-proxy switch per node", box=None, header_style="bold")
+    for col in ("host", "node", "result", "restart s", "gap ms", "failed probes", "error"):
+        table.add_column(col)
+    for o in outcomes:
+        gap = o.gap or {}
+        table.add_row(escape(o.host), escape(o.node), "ok" if o.ok else "failed", f"{o.restart_s:.1f}",
+                      str(gap.get("longest_gap_ms", "-")), f"{gap.get('failures', '-')}/{gap.get('probes', '-')}",
+                      escape(o.error))
+    Console().print(table)
 
 
 def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) -> int:

@@ -184,3 +184,81 @@ def wait_rollout(cluster: Cluster, generation: int, timeout: float = 300.0, name
         finally:
             w.stop()
     raise ClusterError(f"{namespace}/{name} rollout did not finish within {timeout:.0f}s")
+
+
+# ---- one node at a time --------------------------------------------------------
+# set-mode changes the ConfigMap and then restarts kube-proxy node by node by deleting
+# that node's pod: the DaemonSet's template does not change, so its controller only
+# replaces the deleted pod, and nodes not reached yet keep their running kube-proxy
+# (which reads its config only when it starts).
+
+POD_SELECTOR = "k8s-app=kube-proxy"
+
+
+def pods_on_node(cluster: Cluster, node: str) -> list[client.V1Pod]:
+    try:
+        return cluster.core.list_namespaced_pod("kube-system", label_selector=POD_SELECTOR,
+                                                field_selector=f"spec.nodeName={node}").items
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot list kube-proxy pods on {node}: {short_api_error(exc)}") from None
+
+
+def restart_on_node(cluster: Cluster, node: str, timeout: float = 120.0) -> tuple[str, float]:
+    """Delete the node's kube-proxy pod and wait for the DaemonSet's new one to run there.
+    Returns the new pod's name and the seconds it took."""
+    started = time.monotonic()
+    old = {p.metadata.uid for p in pods_on_node(cluster, node)}
+    for pod in pods_on_node(cluster, node):
+        try:
+            cluster.core.delete_namespaced_pod(pod.metadata.name, "kube-system")
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise ClusterError(f"cannot delete pod kube-system/{pod.metadata.name}: "
+                                   f"{short_api_error(exc)}") from None
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        for pod in pods_on_node(cluster, node):
+            if pod.metadata.uid in old or pod.metadata.deletion_timestamp:
+                continue
+            if pod.status and pod.status.phase == "Running":
+                return pod.metadata.name, time.monotonic() - started
+        time.sleep(0.5)
+    raise ClusterError(f"no new kube-proxy pod Running on {node} within {timeout:.0f}s of deleting the old one "
+                       "(is the DaemonSet still scheduled there?)")
+
+
+def write_config_text(cluster: Cluster, text: str) -> None:
+    """Put config.conf back exactly as it was (a rollback)."""
+    try:
+        cluster.core.patch_namespaced_config_map("kube-proxy", "kube-system", {"data": {"config.conf": text}})
+    except client.ApiException as exc:
+        raise ClusterError(f"cannot restore kube-system/kube-proxy: {short_api_error(exc)}") from None
+
+
+def metallb_present(cluster: Cluster) -> bool:
+    try:
+        cluster.core.read_namespace("metallb-system")
+        return True
+    except client.ApiException:
+        return False
+
+
+def mode_warnings(old_config: dict, new_config: dict, metallb: bool) -> list[str]:
+    """What changes for users when kube-proxy moves to new_config's mode."""
+    old = old_config.get("mode") or "iptables"
+    new = new_config.get("mode") or "iptables"
+    out = []
+    if new == "nftables" and old != "nftables":
+        out.append("nftables mode: NodePort Services no longer answer on 127.0.0.1 or other loopback "
+                   "addresses of the nodes (only on the nodes' real addresses)")
+        local = (old_config.get("iptables") or {}).get("localhostNodePorts")
+        if old == "iptables" and local is not False:
+            out.append("iptables.localhostNodePorts is on today (the default): clients using "
+                       "127.0.0.1:<nodePort> will stop working")
+        if old_config.get("nodePortAddresses") in (None, []):
+            out.append("nodePortAddresses is unset: nftables mode accepts NodePorts on the node's primary "
+                       "addresses only (set it to ['primary'] or to CIDRs to choose)")
+    if new == "ipvs" and metallb and not (new_config.get("ipvs") or {}).get("strictARP"):
+        out.append("MetalLB is installed (namespace metallb-system): in IPVS mode it needs ipvs.strictARP: true "
+                   "(--strict-arp)")
+    return out

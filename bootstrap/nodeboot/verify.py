@@ -1,0 +1,307 @@
+"""`nodeboot verify`: post-join checks per node, from the cluster and from the node itself.
+
+The same checks are the per-node verification of `nodeboot proxy set-mode`: a
+node passes when every check that ran passed. Each check has a name (the table
+column and the JSON key), a status (pass | fail | warn | not-run) and a detail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from nodeboot.cluster import kubeproxy, nodes
+from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.errors import ClusterError
+from nodeboot.steps import preflight
+from nodeboot.steps.base import HostContext, Phase
+
+CERT_WARN_DAYS = 30
+KUBE_PROXY_SELECTOR = "k8s-app=kube-proxy"
+
+LINUX_CHECKS = ("node-ready", "kube-proxy-pod", "kube-proxy-mode", "service-reachable", "cni-config",
+                "cgroup-driver", "kubelet-cert", "clock-skew")
+# What a Windows node would be checked for; the lab cannot show these, so they are reported not-run.
+WINDOWS_NOT_RUN = ("hns-network", "csi-proxy-pipes", "gmsa-webhook")
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # pass | fail | warn | not-run
+    detail: str = ""
+
+
+@dataclass
+class NodeReport:
+    host: str
+    node: str
+    os: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+@dataclass
+class ClusterView:
+    """What every node's checks compare against, read once per run."""
+
+    proxy_mode: str  # from the kube-proxy ConfigMap ("iptables" when it names none)
+    service_ip: str  # the `kubernetes` Service's ClusterIP
+    service_port: int
+    api_offset: float  # API server's clock minus ours, in seconds (its Date header: 1 s resolution)
+    api_offset_slack: float
+
+    @classmethod
+    def read(cls, cluster: Cluster) -> ClusterView:
+        _, config = kubeproxy.read_config(cluster)
+        try:
+            svc = cluster.core.read_namespaced_service("kubernetes", "default")
+        except Exception as exc:  # noqa: BLE001 - any API failure is the same one-line error
+            raise ClusterError(f"cannot read Service default/kubernetes: {short_api_error(exc)}") from None
+        port = next((p.port for p in svc.spec.ports or [] if p.name == "https"), 443)
+        offset, slack = api_clock_offset(cluster)
+        return cls(config.get("mode") or "iptables", svc.spec.cluster_ip or "", port, offset, slack)
+
+
+def api_clock_offset(cluster: Cluster) -> tuple[float, float]:
+    """The API server's clock against ours, from its Date header, and how exact that is."""
+    from kubernetes import client
+
+    sent = time.time()
+    try:
+        _, _, headers = client.VersionApi(cluster.api).get_code_with_http_info()
+    except Exception as exc:  # noqa: BLE001
+        raise ClusterError(f"API server {cluster.server}: cannot read its clock: {short_api_error(exc)}") from None
+    received = time.time()
+    date = email.utils.parsedate_to_datetime(headers.get("Date", "")) if headers.get("Date") else None
+    if date is None:
+        return 0.0, float("inf")
+    midpoint = (sent + received) / 2
+    # The header drops the fraction of a second: the server's clock is in [date, date + 1).
+    return date.timestamp() + 0.5 - midpoint, 0.5 + (received - sent) / 2
+
+
+# ---- the checks -------------------------------------------------------------
+
+def node_ready(node) -> Check:
+    if node is None:
+        return Check("node-ready", "fail", "no Node object with this name")
+    if nodes.is_ready(node):
+        return Check("node-ready", "pass", "Ready")
+    reason = next((f"{c.reason}: {c.message}" for c in node.status.conditions or [] if c.type == "Ready"), "")
+    return Check("node-ready", "fail", f"not Ready ({reason or 'no Ready condition'})")
+
+
+def kube_proxy_pod(pods: list) -> Check:
+    running = [p for p in pods if p.status and p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+    if running:
+        return Check("kube-proxy-pod", "pass", f"{running[0].metadata.name} Running")
+    if pods:
+        states = ", ".join(f"{p.metadata.name} {p.status.phase if p.status else '?'}" for p in pods)
+        return Check("kube-proxy-pod", "fail", f"no kube-proxy pod Running on the node ({states})")
+    return Check("kube-proxy-pod", "fail", "no kube-proxy pod on the node")
+
+
+def kube_proxy_mode(facts: dict, wanted: str) -> Check:
+    got = facts.get("proxy_mode") or ""
+    if not got:
+        return Check("kube-proxy-mode", "fail", facts.get("proxy_mode_error") or "kube-proxy did not say its mode")
+    if got != wanted:
+        return Check("kube-proxy-mode", "fail", f"kube-proxy runs {got}; its ConfigMap says {wanted}")
+    return Check("kube-proxy-mode", "pass", got)
+
+
+def service_reachable(facts: dict, view: ClusterView) -> Check:
+    target = f"{view.service_ip}:{view.service_port}"
+    if facts.get("service_reachable") is True:
+        return Check("service-reachable", "pass", f"{target} in {facts.get('service_connect_ms')} ms")
+    return Check("service-reachable", "fail", facts.get("service_error") or f"{target} not reachable")
+
+
+def cni_config(facts: dict) -> Check:
+    found = facts.get("cni_configs") or []
+    if found:
+        return Check("cni-config", "pass", ", ".join(found))
+    return Check("cni-config", "fail", "/etc/cni/net.d has no CNI config (.conf, .conflist, .json)")
+
+
+def cgroup_driver(facts: dict) -> Check:
+    kubelet = facts.get("kubelet_cgroup_driver") or ""
+    containerd = facts.get("containerd_systemd_cgroup") or ""
+    if not kubelet:
+        return Check("cgroup-driver", "fail", "/var/lib/kubelet/config.yaml is missing")
+    if not containerd:
+        return Check("cgroup-driver", "fail", "cannot read containerd's config (containerd config dump or "
+                     "/etc/containerd/config.toml)")
+    runtime = "systemd" if containerd == "true" else "cgroupfs"
+    if runtime != kubelet:
+        return Check("cgroup-driver", "fail", f"kubelet uses {kubelet}, containerd's runc uses {runtime} "
+                     f"(SystemdCgroup = {containerd}, from {facts.get('containerd_config_source')})")
+    return Check("cgroup-driver", "pass", f"{kubelet} (kubelet and containerd)")
+
+
+def kubelet_cert(facts: dict, now: float, warn_days: int) -> Check:
+    not_after = facts.get("kubelet_cert_not_after") or ""
+    if not not_after:
+        return Check("kubelet-cert", "fail", facts.get("kubelet_cert_error") or "no kubelet client certificate")
+    days = (float(not_after) - now) / 86400
+    when = dt.datetime.fromtimestamp(float(not_after), dt.UTC).strftime("%Y-%m-%d")
+    if days < 0:
+        return Check("kubelet-cert", "fail", f"expired on {when}")
+    if days < warn_days:
+        return Check("kubelet-cert", "fail", f"expires in {days:.1f} days ({when}), within {warn_days}")
+    return Check("kubelet-cert", "pass", f"valid until {when} ({days:.0f} days)")
+
+
+def clock_skew(facts: dict, sent: float, received: float, view: ClusterView) -> Check:
+    node_vs_us = preflight.clock_skew(facts.get("time", ""), sent, received)
+    if facts.get("time") is None:
+        return Check("clock-skew", "not-run", "the node did not report its time")
+    skew = node_vs_us - view.api_offset
+    slack = view.api_offset_slack
+    if abs(skew) > preflight.MAX_CLOCK_SKEW + slack:
+        return Check("clock-skew", "fail", f"node clock is {skew:+.1f}s off the API server's "
+                     f"(allowed {preflight.MAX_CLOCK_SKEW:.0f}s)")
+    return Check("clock-skew", "pass", f"{skew:+.1f}s against the API server (±{slack:.1f}s)")
+
+
+# ---- per node -----------------------------------------------------------------
+
+def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check]:
+    try:
+        node = cluster.core.read_node(node_name)
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "status", None) != 404:
+            return [Check("node-ready", "fail", short_api_error(exc))]
+        node = None
+    pods = cluster.core.list_namespaced_pod("kube-system", label_selector=KUBE_PROXY_SELECTOR,
+                                            field_selector=f"spec.nodeName={node_name}").items
+    if node_os == "windows":
+        # The Windows kube-proxy runs as a HostProcess DaemonSet with its own labels.
+        pods = [p for p in cluster.core.list_namespaced_pod("kube-system", field_selector=f"spec.nodeName={node_name}")
+                .items if "kube-proxy" in p.metadata.name]
+    return [node_ready(node), kube_proxy_pod(pods)]
+
+
+def linux_node_checks(ctx: HostContext, view: ClusterView, warn_days: int = CERT_WARN_DAYS,
+                      expected_mode: str | None = None) -> list[Check]:
+    """Every check for one Linux node: the cluster's view of it, then verify.sh on it."""
+    checks = cluster_checks(ctx.cluster, ctx.host.node_name, "linux")
+    sent = time.time()
+    facts = ctx.script("verify.sh", {"NB_SERVICE_ADDR": view.service_ip, "NB_SERVICE_PORT": str(view.service_port)},
+                       timeout=60).facts
+    received = time.time()
+    checks += [
+        kube_proxy_mode(facts, expected_mode or view.proxy_mode),
+        service_reachable(facts, view),
+        cni_config(facts),
+        cgroup_driver(facts),
+        kubelet_cert(facts, received, warn_days),
+        clock_skew(facts, sent, received, view),
+    ]
+    return checks
+
+
+def windows_node_checks(ctx: HostContext) -> list[Check]:
+    checks = cluster_checks(ctx.cluster, ctx.host.node_name, "windows")
+    checks += [Check(name, "not-run", "not checked on Windows yet") for name in WINDOWS_NOT_RUN]
+    return checks
+
+
+class VerifyNode(Phase):
+    """Reads only: runs the checks and leaves them in `collected`."""
+
+    name = "verify"
+    title = "post-join checks"
+    reads_only = True
+
+    def __init__(self, view: ClusterView, collected: dict[str, list[Check]], warn_days: int) -> None:
+        self.view, self.collected, self.warn_days = view, collected, warn_days
+
+    def run(self, ctx: HostContext) -> bool:
+        if ctx.host.os == "windows":
+            checks = windows_node_checks(ctx)
+        else:
+            checks = linux_node_checks(ctx, self.view, self.warn_days)
+        self.collected[ctx.host.name] = checks
+        failed = [c for c in checks if c.status == "fail"]
+        if failed:
+            ctx.emit("warning", detail="; ".join(f"{c.name}: {c.detail}" for c in failed))
+        return False
+
+
+# ---- output -------------------------------------------------------------------
+
+def as_json(reports: Iterable[NodeReport]) -> str:
+    out = []
+    for r in reports:
+        out.append({"host": r.host, "node": r.node, "os": r.os, "ok": r.ok,
+                    "checks": {c.name: {"status": c.status, "detail": c.detail} for c in r.checks}})
+    return json.dumps({"nodes": out, "ok": all(n["ok"] for n in out)}, indent=2)
+
+
+STATUS_STYLE = {"pass": "green", "fail": "bold red", "warn": "yellow", "not-run": "dim"}
+
+
+def print_table(reports: list[NodeReport], console: Console | None = None) -> None:
+    table = Table(box=None, header_style="bold")
+    for col in ("host", "node", "check", "status", "detail"):
+        table.add_column(col)
+    for r in reports:
+        for i, c in enumerate(r.checks):
+            style = STATUS_STYLE.get(c.status, "")
+            # Names and details come from hosts and the cluster: text, never markup.
+            table.add_row(escape(r.host) if i == 0 else "", escape(r.node) if i == 0 else "", c.name,
+                          f"[{style}]{c.status}[/]", escape(c.detail))
+    (console or Console()).print(table)
+
+
+def report_dicts(reports: list[NodeReport]) -> list[dict]:
+    return [asdict(r) for r in reports]
+
+
+# ---- the command ----------------------------------------------------------------
+
+def run(sel, settings, output_mode: str, warn_days: int = CERT_WARN_DAYS) -> int:
+    """`nodeboot verify`: every selected host's checks; exit 1 if any check failed."""
+    from nodeboot import app
+    from nodeboot.errors import EXIT_HOST_FAILED
+    from nodeboot.redact import Redactor
+    from nodeboot.runner import Fleet
+
+    hosts = app.select_hosts(sel)
+    cluster = Cluster.from_kubeconfig(settings.kubeconfig)
+    view = ClusterView.read(cluster)
+    settings.output = "quiet"  # the table or the JSON is the output; events stay in the run's log
+    redactor = Redactor()
+    output = app.make_output(settings, redactor)
+    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
+    collected: dict[str, list[Check]] = {}
+    fleet_report = fleet.run(hosts, lambda _h: [VerifyNode(view, collected, warn_days)], "nodeboot verify",
+                             app.cluster_state(cluster, settings.options, need_join=False))
+    reports = []
+    for h in fleet_report.hosts:
+        checks = collected.get(h.host.name)
+        if checks is None:
+            checks = [Check(h.phase or "connect", "fail", h.detail or h.result)]
+        reports.append(NodeReport(h.host.name, h.host.node_name, h.host.os, checks))
+    if output_mode == "json":
+        print(as_json(reports))
+    else:
+        print_table(reports)
+    return 0 if all(r.ok for r in reports) else EXIT_HOST_FAILED
