@@ -118,6 +118,8 @@ def short_api_error(exc: BaseException) -> str:
             message = json.loads(exc.body or "{}").get("message", "")
         except (ValueError, AttributeError):
             message = ""
+        if exc.status == 403:
+            return forbidden_line(message)
         return f"{exc.status} {exc.reason}" + (f": {message}" if message else "")
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         from nodeboot.cluster.retry import unreachable_cause
@@ -125,3 +127,23 @@ def short_api_error(exc: BaseException) -> str:
         return f"unreachable: {unreachable_cause(exc)}"
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+_RBAC_DENIAL = re.compile(r'cannot (?P<verb>[\w-]+) resource "(?P<resource>[^"]+)"'
+                          r'(?: in API group "(?P<group>[^"]*)")?(?: in the namespace "(?P<namespace>[^"]+)")?')
+_DENIED_NAME = re.compile(r'^\S+ "(?P<name>[^"]+)" is forbidden')
+_DENIED_USER = re.compile(r'User "(?P<user>[^"]+)"')
+
+
+def forbidden_line(message: str) -> str:
+    """'forbidden: needs VERB on RESOURCE ...' out of the API server's RBAC denial, naming
+    what to grant (docs/rbac.md lists nodeboot's roles)."""
+    denial = _RBAC_DENIAL.search(message)
+    if not denial:
+        return f"forbidden: {message or 'the API server refused the request'} (see docs/rbac.md)"
+    resource = denial["resource"] + (f".{denial['group']}" if denial["group"] else "")
+    name = _DENIED_NAME.match(message)
+    user = _DENIED_USER.search(message)
+    return (f"forbidden: needs {denial['verb']} on {resource}" + (f' "{name["name"]}"' if name else "")
+            + (f" in namespace {denial['namespace']}" if denial["namespace"] else "")
+            + (f" for {user['user']}" if user else "") + " (see docs/rbac.md: nodeboot's roles)")

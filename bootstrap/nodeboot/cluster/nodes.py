@@ -203,8 +203,13 @@ def drain(cluster: Cluster, name: str, force: bool = False, timeout: float = 300
     retrying evictions the API refuses with 429 until the timeout. grace_period: seconds
     each pod gets to stop (None: the pod's own terminationGracePeriodSeconds)."""
     result = DrainResult([], [], [])
-    listing = lambda: cluster.core.list_pod_for_all_namespaces(  # noqa: E731
-        field_selector=f"spec.nodeName={name}").items
+
+    def listing() -> list[client.V1Pod]:
+        try:
+            return cluster.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={name}").items
+        except client.ApiException as exc:
+            raise ClusterError(f"cannot list the pods on node {name}: {short_api_error(exc)}") from None
+
     # Refuse before cordoning, so a refused drain leaves the node as it was.
     _drain_plan(name, listing(), force, delete_emptydir_data, result)
     try:
