@@ -96,7 +96,8 @@ def load_inventory(path: str, warn: Warn | None = None) -> list[Host]:
 
 
 # Vars nodeboot reads outside host_from_vars (the steps, from Host.vars).
-READ_ELSEWHERE = ("nodeboot_windows_service_manager",)
+READ_ELSEWHERE = ("nodeboot_windows_service_manager", "nodeboot_windows_sha256", "nodeboot_windows_checksums_file",
+                  "nodeboot_windows_hns_networks")
 
 
 class _KeyRecorder(dict):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -156,30 +157,58 @@ class NodeScripts:
             pipes += [f"csi-proxy-{g}-v1" for g in CSI_GROUPS]
         return pipes
 
+    @staticmethod
+    def _pin(inv: PowerShellInvocation, name: str) -> str:
+        """Get-NbPinnedSha256: NAME=HEX pairs in NB_SHA256_PINS."""
+        for pair in filter(None, inv.variables.get("NB_SHA256_PINS", "").split(";")):
+            key, _, value = pair.partition("=")
+            if key.strip() == name and value:
+                return value.strip().lower()
+        return ""
+
+    @staticmethod
+    def _download(url: str, pinned: str) -> tuple[str | None, str]:
+        """Get-NbArtifact for real: fetch url, check its sha256 against the pin or url.sha256.
+        Returns (error, sha256)."""
+        source = "the pinned sha256"
+        try:
+            if not pinned:
+                with urllib.request.urlopen(f"{url}.sha256", timeout=30) as resp:
+                    pinned = (resp.read().decode(errors="replace").split() or [""])[0].lower()
+                source = f"{url}.sha256"
+            if not re.fullmatch(r"[0-9a-f]{64}", pinned):
+                return f"{source} is not a sha256 for {url}", ""
+            with urllib.request.urlopen(url, timeout=300) as resp:
+                data = resp.read()
+        except OSError as exc:
+            return f"download of {url} failed: {exc}", ""
+        got = hashlib.sha256(data).hexdigest()
+        if got != pinned:
+            return f"{url} has sha256 {got}, {source} says {pinned}; not installed", ""
+        return None, got
+
     def _ensure_binary(self, r: Result, inv: PowerShellInvocation, path: str) -> str | None:
-        """Get-NbArtifact: present, or fetched from NB_ARTIFACTS_URL and checked against SHA256SUMS."""
+        """Get-NbMissingArtifact: present, or fetched from NB_ARTIFACTS_URL/NAME and checked."""
         if path in self.w["binaries"]:
             return None
         base = inv.variables.get("NB_ARTIFACTS_URL", "").rstrip("/")
         if not base:
             return f"{path} is missing and no artifacts URL was given (--artifacts-url)"
         name = path.rsplit("\\", 1)[-1]
-        try:
-            with urllib.request.urlopen(f"{base}/SHA256SUMS", timeout=30) as resp:
-                sums = resp.read().decode()
-            with urllib.request.urlopen(f"{base}/{name}", timeout=300) as resp:
-                data = resp.read()
-        except OSError as exc:
-            return f"download of {base}/{name} failed: {exc}"
-        want = next((line.split()[0].lower() for line in sums.splitlines()
-                     if len(line.split()) >= 2 and line.split()[1].lstrip("*") == name), None)
-        if want is None:
-            return f"{base}/SHA256SUMS has no entry for {name}"
-        got = hashlib.sha256(data).hexdigest()
-        if got != want:
-            return f"{base}/{name} has sha256 {got}, SHA256SUMS says {want}; not installed"
+        error, got = self._download(f"{base}/{name}", self._pin(inv, name))
+        if error:
+            return error
         self.w["binaries"][path] = "downloaded:" + got[:12]
         r.change(f"downloaded {name}")
+        return None
+
+    def _replace_binary(self, path: str, version: str, sha: str) -> str | None:
+        """Windows keeps a running program's file locked: a kubelet.exe in use cannot be replaced."""
+        if path.lower().endswith("\\kubelet.exe") and self._running("kubelet"):
+            return (f"Move-Item: The process cannot access the file '{path}' because it is being used by "
+                    "another process.")
+        self.w["binaries"][path] = version
+        self.w.setdefault("binary_sha256", {})[path] = sha
         return None
 
     # -- facts -----------------------------------------------------------------------
@@ -200,7 +229,9 @@ class NodeScripts:
         f["services"] = {n: {"status": s["status"], "start": s["start"]}
                          for n, s in w["services"].items() if n in SERVICE_NAMES}
         f["containerd_configured"] = "nodeboot" in w["texts"].get(f"{CONTAINERD_DIR}\\config.toml", "")
-        f["kubelet_start_script"] = f"{KUBE_DIR}\\StartKubelet.ps1" in w["texts"]
+        wrapper = w["texts"].get(f"{KUBE_DIR}\\StartKubelet.ps1")
+        f["kubelet_start_script"] = hashlib.sha256(wrapper.encode()).hexdigest() if wrapper is not None else ""
+        f["kubelet_service_wrapper"] = "StartKubelet.ps1" in (self._service("kubelet") or {}).get("command", "")
         f["firewall_kubelet"] = "nodeboot-kubelet-10250" in w["firewall"]
         pipes = self.pipes()
         f["cri_pipe"] = "containerd-containerd" in pipes
@@ -253,9 +284,8 @@ class NodeScripts:
             self._stop_kubelet()
             for name, svc in self.w["services"].items():
                 svc["status"] = "Running" if svc["start"] == "Automatic" and name != "kubelet" else "Stopped"
-            if self.w["services"].get("kubelet", {}).get("start") == "Automatic" and self._path(
-                    "C:\\var\\lib\\kubelet\\config.yaml").exists():
-                self._start_kubelet()
+            if self.w["services"].get("kubelet", {}).get("start") == "Automatic":
+                self.start_kubelet_service()
             self._save()
         if self.reboot_hook is not None:
             self.reboot_hook(1.0)
@@ -312,43 +342,121 @@ class NodeScripts:
     # -- kubelet ---------------------------------------------------------------------
     def kubelet(self, inv: PowerShellInvocation) -> Outcome:
         r = Result("kubelet")
-        kube = inv.variables.get("NB_KUBE_DIR") or KUBE_DIR
-        manager = inv.variables.get("NB_SERVICE_MANAGER") or "auto"
+        v = inv.variables
+        kube = v.get("NB_KUBE_DIR") or KUBE_DIR
+        manager = v.get("NB_SERVICE_MANAGER") or "auto"
         if manager == "auto":
             manager = "nssm" if f"{kube}\\nssm.exe" in self.w["binaries"] else "sc"
         if manager not in ("nssm", "sc"):
             return r.outcome(f"NB_SERVICE_MANAGER must be auto, nssm or sc, not '{manager}'")
+        wrapper = v.get("NB_START_KUBELET", "")
+        if not wrapper:
+            return r.outcome("no kubelet start wrapper given (NB_START_KUBELET)")
         dirs = (kube, "C:\\var\\lib\\kubelet\\etc\\kubernetes\\pki", "C:\\etc\\kubernetes\\pki",
                 "C:\\var\\log\\kubelet")
         for d in dirs:
             if d not in self.w["dirs"]:
                 self.w["dirs"].append(d)
                 r.change(f"created {d}")
+        want = v.get("NB_KUBERNETES_VERSION", "")
+        base = v.get("NB_ARTIFACTS_URL", "").rstrip("/")
         for exe in ("kubelet.exe", "kubeadm.exe"):
-            error = self._ensure_binary(r, inv, f"{kube}\\{exe}")
+            path = f"{kube}\\{exe}"
+            have = self.w["binaries"].get(path, "")
+            key = exe.replace(".exe", "_version")
+            r.facts[key] = have
+            if have and (not want or have == want):
+                continue
+            if not base:
+                if have:
+                    continue
+                return r.outcome(f"{path} is missing and no artifacts URL was given (--artifacts-url)")
+            was_running = self._running("kubelet")
+            if was_running:  # the script stops it first: its file is locked while it runs
+                self._stop_kubelet()
+                self.w["services"]["kubelet"]["status"] = "Stopped"
+                r.change(f"stopped the kubelet to replace {exe}")
+            error, sha = self._download(f"{base}/release/{want}/bin/windows/amd64/{exe}", self._pin(inv, exe))
+            error = error or self._replace_binary(path, want, sha)
             if error:
+                self._save()
                 return r.outcome(error)
-        version = self.w["binaries"][f"{kube}\\kubelet.exe"]
-        minor = int(version.lstrip("v").split(".")[1])
-        r.facts["kubelet_minor"] = minor
-        start = self.start_script(kube, minor)
-        if self.w["texts"].get(f"{kube}\\StartKubelet.ps1") != start:
-            self.w["texts"][f"{kube}\\StartKubelet.ps1"] = start
+            r.change(f"replaced {exe} {have} with {want}" if have else f"installed {exe} {want}")
+            r.facts[key] = want
+            if was_running:
+                failure = self.start_kubelet_service()
+                if failure:
+                    return r.outcome(failure)
+                r.change("started the kubelet again")
+        if not wrapper.startswith("# nodeboot-kubelet-wrapper"):
+            return r.outcome("NB_START_KUBELET is not nodeboot's StartKubelet.ps1")
+        if self.w["texts"].get(f"{kube}\\StartKubelet.ps1") != wrapper:
+            self.w["texts"][f"{kube}\\StartKubelet.ps1"] = wrapper
             r.change(f"wrote {kube}\\StartKubelet.ps1")
-        if self._service("kubelet") is None:
-            self.w["services"]["kubelet"] = {"status": "Stopped", "start": "Automatic", "recovery": True,
-                                             "manager": manager, "depends": ["containerd"]}
-            r.change(f"created the kubelet service ({manager}, auto start, restart on failure)")
+        joined = self._path("C:\\etc\\kubernetes\\kubelet.conf").exists()
+        svc = self._service("kubelet")
+        if svc is not None and "StartKubelet.ps1" not in svc.get("command", ""):
+            self._stop_kubelet()
+            del self.w["services"]["kubelet"]
+            r.change("removed a kubelet service that did not start through StartKubelet.ps1 "
+                     f"({svc.get('command', '')})")
+            svc = None
+        if manager == "sc" and f"{kube}\\nodeboot-service-host.exe" not in self.w["binaries"]:
+            if not v.get("NB_SERVICE_HOST_CS", "").lstrip().startswith("// nodeboot's service host"):
+                return r.outcome("Add-Type: NB_SERVICE_HOST_CS is not nodeboot's service host source")
+            self.w["binaries"][f"{kube}\\nodeboot-service-host.exe"] = "built"
+            r.change(f"built {kube}\\nodeboot-service-host.exe")
+        if svc is None:
+            ps = "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
+            command = (f'"{kube}\\nssm.exe" (AppParameters: {ps} -File {kube}\\StartKubelet.ps1)' if manager == "nssm"
+                       else f'"{kube}\\nodeboot-service-host.exe" kubelet "{kube}\\StartKubelet.ps1"')
+            start = "Automatic" if joined else "Manual"
+            self.w["services"]["kubelet"] = {"status": "Stopped", "start": start, "recovery": True,
+                                             "manager": manager, "depends": ["containerd"], "command": command}
+            r.change(f"created the kubelet service ({manager}, through StartKubelet.ps1, start "
+                     f"{'auto' if joined else 'demand'}, restart on failure)")
         r.facts["service_manager"] = manager
+        r.facts["kubelet_service_wrapper"] = True
         if "nodeboot-kubelet-10250" not in self.w["firewall"]:
             self.w["firewall"].append("nodeboot-kubelet-10250")
             r.change("opened TCP 10250 in the firewall")
         self._save()
         return r.outcome()
 
+    def start_kubelet_service(self) -> str | None:
+        """The Service Control Manager starts the kubelet service; None, or why it did not start.
+        As Windows would: a script is no service program (error 1053), and StartKubelet.ps1 exits
+        3 while kubeadm-flags.env or config.yaml is missing, so the service stops again."""
+        svc = self._service("kubelet")
+        if svc is None:
+            return "Start-Service: Cannot find any service with service name 'kubelet'."
+        command = svc.get("command", "")
+        program = command.strip('"').split('"')[0].split(" ")[0].lower()
+        failure = None
+        if program.endswith("powershell.exe") and svc.get("manager") != "nssm":
+            failure = ("Start-Service: Service 'kubelet' cannot be started: error 1053: the service did not respond "
+                       "to the start or control request in a timely fashion")
+        elif "StartKubelet.ps1" not in command:
+            failure = (f"the kubelet service runs {command!r}, not StartKubelet.ps1: it would start without "
+                       "kubeadm-flags.env")
+        else:
+            for name in ("kubeadm-flags.env", "config.yaml"):
+                if not self._path(f"C:\\var\\lib\\kubelet\\{name}").exists():
+                    failure = (f"StartKubelet: C:\\var\\lib\\kubelet\\{name} is missing: the kubelet starts only "
+                               "after kubeadm join has written it")
+                    break
+        if failure:
+            svc["status"] = "Stopped"
+            self.w.setdefault("service_failures", []).append({"service": "kubelet", "error": failure})
+            return failure
+        svc["status"] = "Running"
+        if self.in_lab:  # the stand-in runs only inside a lab host's sandbox
+            self._start_kubelet()
+        return None
+
     @staticmethod
     def start_script(kube: str, minor: int) -> str:
-        """What the model keeps of StartKubelet.ps1: the flags it drops for this kubelet."""
+        """What StartKubelet.ps1 drops for a kubelet of this minor (the wrapper's version gates)."""
         gone = [flag for flag, since in (("--pod-infra-container-image", 34), ("--network-plugin", 24),
                                          ("--container-runtime", 27)) if minor >= since]
         return f"# kubelet 1.{minor} from {kube}\\kubelet.exe; drops {' '.join(gone) or 'nothing'}\r\n"
@@ -392,6 +500,8 @@ class NodeScripts:
             tail = f"error execution phase kubelet-start: {exc}"
             return r.outcome(f"kubeadm join failed (exit 1); the host was reset with 'kubeadm reset -f'. "
                              f"kubeadm said: {tail}")
+        if self.w["services"]["kubelet"]["start"] != "Automatic":
+            self.w["services"]["kubelet"]["start"] = "Automatic"
         r.change("kubeadm join")
         r.facts["joined"] = True
         self._save()
@@ -414,8 +524,9 @@ class NodeScripts:
         r.log.append("[kubelet-start] Writing kubelet configuration to file \"C:\\var\\lib\\kubelet\\config.yaml\"")
         if not self.in_lab:
             raise windows_join.JoinFailure("the kubelet stand-in runs only inside a lab host's sandbox")
-        self._start_kubelet()
-        self.w["services"]["kubelet"]["status"] = "Running"
+        failure = self.start_kubelet_service()  # kubeadm's kubelet-start: the service, as the host has it
+        if failure:
+            raise windows_join.JoinFailure(f"[kubelet-start] the kubelet service did not start: {failure}")
         self._wait(lambda: self._healthz(), 40, "the kubelet did not become healthy on 127.0.0.1:10248 within 40s")
         self._wait(lambda: self._path("C:\\etc\\kubernetes\\kubelet.conf").exists(), 120,
                    "the TLS bootstrap did not finish within 120s")

@@ -70,31 +70,60 @@ function Set-NbFileContent {
     return $true
 }
 
-function Get-NbArtifact {
-    param([string]$BaseUrl, [string]$Name, [string]$Destination)
-    # The node fetches its own binaries from the mirror and checks each against SHA256SUMS there.
-    if (Test-Path -LiteralPath $Destination) { return $false }
-    if (-not $BaseUrl) { throw "$Destination is missing and no artifacts URL was given (--artifacts-url)" }
-    [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12
-    $base = $BaseUrl.TrimEnd('/')
-    $sums = (Invoke-WebRequest -UseBasicParsing -Uri "$base/SHA256SUMS").Content
-    $want = $null
-    foreach ($line in ($sums -split "`n")) {
-        $parts = $line.Trim() -split '\s+\*?'
-        if ($parts.Count -ge 2 -and $parts[1] -eq $Name) { $want = $parts[0].ToLowerInvariant() }
+function Get-NbPinnedSha256 {
+    param([string]$Pins, [string]$Name)
+    # NB_SHA256_PINS: "NAME=HEX;NAME=HEX", from the inventory or a checksum file on the controller.
+    foreach ($pair in @($Pins -split ';' | Where-Object { $_ })) {
+        $kv = $pair -split '=', 2
+        if ($kv.Count -eq 2 -and $kv[0].Trim() -eq $Name) { return $kv[1].Trim().ToLowerInvariant() }
     }
-    if (-not $want) { throw "$base/SHA256SUMS has no entry for $Name" }
+    return ''
+}
+
+function Get-NbArtifact {
+    param([string]$Url, [string]$Destination, [string]$Sha256)
+    # Downloads Url and puts it at Destination (replacing what is there) only if its sha256 is
+    # the pinned one, or, with no pin, the one upstream publishes beside it at Url.sha256.
+    [Net.ServicePointManager]::SecurityProtocol = [Net.SecurityProtocolType]::Tls12
+    $want = $Sha256
+    $from = 'the pinned sha256'
+    if (-not $want) {
+        $content = (Invoke-WebRequest -UseBasicParsing -Uri "$Url.sha256").Content
+        if ($content -is [byte[]]) { $content = [Text.Encoding]::ASCII.GetString($content) }
+        $want = ([string]$content).Trim() -split '\s+' | Select-Object -First 1
+        $from = "$Url.sha256"
+    }
+    $want = ([string]$want).ToLowerInvariant()
+    if ($want -notmatch '^[0-9a-f]{64}$') { throw "$from is not a sha256 for $Url" }
     $dir = Split-Path -Parent $Destination
     if (-not (Test-Path -LiteralPath $dir)) { New-Item -ItemType Directory -Force -Path $dir | Out-Null }
     $tmp = "$Destination.nodeboot.download"
-    Invoke-WebRequest -UseBasicParsing -Uri "$base/$Name" -OutFile $tmp
+    Invoke-WebRequest -UseBasicParsing -Uri $Url -OutFile $tmp
     $got = Get-NbSha256 $tmp
     if ($got -ne $want) {
         Remove-Item -LiteralPath $tmp -Force
-        throw "$base/$Name has sha256 $got, SHA256SUMS says $($want); not installed"
+        throw "$Url has sha256 $got, $from says $want; not installed"
     }
     Move-Item -LiteralPath $tmp -Destination $Destination -Force
+}
+
+function Get-NbMissingArtifact {
+    param([string]$BaseUrl, [string]$Name, [string]$Destination, [string]$Pins)
+    # Binaries not tied to the Kubernetes version (containerd, csi-proxy): fetched only when absent,
+    # from BaseUrl/Name, checked as Get-NbArtifact does. $true when it downloaded.
+    if (Test-Path -LiteralPath $Destination) { return $false }
+    if (-not $BaseUrl) { throw "$Destination is missing and no artifacts URL was given (--artifacts-url)" }
+    Get-NbArtifact "$($BaseUrl.TrimEnd('/'))/$Name" $Destination (Get-NbPinnedSha256 $Pins $Name)
     return $true
+}
+
+function Get-NbKubeletServiceCommand {
+    # The kubelet service's command: its binary path, plus nssm's AppParameters when nssm hosts it.
+    $svc = Get-CimInstance Win32_Service -Filter "Name='kubelet'"
+    if (-not $svc) { return '' }
+    $params = Get-ItemProperty -LiteralPath 'HKLM:\SYSTEM\CurrentControlSet\Services\kubelet\Parameters' -ErrorAction SilentlyContinue
+    $extra = if ($params -and ($params.PSObject.Properties.Name -contains 'AppParameters')) { [string]$params.AppParameters } else { '' }
+    return ("$($svc.PathName) $extra").Trim()
 }
 
 function Set-NbServiceRecovery {
@@ -107,27 +136,3 @@ function Set-NbServiceRecovery {
 function Get-NbPipes {
     @([IO.Directory]::GetFiles('\\.\pipe\') | ForEach-Object { $_.Substring(9) })
 }
-
-function Get-NbKubeletArgs {
-    param([string]$KubeDir, [int]$Minor)
-    # kubeadm-flags.env (written by kubeadm join) plus the flags a Windows kubelet needs.
-    # Version gates: --pod-infra-container-image breaks kubelet >= 1.34 (the sandbox image
-    # comes from containerd's config); --network-plugin went in 1.24, --container-runtime in 1.27.
-    $flags = @()
-    $envFile = 'C:\var\lib\kubelet\kubeadm-flags.env'
-    if (Test-Path -LiteralPath $envFile) {
-        $text = (Get-Content -Raw -LiteralPath $envFile) -replace '^\s*KUBELET_KUBEADM_ARGS=', ''
-        $flags = @($text.Trim().Trim('"') -split '\s+' | Where-Object { $_ })
-    }
-    $gone = @()
-    if ($Minor -ge 34) { $gone += '--pod-infra-container-image' }
-    if ($Minor -ge 24) { $gone += '--network-plugin' }
-    if ($Minor -ge 27) { $gone += '--container-runtime' }
-    $kept = @($flags | Where-Object { $gone -notcontains ($_ -split '=', 2)[0] })
-    $kept + @(
-        '--cert-dir=C:\var\lib\kubelet\pki', '--config=C:\var\lib\kubelet\config.yaml',
-        '--bootstrap-kubeconfig=C:\etc\kubernetes\bootstrap-kubelet.conf', '--kubeconfig=C:\etc\kubernetes\kubelet.conf',
-        '--enforce-node-allocatable=', '--cgroups-per-qos=false', '--resolv-conf='
-    )
-}
-

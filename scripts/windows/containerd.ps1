@@ -1,7 +1,7 @@
 # nodeboot-script: containerd
 # containerd.ps1: containerd's binaries, config (1.7: version 2; 2.x: version 3),
 # the CNI directories, and the containerd service (auto start, restart on failure).
-# Inputs: NB_CONTAINERD_DIR, NB_ARTIFACTS_URL (optional mirror), NB_CNI_BIN_DIR,
+# Inputs: NB_CONTAINERD_DIR, NB_ARTIFACTS_URL (optional mirror), NB_SHA256_PINS, NB_CNI_BIN_DIR,
 # NB_CNI_CONF_DIR, NB_PAUSE_IMAGE.
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
@@ -12,7 +12,7 @@ Invoke-NbMain {
     $cniConf = if ($NB_CNI_CONF_DIR) { $NB_CNI_CONF_DIR } else { 'C:\etc\cni\net.d' }
     $pause = if ($NB_PAUSE_IMAGE) { $NB_PAUSE_IMAGE } else { 'registry.k8s.io/pause:3.10' }
     foreach ($exe in @('containerd.exe', 'containerd-shim-runhcs-v1.exe', 'ctr.exe')) {
-        if (Get-NbArtifact $NB_ARTIFACTS_URL $exe "$dir\$exe") { Add-NbChange $r "downloaded $exe" }
+        if (Get-NbMissingArtifact $NB_ARTIFACTS_URL $exe "$dir\$exe" $NB_SHA256_PINS) { Add-NbChange $r "downloaded $exe" }
     }
     foreach ($d in @($cniBin, $cniConf)) {
         if (-not (Test-Path -LiteralPath $d)) {

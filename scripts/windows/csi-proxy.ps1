@@ -1,7 +1,7 @@
 # nodeboot-script: csi-proxy
 # csi-proxy.ps1: csi-proxy.exe as the service csiproxy (auto start, restart on
 # failure) and a check that its API pipes are up.
-# Inputs: NB_KUBE_DIR, NB_ARTIFACTS_URL, NB_CSI_PIPES (comma-separated groups).
+# Inputs: NB_KUBE_DIR, NB_ARTIFACTS_URL, NB_SHA256_PINS, NB_CSI_PIPES (comma-separated groups).
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 Invoke-NbMain {
@@ -9,7 +9,7 @@ Invoke-NbMain {
     $kube = if ($NB_KUBE_DIR) { $NB_KUBE_DIR } else { 'C:\k' }
     $groups = if ($NB_CSI_PIPES) { $NB_CSI_PIPES -split ',' } else { @('disk', 'volume', 'filesystem', 'smb') }
     $wanted = @($groups | ForEach-Object { "csi-proxy-$($_.Trim())-v1" })
-    if (Get-NbArtifact $NB_ARTIFACTS_URL 'csi-proxy.exe' "$kube\csi-proxy.exe") { Add-NbChange $r 'downloaded csi-proxy.exe' }
+    if (Get-NbMissingArtifact $NB_ARTIFACTS_URL 'csi-proxy.exe' "$kube\csi-proxy.exe" $NB_SHA256_PINS) { Add-NbChange $r 'downloaded csi-proxy.exe' }
     $svc = Get-Service -Name csiproxy -ErrorAction SilentlyContinue
     if (-not $svc) {
         New-Item -ItemType Directory -Force -Path 'C:\etc\kubernetes\logs' | Out-Null

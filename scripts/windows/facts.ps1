@@ -39,7 +39,8 @@ Invoke-NbMain {
     }
     $f['services'] = $services
     $f['containerd_configured'] = (Test-Path -LiteralPath "$ctrd\config.toml") -and ((Get-Content -Raw -LiteralPath "$ctrd\config.toml") -match 'nodeboot')
-    $f['kubelet_start_script'] = Test-Path -LiteralPath "$kube\StartKubelet.ps1"
+    $f['kubelet_start_script'] = if (Test-Path -LiteralPath "$kube\StartKubelet.ps1") { Get-NbSha256 "$kube\StartKubelet.ps1" } else { '' }
+    $f['kubelet_service_wrapper'] = (Get-NbKubeletServiceCommand) -match 'StartKubelet\.ps1'
     $f['firewall_kubelet'] = [bool](Get-NetFirewallRule -Name 'nodeboot-kubelet-10250' -ErrorAction SilentlyContinue)
     $pipes = Get-NbPipes
     $f['cri_pipe'] = $pipes -contains 'containerd-containerd'

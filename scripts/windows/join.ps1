@@ -25,13 +25,9 @@ Invoke-NbMain {
         Remove-Item -LiteralPath $cfg -Force -ErrorAction SilentlyContinue
     }
     if ($out.ExitCode -eq 0) {
-        $svc = Get-CimInstance Win32_Service -Filter "Name='kubelet'"
-        if ($svc -and $svc.PathName -match '--windows-service') {
-            # sc.exe-managed kubelet: its command line must now carry kubeadm-flags.env.
-            $bin = "`"$kube\kubelet.exe`" --windows-service " + ((Get-NbKubeletArgs $kube (Get-NbMinor ((Invoke-NbNative "$kube\kubelet.exe" @('--version')).Output -join ' '))) -join ' ')
-            Invoke-NbNative 'sc.exe' @('config', 'kubelet', 'binPath=', $bin) | Out-Null
-            Restart-Service -Name kubelet
-        }
+        # kubeadm started the kubelet (through StartKubelet.ps1, from the files it wrote); from now
+        # on it also starts with the host.
+        if ([string](Get-Service -Name kubelet).StartType -ne 'Automatic') { Set-Service -Name kubelet -StartupType Automatic }
         Add-NbChange $r 'kubeadm join'
         $r.facts['joined'] = $true
         return

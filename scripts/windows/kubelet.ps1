@@ -1,9 +1,13 @@
 # nodeboot-script: kubelet
-# kubelet.ps1: kubelet.exe and kubeadm.exe in C:\k, a start script that reads
-# kubeadm-flags.env with version-gated flags, the kubelet service (nssm when
-# C:\k\nssm.exe is there, else sc.exe with kubelet's own --windows-service), restart
-# on failure, and the firewall rule for TCP 10250. kubeadm join starts the service.
-# Inputs: NB_KUBE_DIR, NB_ARTIFACTS_URL, NB_SERVICE_MANAGER (auto|nssm|sc).
+# kubelet.ps1: kubelet.exe and kubeadm.exe of the Kubernetes version asked for in C:\k
+# (replaced when another version is there), the start wrapper StartKubelet.ps1, the
+# kubelet service that always runs through it (nssm when C:\k\nssm.exe is there, else
+# sc.exe with nodeboot's service host, since powershell.exe cannot be a service), and
+# the firewall rule for TCP 10250. The service starts on demand until the host has
+# joined (kubeadm join starts it), automatically after.
+# Inputs: NB_KUBE_DIR, NB_ARTIFACTS_URL, NB_KUBERNETES_VERSION (vX.Y.Z), NB_SHA256_PINS,
+# NB_SERVICE_MANAGER (auto|nssm|sc), NB_START_KUBELET (the wrapper's text),
+# NB_SERVICE_HOST_CS (the service host's C# source).
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 Invoke-NbMain {
@@ -12,46 +16,77 @@ Invoke-NbMain {
     $manager = if ($NB_SERVICE_MANAGER) { $NB_SERVICE_MANAGER } else { 'auto' }
     if ($manager -eq 'auto') { $manager = if (Test-Path -LiteralPath "$kube\nssm.exe") { 'nssm' } else { 'sc' } }
     if (@('nssm', 'sc') -notcontains $manager) { throw "NB_SERVICE_MANAGER must be auto, nssm or sc, not '$manager'" }
+    if (-not $NB_START_KUBELET) { throw 'no kubelet start wrapper given (NB_START_KUBELET)' }
     foreach ($d in @($kube, 'C:\var\lib\kubelet\etc\kubernetes\pki', 'C:\etc\kubernetes\pki', 'C:\var\log\kubelet')) {
         if (-not (Test-Path -LiteralPath $d)) { New-Item -ItemType Directory -Force -Path $d | Out-Null; Add-NbChange $r "created $d" }
     }
-    foreach ($exe in @('kubelet.exe', 'kubeadm.exe')) {
-        if (Get-NbArtifact $NB_ARTIFACTS_URL $exe "$kube\$exe") { Add-NbChange $r "downloaded $exe" }
+    $want = $NB_KUBERNETES_VERSION
+    $base = ([string]$NB_ARTIFACTS_URL).TrimEnd('/')
+    foreach ($tool in @(@('kubelet.exe', '--version'), @('kubeadm.exe', 'version', '-o', 'short'))) {
+        $exe = $tool[0]
+        $path = "$kube\$exe"
+        $have = ''
+        if (Test-Path -LiteralPath $path) {
+            $out = (Invoke-NbNative $path @($tool[1..($tool.Count - 1)])).Output -join ' '
+            if ($out -match 'v\d+\.\d+\.\d+[^\s]*') { $have = $Matches[0] }
+        }
+        $r.facts[$exe.Replace('.exe', '_version')] = $have
+        if ($have -and (-not $want -or $have -eq $want)) { continue }
+        if (-not $base) {
+            if ($have) { continue }
+            throw "$path is missing and no artifacts URL was given (--artifacts-url)"
+        }
+        $svc = Get-Service -Name kubelet -ErrorAction SilentlyContinue
+        $wasRunning = $svc -and $svc.Status -ne 'Stopped'
+        if ($wasRunning) { Stop-Service -Name kubelet -Force; Add-NbChange $r "stopped the kubelet to replace $exe" }
+        Get-NbArtifact "$base/release/$want/bin/windows/amd64/$exe" $path (Get-NbPinnedSha256 $NB_SHA256_PINS $exe)
+        Add-NbChange $r $(if ($have) { "replaced $exe $have with $want" } else { "installed $exe $want" })
+        $r.facts[$exe.Replace('.exe', '_version')] = $want
+        if ($wasRunning) { Start-Service -Name kubelet; Add-NbChange $r 'started the kubelet again' }
     }
-    $version = ((Invoke-NbNative "$kube\kubelet.exe" @('--version')).Output -join ' ')
-    $minor = Get-NbMinor $version
-    if ($minor -lt 0) { throw "cannot read the kubelet version from '$version'" }
-    $r.facts['kubelet_minor'] = $minor
-    $start = @(
-        '# written by nodeboot: starts the kubelet with kubeadm-flags.env, version-gated for kubelet 1.' + $minor,
-        '$ErrorActionPreference = ''Stop''',
-        "`$env:Path += ';$kube'",
-        "`$flags = Get-NbKubeletArgs '$kube' $minor",
-        "& '$kube\kubelet.exe' @flags"
-    )
-    $fn = (Get-Command Get-NbKubeletArgs).ScriptBlock.ToString()
-    $body = "function Get-NbKubeletArgs {`r`n$fn`r`n}`r`n" + ($start -join "`r`n") + "`r`n"
-    if (Set-NbFileContent "$kube\StartKubelet.ps1" $body) { Add-NbChange $r "wrote $kube\StartKubelet.ps1" }
-    $svc = Get-Service -Name kubelet -ErrorAction SilentlyContinue
-    if (-not $svc) {
+    if (Set-NbFileContent "$kube\StartKubelet.ps1" $NB_START_KUBELET) { Add-NbChange $r "wrote $kube\StartKubelet.ps1" }
+    $joined = Test-Path -LiteralPath 'C:\etc\kubernetes\kubelet.conf'
+    $command = Get-NbKubeletServiceCommand
+    if ($command -and $command -notmatch 'StartKubelet\.ps1') {
+        # A kubelet service that starts kubelet.exe without the wrapper (another tool's, or an
+        # older nodeboot's) would start without kubeadm-flags.env: it is made again.
+        $old = Get-Service -Name kubelet
+        if ($old.Status -ne 'Stopped') { Stop-Service -Name kubelet -Force }
+        $del = Invoke-NbNative 'sc.exe' @('delete', 'kubelet')
+        if ($del.ExitCode -ne 0) { throw "sc.exe delete kubelet failed (exit $($del.ExitCode))" }
+        Add-NbChange $r "removed a kubelet service that did not start through StartKubelet.ps1 ($command)"
+        $command = ''
+    }
+    $ps = "$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe"
+    if ($manager -eq 'sc') {
+        $hostExe = "$kube\nodeboot-service-host.exe"
+        $sourceChanged = Set-NbFileContent "$kube\nodeboot-service-host.cs" $NB_SERVICE_HOST_CS
+        if ($sourceChanged -or -not (Test-Path -LiteralPath $hostExe)) {
+            if ($command -and (Get-Service -Name kubelet).Status -ne 'Stopped') { Stop-Service -Name kubelet -Force }
+            Remove-Item -LiteralPath $hostExe -Force -ErrorAction SilentlyContinue
+            Add-Type -TypeDefinition $NB_SERVICE_HOST_CS -Language CSharp -ReferencedAssemblies 'System.ServiceProcess' -OutputAssembly $hostExe -OutputType ConsoleApplication
+            Add-NbChange $r "built $hostExe"
+        }
+    }
+    if (-not $command) {
+        $start = if ($joined) { 'auto' } else { 'demand' }
         if ($manager -eq 'nssm') {
-            $ps = "$env:SystemRoot\System32\WindowsPowerShell\v1.0\powershell.exe"
-            foreach ($a in @(@('install', 'kubelet', $ps, '-ExecutionPolicy', 'Bypass', '-NoProfile', '-File', "$kube\StartKubelet.ps1"), @('set', 'kubelet', 'DependOnService', 'containerd'), @('set', 'kubelet', 'AppExit', 'Default', 'Restart'), @('set', 'kubelet', 'AppRestartDelay', '10000'), @('set', 'kubelet', 'Start', 'SERVICE_AUTO_START'))) {
+            foreach ($a in @(@('install', 'kubelet', $ps, '-NoLogo', '-NoProfile', '-NonInteractive', '-ExecutionPolicy', 'Bypass', '-File', "$kube\StartKubelet.ps1"), @('set', 'kubelet', 'DependOnService', 'containerd'), @('set', 'kubelet', 'AppExit', 'Default', 'Restart'), @('set', 'kubelet', 'AppRestartDelay', '10000'), @('set', 'kubelet', 'Start', $(if ($joined) { 'SERVICE_AUTO_START' } else { 'SERVICE_DEMAND_START' })))) {
                 $out = Invoke-NbNative "$kube\nssm.exe" $a
                 if ($out.ExitCode -ne 0) { throw "nssm $($a[0]) kubelet failed (exit $($out.ExitCode))" }
             }
         } else {
-            $bin = "`"$kube\kubelet.exe`" --windows-service " + ((Get-NbKubeletArgs $kube $minor) -join ' ')
-            $out = Invoke-NbNative 'sc.exe' @('create', 'kubelet', 'binPath=', $bin, 'start=', 'auto', 'depend=', 'containerd', 'DisplayName=', 'kubelet')
+            $bin = "`"$kube\nodeboot-service-host.exe`" kubelet `"$kube\StartKubelet.ps1`""
+            $out = Invoke-NbNative 'sc.exe' @('create', 'kubelet', 'binPath=', $bin, 'start=', $start, 'depend=', 'containerd', 'DisplayName=', 'kubelet')
             if ($out.ExitCode -ne 0) { throw "sc.exe create kubelet failed (exit $($out.ExitCode))" }
         }
         Set-NbServiceRecovery 'kubelet'
-        Add-NbChange $r "created the kubelet service ($manager, auto start, restart on failure)"
+        Add-NbChange $r "created the kubelet service ($manager, through StartKubelet.ps1, start $start, restart on failure)"
     }
     $r.facts['service_manager'] = $manager
+    $r.facts['kubelet_service_wrapper'] = $true
     if (-not (Get-NetFirewallRule -Name 'nodeboot-kubelet-10250' -ErrorAction SilentlyContinue)) {
         New-NetFirewallRule -Name 'nodeboot-kubelet-10250' -DisplayName 'kubelet (TCP 10250)' -Direction Inbound -Protocol TCP -LocalPort 10250 -Action Allow | Out-Null
         Add-NbChange $r 'opened TCP 10250 in the firewall'
     }
 }
-

@@ -99,9 +99,26 @@ def test_each_script_names_itself_first_and_is_strict(name: str) -> None:
 
 
 def test_kubelet_flags_are_version_gated() -> None:
-    common = (SCRIPTS / "common.ps1").read_text()
-    assert re.search(r"\$Minor -ge 34\) \{ \$gone \+= '--pod-infra-container-image'", common)
+    wrapper = (SCRIPTS / "files" / "StartKubelet.ps1").read_text()
+    assert re.search(r"\$minor -ge 34\) \{ \$gone \+= '--pod-infra-container-image'", wrapper)
     assert "npipe:////./pipe/containerd-containerd" in (SCRIPTS / "join.ps1").read_text()
+
+
+def test_the_kubelet_wrapper_parses_and_starts_only_from_kubeadms_files() -> None:
+    wrapper = (SCRIPTS / "files" / "StartKubelet.ps1").read_text()
+    assert errors(wrapper) == []
+    assert "kubeadm-flags.env" in wrapper and "config.yaml" in wrapper and "exit 3" in wrapper
+    kubelet = (SCRIPTS / "kubelet.ps1").read_text()
+    # sc.exe runs the wrapper through the service host, never powershell.exe or kubelet.exe directly.
+    assert "nodeboot-service-host.exe`\" kubelet `\"$kube\\StartKubelet.ps1" in kubelet
+    assert "--windows-service" not in kubelet and "'start=', $start" in kubelet
+
+
+def kubelet_inputs(**extra: str) -> dict[str, str]:
+    from nodeboot.steps import windows
+
+    return {"NB_START_KUBELET": windows.host_file(windows.START_KUBELET),
+            "NB_SERVICE_HOST_CS": windows.host_file(windows.SERVICE_HOST), **extra}
 
 
 # -- the model ------------------------------------------------------------------------
@@ -129,9 +146,9 @@ def test_model_walks_a_host_from_bare_to_ready_for_join(tmp_path: Path) -> None:
                                              "facts": {"actions": [], "features": {"Containers": "Installed"},
                                                        "reboot_required": False}, "error": ""}
     for name in ("containerd.ps1", "kubelet.ps1", "csi-proxy.ps1"):
-        result, code = run(model, name)
-        assert code == 0 and result["ok"] and result["changed"], name
-        again, _ = run(model, name)
+        result, code = run(model, name, kubelet_inputs() if name == "kubelet.ps1" else None)
+        assert code == 0 and result["ok"] and result["changed"], (name, result)
+        again, _ = run(model, name, kubelet_inputs() if name == "kubelet.ps1" else None)
         assert not again["changed"], f"{name} is not idempotent"
     facts = run(model, "facts.ps1")[0]["facts"]
     assert facts["services"]["containerd"] == {"status": "Running", "start": "Automatic"}
@@ -187,3 +204,27 @@ def test_ansible_sends_secrets_as_nodeboot_does() -> None:
     assert "0123456789abcdef" not in inv.script_text and inv.secret_names == ("NB_JOIN_CONFIG",)
     assert 'nb_secrets | nb_ps_secret_vars' in (SCRIPTS.parents[1] / "playbooks" / "roles" / "nodeboot_windows"
                                                 / "tasks" / "join.yml").read_text()
+
+
+def test_the_kubelet_service_starts_only_through_the_wrapper_and_after_the_join(tmp_path: Path) -> None:
+    model = WindowsHostModel(tmp_path)
+    model.node.w["features"]["Containers"] = "Installed"
+    run(model, "containerd.ps1")
+    result, code = run(model, "kubelet.ps1", kubelet_inputs())
+    assert code == 0, result
+    svc = model.node.w["services"]["kubelet"]
+    assert svc["start"] == "Manual" and "StartKubelet.ps1" in svc["command"]  # not at boot before the join
+    failure = model.node.start_kubelet_service()  # what a Start-Service before kubeadm join gets
+    assert failure and "kubeadm-flags.env is missing" in failure and svc["status"] == "Stopped"
+    facts = run(model, "facts.ps1")[0]["facts"]
+    assert facts["kubelet_service_wrapper"] is True and len(facts["kubelet_start_script"]) == 64
+
+    # A service an older nodeboot made (kubelet.exe --windows-service, flags fixed at creation) is replaced.
+    svc["command"] = '"C:\\k\\kubelet.exe" --windows-service --config=C:\\var\\lib\\kubelet\\config.yaml'
+    assert "not StartKubelet.ps1" in (model.node.start_kubelet_service() or "")
+    result, _ = run(model, "kubelet.ps1", kubelet_inputs())
+    assert any("did not start through StartKubelet.ps1" in a for a in result["facts"]["actions"])
+    assert "StartKubelet.ps1" in model.node.w["services"]["kubelet"]["command"]
+    # powershell.exe is no service program: the Service Control Manager gives up (error 1053).
+    model.node.w["services"]["kubelet"]["command"] = "powershell.exe -File C:\\k\\StartKubelet.ps1"
+    assert "1053" in (model.node.start_kubelet_service() or "")

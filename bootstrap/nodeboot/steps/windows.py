@@ -7,24 +7,82 @@ run on a joined host runs facts.ps1 and nothing else on the host.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from functools import cache
+from pathlib import Path
+
+from nodeboot import node_install
 from nodeboot.cluster import windows as cluster_windows
+from nodeboot.errors import UsageError
+from nodeboot.scripts import SCRIPTS_DIR
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase
+from nodeboot.windows import builds
 
 KUBE_DIR = "C:\\k"
 CONTAINERD_DIR = "C:\\Program Files\\containerd"
 CSI_PIPES = tuple(f"csi-proxy-{g}-v1" for g in ("disk", "volume", "filesystem", "smb"))
-MIN_BUILD = 17763  # Windows Server 2019
 REBOOT_TIMEOUT = 900.0
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Files the node keeps as they are sent (not scripts run over WinRM).
+START_KUBELET = "StartKubelet.ps1"
+SERVICE_HOST = "ServiceHost.cs"
+
+
+@cache
+def host_file(name: str) -> str:
+    """scripts/windows/files/NAME: what a script writes on the node (the kubelet wrapper, the service host)."""
+    return (SCRIPTS_DIR / "windows" / "files" / name).read_text()
 
 
 def _paths() -> dict[str, str]:
     return {"NB_KUBE_DIR": KUBE_DIR, "NB_CONTAINERD_DIR": CONTAINERD_DIR}
 
 
+def artifacts_url(ctx: HostContext) -> str:
+    return str(ctx.options.extra.get("artifacts_url") or ctx.host.install.artifacts_url or "")
+
+
+def wanted_version(ctx: HostContext) -> str:
+    """kubelet.exe and kubeadm.exe: the operator's --kubernetes-version, else the API server's."""
+    try:
+        return node_install.wanted_kubernetes_version(ctx.host.install, ctx.state.get("server_version", ""))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def sha256_pins(ctx: HostContext) -> dict[str, str]:
+    """Checksums that do not come from the download host: nodeboot_windows_checksums_file (a
+    file on this machine, `HEX  NAME` lines as sha256sum writes them, NAME a file name or a
+    path ending in it), then nodeboot_windows_sha256 ({NAME: HEX}) over it."""
+    pins: dict[str, str] = {}
+    source = ctx.host.vars.get("nodeboot_windows_checksums_file")
+    if source:
+        try:
+            lines = Path(str(source)).read_text().splitlines()
+        except OSError as exc:
+            raise UsageError(f"{ctx.host.name}: nodeboot_windows_checksums_file {source}: {exc.strerror}") from None
+        for number, line in enumerate(lines, 1):
+            parts = line.split()
+            if not parts or line.lstrip().startswith("#"):
+                continue
+            if len(parts) != 2 or not SHA256.match(parts[0].lower()):
+                raise UsageError(f"{source}:{number}: expected 'SHA256  NAME', got {line.strip()[:80]!r}")
+            pins[parts[1].lstrip("*").replace("\\", "/").rsplit("/", 1)[-1]] = parts[0].lower()
+    inline = ctx.host.vars.get("nodeboot_windows_sha256") or {}
+    if not isinstance(inline, dict):
+        raise UsageError(f"{ctx.host.name}: nodeboot_windows_sha256 must map file names to sha256 values")
+    for name, value in inline.items():
+        if not SHA256.match(str(value).lower()):
+            raise UsageError(f"{ctx.host.name}: nodeboot_windows_sha256.{name}: {value!r} is not a sha256")
+        pins[str(name)] = str(value).lower()
+    return pins
+
+
 def _artifacts(ctx: HostContext) -> dict[str, str]:
-    url = ctx.options.extra.get("artifacts_url") or ""
-    return {"NB_ARTIFACTS_URL": url, "NB_KUBE_DIR": KUBE_DIR}
+    pins = ";".join(f"{name}={value}" for name, value in sorted(sha256_pins(ctx).items()))
+    return {"NB_ARTIFACTS_URL": artifacts_url(ctx), "NB_KUBE_DIR": KUBE_DIR, "NB_SHA256_PINS": pins}
 
 
 def gather(ctx: HostContext) -> None:
@@ -48,22 +106,37 @@ class Facts(Phase):
 def windows_problems(ctx: HostContext) -> list[str]:
     facts = ctx.facts
     problems = []
-    build = int(facts.get("os_build") or 0)
-    if build < MIN_BUILD:
-        problems.append(f"Windows build {build} is older than Windows Server 2019 ({MIN_BUILD})")
-    if not facts.get("kubelet_version") and not ctx.options.extra.get("artifacts_url"):
-        problems.append(f"{KUBE_DIR}\\kubelet.exe is missing: install it or give --artifacts-url")
-    elif facts.get("kubelet_version"):
-        skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.state["server_minor"])
-        if skew:
-            problems.append(skew)
+    problem = builds.build_problem(int(facts.get("os_build") or 0), str(facts.get("os_caption") or ""),
+                                   ctx.state["server_minor"])
+    if problem:
+        problems.append(problem)
+    if not artifacts_url(ctx):
+        if not facts.get("kubelet_version"):
+            problems.append(f"{KUBE_DIR}\\kubelet.exe is missing: install it or give --artifacts-url")
+        else:  # kept as it is: it must suit the API server
+            skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.state["server_minor"])
+            if skew:
+                problems.append(skew)
     return problems
+
+
+def hostname_note(ctx: HostContext) -> str | None:
+    """The node name may differ from the Windows hostname: kubeadm then writes --hostname-override
+    into kubeadm-flags.env, and the kubelet only ever starts from that file (StartKubelet.ps1)."""
+    hostname = str(ctx.facts.get("hostname") or "")
+    if hostname and hostname.lower() != ctx.host.node_name:
+        return (f"node name {ctx.host.node_name} differs from the Windows hostname {hostname}: the kubelet "
+                "registers as the node name through --hostname-override in kubeadm-flags.env")
+    return None
 
 
 class Preflight(cluster_phases.JoinPreflight):
     kubelet_conf = "C:\\etc\\kubernetes\\kubelet.conf"
 
     def problems(self, ctx: HostContext) -> list[str]:
+        note = hostname_note(ctx)
+        if note:
+            ctx.emit("progress", phase=self.name, detail=note)
         return windows_problems(ctx)
 
 
@@ -107,16 +180,26 @@ class Containerd(Phase):
 
 class Kubelet(Phase):
     name = "kubelet-service"
-    title = "kubelet binaries, start script, service and firewall"
+    title = "kubelet binaries of the cluster's version, start wrapper, service and firewall"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        if _service(ctx, "kubelet") and ctx.facts.get("kubelet_start_script") and ctx.facts.get("firewall_kubelet"):
-            return "kubelet service in place"
+        facts = ctx.facts
+        wrapper = hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest()
+        versions_ok = all(facts.get(k) == wanted_version(ctx) for k in ("kubelet_version", "kubeadm_version"))
+        if not artifacts_url(ctx):
+            versions_ok = bool(facts.get("kubelet_version") and facts.get("kubeadm_version"))
+        if (_service(ctx, "kubelet") and facts.get("kubelet_service_wrapper") and versions_ok
+                and facts.get("kubelet_start_script") == wrapper and facts.get("firewall_kubelet")):
+            return "kubelet service in place, starting through StartKubelet.ps1"
         return None
 
     def run(self, ctx: HostContext) -> bool:
         manager = str(ctx.host.vars.get("nodeboot_windows_service_manager", "auto"))
-        return ctx.script("kubelet.ps1", {**_artifacts(ctx), "NB_SERVICE_MANAGER": manager}).changed
+        variables = {**_artifacts(ctx), "NB_SERVICE_MANAGER": manager, "NB_KUBERNETES_VERSION": wanted_version(ctx),
+                     "NB_START_KUBELET": host_file(START_KUBELET), "NB_SERVICE_HOST_CS": host_file(SERVICE_HOST)}
+        result = ctx.script("kubelet.ps1", variables)
+        ctx.facts.update({k: result.facts[k] for k in ("kubelet_version", "kubeadm_version") if k in result.facts})
+        return result.changed
 
 
 class CsiProxy(Phase):
