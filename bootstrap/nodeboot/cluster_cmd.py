@@ -14,7 +14,6 @@ inventory code, whatever tool loaded the inventory.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
@@ -186,13 +185,11 @@ def node_wait_ready(name: str, timeout: float, kubeconfig: str | None) -> None:
         emit({"node": name, "ready": True, "changed": False})
         return
     watcher = nodes.NodeWatcher(cluster)
-    watcher.wait_ready(name, timeout)
-    watcher.stop()
+    try:
+        watcher.wait_ready(name, timeout)
+    finally:
+        watcher.stop()  # ends the watch thread, even one inside a TLS read: nothing left at exit
     emit({"node": name, "ready": True, "changed": False})
-    # The watch thread may sit in a TLS read; leaving without waiting for it
-    # keeps interpreter shutdown from tearing it down mid-read (SIGABRT).
-    sys.stdout.flush()
-    os._exit(0)
 
 
 @node.command("label-taint")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +14,7 @@ import urllib3
 from kubernetes import client, watch
 
 from nodeboot.cluster.client import Cluster, short_api_error
-from nodeboot.cluster.retry import with_retry
+from nodeboot.cluster.retry import OUTAGE_TIMEOUT, with_retry
 from nodeboot.errors import ClusterError
 from nodeboot.validate import Taint
 
@@ -22,63 +25,186 @@ def is_ready(node: client.V1Node | None) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in (node.status.conditions or []))
 
 
+class WatchBackoff:
+    """Delays between failed watches: exponential from `base`, capped at `cap`, with
+    "equal jitter" (half the delay fixed, half random) so hosts that lost the same
+    API server do not come back in step, and a long outage costs few requests."""
+
+    def __init__(self, base: float = 0.5, cap: float = 8.0, rng: Callable[[], float] = random.random) -> None:
+        self.base, self.cap, self.rng = base, cap, rng
+
+    def ceiling(self, failures: int) -> float:
+        return min(self.cap, self.base * 2 ** max(0, failures - 1))
+
+    def delay(self, failures: int) -> float:
+        ceiling = self.ceiling(failures)
+        return ceiling / 2 + self.rng() * ceiling / 2
+
+
 class NodeWatcher:
     """One watch on all Nodes for the whole run, shared by every host's wait.
 
     A watch, not polling: a node turning Ready is seen within milliseconds. If the
-    API server goes away (restart, network), the watch re-lists and resumes.
+    API server goes away (restart, network), the watch re-lists and resumes after
+    a backoff; a watch that keeps failing, or keeps ending at once with nothing
+    seen, is given up after `give_up_failures` tries in a row spanning at least
+    `give_up_after` seconds (longer than an API server restart), and every wait
+    then fails with that error.
+
+    stop() ends the watch at once, from the calling thread: it shuts the socket
+    of the request in flight (a thread blocked in a TLS read wakes up) and joins
+    the thread, so no thread is left inside a read when the interpreter exits.
     """
 
-    def __init__(self, cluster: Cluster) -> None:
+    WATCH_SECONDS = 30  # the server ends each watch after this; the next resumes where it left off
+    HEALTHY_AFTER = WATCH_SECONDS / 2  # a watch that ran this long (or saw an event) was no failure
+    LIST_TIMEOUT = (5, 15)  # (connect, read) seconds
+    WATCH_TIMEOUT = (5, WATCH_SECONDS + 10)
+    JOIN_TIMEOUT = WATCH_SECONDS + 15  # stop() waits at most this (a request not yet answered)
+
+    def __init__(self, cluster: Cluster, give_up_failures: int = 10, give_up_after: float = OUTAGE_TIMEOUT + 30,
+                 backoff: WatchBackoff | None = None) -> None:
         self.cluster = cluster
+        self.give_up_failures = give_up_failures
+        self.give_up_after = give_up_after
+        self.backoff = backoff or WatchBackoff()
         self._nodes: dict[str, client.V1Node] = {}
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._synced = threading.Event()
-        self.restarts = 0
+        self._request_lock = threading.Lock()
+        self._response: urllib3.BaseHTTPResponse | None = None
+        self.restarts = 0  # failed or empty watches, in all
+        self.requests = 0
         self.last_error = ""
+        self.error: ClusterError | None = None  # set when the watch was given up
 
     def start(self) -> NodeWatcher:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
-            self._thread.start()
+        with self._request_lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="node-watch", daemon=True)
+                self._thread.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        """End the watch now and wait (bounded) for its thread."""
+        with self._request_lock:
+            self._stop.set()
+            response, thread = self._response, self._thread
+        if response is not None:
+            _interrupt(response)
+        self._synced.set()  # nobody waits for a first listing that will not come
+        with self._changed:
+            self._changed.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.JOIN_TIMEOUT)
 
+    # -- the watch thread -------------------------------------------------------
     def _run(self) -> None:
-        backoff = 0.2
+        failures = 0
+        failing_since: float | None = None
+        version: str | None = None  # None: list first
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
-                listing = self.cluster.core.list_node()
-                with self._changed:
-                    self._nodes = {n.metadata.name: n for n in listing.items}
-                    self._changed.notify_all()
-                self._synced.set()
-                version = listing.metadata.resource_version
-                w = watch.Watch()
-                for event in w.stream(self.cluster.core.list_node, resource_version=version, timeout_seconds=60,
-                                      _request_timeout=(5, 90)):
-                    node = event["object"]
-                    with self._changed:
-                        if event["type"] == "DELETED":
-                            self._nodes.pop(node.metadata.name, None)
-                        else:
-                            self._nodes[node.metadata.name] = node
-                        self._changed.notify_all()
-                    if self._stop.is_set():
-                        w.stop()
-                        return
-                backoff = 0.2
+                if version is None:
+                    version = self._list()
+                version, events = self._watch(version)
+                if events or time.monotonic() - started >= self.HEALTHY_AFTER:
+                    failures, failing_since = 0, None
+                    continue
+                self.last_error = "the watch ended at once with nothing seen"
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                # 410 Gone, a restarted API server, a dropped connection: re-list and go on.
-                self.restarts += 1
-                self.last_error = short_api_error(exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 3.0)
+                # 410 Gone (resource version too old), a restarted API server, a dropped
+                # connection, or stop() shutting the socket: list again unless stopping.
+                if self._stop.is_set():
+                    return
+                self.last_error, version = short_api_error(exc), None
+            failures += 1
+            self.restarts += 1
+            failing_since = failing_since or started
+            failing_for = time.monotonic() - failing_since
+            if failures >= self.give_up_failures and failing_for >= self.give_up_after:
+                self._give_up(failures, failing_for)
+                return
+            self._stop.wait(self.backoff.delay(failures))
 
+    def _give_up(self, failures: int, seconds: float) -> None:
+        self.error = ClusterError(
+            f"the Node watch on {self.cluster.server} failed {failures} times in a row over {seconds:.0f}s; "
+            f"gave up: {self.last_error}")
+        with self._changed:
+            self._changed.notify_all()
+        self._synced.set()
+
+    def _request(self, timeout: tuple[float, float], **query) -> urllib3.BaseHTTPResponse:
+        """GET the Node list (or watch), with the response kept where stop() can reach it."""
+        self.requests += 1
+        response = self.cluster.core.list_node(_preload_content=False, _request_timeout=timeout, **query)
+        with self._request_lock:
+            self._response = response
+            stopping = self._stop.is_set()
+        if stopping:
+            _interrupt(response)
+        if not 200 <= response.status <= 299:
+            error = client.ApiException(http_resp=response)  # reads the body: the server's message
+            self._release(response)
+            raise error
+        return response
+
+    def _release(self, response: urllib3.BaseHTTPResponse, close: bool = False) -> None:
+        """Forget the response; close its connection if it may be half-read (a watch)."""
+        with self._request_lock:
+            self._response = None
+        if close:
+            response.close()
+        response.release_conn()
+
+    def _list(self) -> str:
+        response = self._request(self.LIST_TIMEOUT)
+        try:
+            data = response.data
+        finally:
+            self._release(response)
+        listing = self.cluster.api.deserialize(data.decode(), "V1NodeList", "application/json")
+        with self._changed:
+            self._nodes = {n.metadata.name: n for n in listing.items}
+            self._changed.notify_all()
+        self._synced.set()
+        return listing.metadata.resource_version
+
+    def _watch(self, version: str) -> tuple[str, int]:
+        """Follow one watch from version until the server ends it; (last version, events seen)."""
+        response = self._request(self.WATCH_TIMEOUT, watch=True, resource_version=version,
+                                 timeout_seconds=self.WATCH_SECONDS, allow_watch_bookmarks=True)
+        events = 0
+        try:
+            for line in watch.watch.iter_resp_lines(response):
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                kind, raw = event.get("type"), event.get("object") or {}
+                if kind == "ERROR":
+                    raise client.ApiException(status=raw.get("code"), reason=raw.get("reason") or "watch error")
+                version = (raw.get("metadata") or {}).get("resourceVersion") or version
+                if kind == "BOOKMARK":
+                    continue
+                node = self.cluster.api.deserialize(json.dumps(raw), "V1Node", "application/json")
+                events += 1
+                with self._changed:
+                    if kind == "DELETED":
+                        self._nodes.pop(node.metadata.name, None)
+                    else:
+                        self._nodes[node.metadata.name] = node
+                    self._changed.notify_all()
+                if self._stop.is_set():
+                    break
+        finally:
+            self._release(response, close=True)
+        return version, events
+
+    # -- waiting ----------------------------------------------------------------
     def get(self, name: str) -> client.V1Node | None:
         with self._changed:
             return self._nodes.get(name)
@@ -93,8 +219,10 @@ class NodeWatcher:
                 node = self._nodes.get(name)
                 if predicate(node):
                     return node
+                if self.error is not None:
+                    raise ClusterError(f"node {name}: {self.error}")
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or (cancelled is not None and cancelled.is_set()):
+                if remaining <= 0 or (cancelled is not None and cancelled.is_set()) or self._stop.is_set():
                     raise ClusterError(
                         f"node {name} did not become Ready within {timeout:.0f}s"
                         + (f" (API watch: {self.last_error})" if self.last_error else "")
@@ -105,6 +233,12 @@ class NodeWatcher:
         node = self.wait_for(name, is_ready, timeout, cancelled)
         assert node is not None
         return node
+
+
+def _interrupt(response: urllib3.BaseHTTPResponse) -> None:
+    """Wake a thread blocked reading response: shut its socket's reading side down."""
+    with contextlib.suppress(ValueError, RuntimeError, OSError):  # already released: nothing blocks on it
+        response.shutdown()
 
 
 def read_node(cluster: Cluster, name: str) -> client.V1Node | None:
