@@ -610,13 +610,21 @@ class NodeScripts:
                     self._stop_kubelet()
                 r.change(f"stopped and removed the {name} service")
         hns = self.w["hns"]
-        if hns["policy_lists"]:
-            r.change(f"removed {hns['policy_lists']} HNS policy lists")
+        names = self._cni_networks(inv)
+        removed = [n for n in hns["networks"] if n in names]
+        endpoints = hns.setdefault("endpoints", {})
+        if removed and hns["policy_lists"]:  # the model's policy lists are kube-proxy's, on the CNI's endpoints
+            r.change(f"removed {hns['policy_lists']} HNS policy lists of the CNI's endpoints")
             hns["policy_lists"] = 0
-        cluster_networks = [n for n in hns["networks"] if n != "nat"]
-        if cluster_networks:
-            r.change(f"removed HNS networks {', '.join(cluster_networks)}")
-            hns["networks"] = ["nat"]
+        count = sum(endpoints.pop(n, 0) for n in removed)
+        if count:
+            r.change(f"removed {count} HNS endpoints of {', '.join(removed)}")
+        if removed:
+            r.change(f"removed HNS networks {', '.join(removed)}")
+            hns["networks"] = [n for n in hns["networks"] if n not in removed]
+            hns.setdefault("removed", []).extend(removed)  # what Remove-HnsNetwork was given, for tests
+        r.facts["hns_removed"] = removed
+        r.facts["hns_kept"] = list(hns["networks"])
         r.facts["hns"] = "cleaned"
         cni = self._path("C:\\etc\\cni\\net.d")
         if (cni.exists() and any(cni.iterdir())) or self.w.get("cni_files"):
@@ -631,6 +639,14 @@ class NodeScripts:
         r.facts["joined"] = False
         self._save()
         return r.outcome()
+
+    @staticmethod
+    def _cni_networks(inv: PowerShellInvocation) -> list[str]:
+        """The network names reset.ps1 removes: its own $cniNetworks list, read from the script
+        it was sent, plus NB_HNS_NETWORKS."""
+        match = re.search(r"\$cniNetworks = @\(([^)]*)\)", inv.body)
+        names = re.findall(r"'([^']*)'", match.group(1)) if match else []
+        return names + [n.strip() for n in inv.variables.get("NB_HNS_NETWORKS", "").split(",") if n.strip()]
 
     # -- gMSA credential spec --------------------------------------------------------
     def gmsa_credspec(self, inv: PowerShellInvocation) -> Outcome:

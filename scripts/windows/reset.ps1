@@ -1,7 +1,8 @@
 # nodeboot-script: reset
 # reset.ps1: kubeadm reset -f, then what it leaves on Windows: the kubelet,
-# kube-proxy and csiproxy services, HNS networks and policy lists,
-# C:\etc\cni\net.d and C:\var\lib\kubelet. Inputs: NB_KUBE_DIR, NB_CRI_SOCKET.
+# kube-proxy and csiproxy services, the CNI's HNS networks with their endpoints and
+# policy lists (no other network), C:\etc\cni\net.d and C:\var\lib\kubelet.
+# Inputs: NB_KUBE_DIR, NB_CRI_SOCKET, NB_HNS_NETWORKS (more network names, comma-separated).
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 Invoke-NbMain {
@@ -26,11 +27,20 @@ Invoke-NbMain {
         if (-not (Get-Command Get-HnsNetwork -ErrorAction SilentlyContinue) -and (Test-Path -LiteralPath "$kube\hns.psm1")) { Import-Module "$kube\hns.psm1" -DisableNameChecking }
     }
     if (Get-Command Get-HnsNetwork -ErrorAction SilentlyContinue) {
-        $policies = @(Get-HnsPolicyList)
-        if ($policies.Count) { $policies | Remove-HnsPolicyList; Add-NbChange $r "removed $($policies.Count) HNS policy lists" }
-        # The host's own NAT network stays: it belongs to Windows, not to the cluster.
-        $networks = @(Get-HnsNetwork | Where-Object { $_.Name -ne 'nat' })
+        # Only what the CNI made: flannel's networks (vxlan0, cbr0, flannel.<VNI>), Calico's, and the
+        # names the inventory adds. Every other network (nat, a user's transparent or l2bridge one) stays.
+        $cniNetworks = @('vxlan0', 'cbr0', 'flannel.4096', 'Calico') + @(([string]$NB_HNS_NETWORKS) -split ',' | ForEach-Object { $_.Trim() } | Where-Object { $_ })
+        $all = @(Get-HnsNetwork)
+        $networks = @($all | Where-Object { $cniNetworks -contains $_.Name })
+        $ids = @($networks | ForEach-Object { ([string]$_.Id).ToLowerInvariant() })
+        $endpoints = @(Get-HnsEndpoint | Where-Object { $ids -contains ([string]$_.VirtualNetwork).ToLowerInvariant() })
+        $endpointIds = @($endpoints | ForEach-Object { ([string]$_.Id).ToLowerInvariant() })
+        $policies = @(Get-HnsPolicyList | Where-Object { @($_.References | Where-Object { $endpointIds -contains (([string]$_) -split '/')[-1].ToLowerInvariant() }).Count })
+        if ($policies.Count) { $policies | Remove-HnsPolicyList; Add-NbChange $r "removed $($policies.Count) HNS policy lists of the CNI's endpoints" }
+        if ($endpoints.Count) { $endpoints | Remove-HnsEndpoint; Add-NbChange $r "removed $($endpoints.Count) HNS endpoints of $(($networks | ForEach-Object { $_.Name }) -join ', ')" }
         if ($networks.Count) { $networks | Remove-HnsNetwork; Add-NbChange $r "removed HNS networks $(($networks | ForEach-Object { $_.Name }) -join ', ')" }
+        $r.facts['hns_removed'] = @($networks | ForEach-Object { $_.Name })
+        $r.facts['hns_kept'] = @($all | Where-Object { $cniNetworks -notcontains $_.Name } | ForEach-Object { $_.Name })
         $r.facts['hns'] = 'cleaned'
     } else {
         $r.facts['hns'] = 'no HNS module (HostNetworkingService or C:\k\hns.psm1): networks not checked'

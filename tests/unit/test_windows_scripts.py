@@ -176,6 +176,19 @@ def test_model_reset_is_idempotent_and_unknown_scripts_fail(tmp_path: Path) -> N
     result, _ = run(model, "reset.ps1")
     assert result["changed"] and any("flannel.4096" in a for a in result["facts"]["actions"])
     assert not run(model, "reset.ps1")[0]["changed"]
+
+
+def test_reset_removes_only_the_cnis_hns_networks_and_says_which(tmp_path: Path) -> None:
+    model = WindowsHostModel(tmp_path)
+    model.node.w["hns"] = {"networks": ["nat", "vxlan0", "my-transparent", "Calico", "lab-l2bridge", "win-1-extra"],
+                           "endpoints": {"vxlan0": 4, "my-transparent": 2, "win-1-extra": 1}, "policy_lists": 2}
+    result, code = run(model, "reset.ps1", {"NB_HNS_NETWORKS": "win-1-extra"})
+    assert code == 0 and result["facts"]["hns_removed"] == ["vxlan0", "Calico", "win-1-extra"]
+    assert result["facts"]["hns_kept"] == ["nat", "my-transparent", "lab-l2bridge"]
+    assert "removed 5 HNS endpoints of vxlan0, Calico, win-1-extra" in result["facts"]["actions"]
+    hns = model.node.w["hns"]
+    assert hns["removed"] == ["vxlan0", "Calico", "win-1-extra"]  # Remove-HnsNetwork never saw a user's network
+    assert hns["endpoints"] == {"my-transparent": 2}
     out, err, code = model("s", "powershell.exe", ["-Command", "-"], b"# nodeboot-script: no-such\n\n")
     assert code == 1 and b"unknown script" in err
 

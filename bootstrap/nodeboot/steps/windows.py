@@ -272,8 +272,16 @@ class WindowsReset(Phase):
         return "not joined"
 
     def run(self, ctx: HostContext) -> bool:
-        return ctx.script("reset.ps1", {"NB_KUBE_DIR": KUBE_DIR,
-                                        "NB_CRI_SOCKET": "npipe:////./pipe/containerd-containerd"}).changed
+        extra = ctx.host.vars.get("nodeboot_windows_hns_networks") or []
+        if isinstance(extra, str):
+            extra = [extra]
+        result = ctx.script("reset.ps1", {"NB_KUBE_DIR": KUBE_DIR, "NB_HNS_NETWORKS": ",".join(map(str, extra)),
+                                          "NB_CRI_SOCKET": "npipe:////./pipe/containerd-containerd"})
+        if result.facts.get("hns_removed") or result.facts.get("hns_kept"):
+            ctx.emit("progress", phase=self.name,
+                     detail=f"HNS networks removed: {', '.join(result.facts.get('hns_removed') or []) or 'none'}; "
+                            f"kept: {', '.join(result.facts.get('hns_kept') or []) or 'none'}")
+        return result.changed
 
 
 def reset_phases() -> list[Phase]:
