@@ -36,6 +36,7 @@ class RunSettings:
     output: str = "human"
     log_dir: str | None = None  # runs get their own directories under it
     keep_runs: int | None = None  # None: $NODEBOOT_KEEP_RUNS, else runlog.DEFAULT_KEEP_RUNS
+    run_dir: Path | None = None  # made by the run's first make_output
     parallel: int = 20
     fail_fast: bool = False
     connection: ConnectionDefaults = field(default_factory=ConnectionDefaults)
@@ -68,15 +69,16 @@ def select_hosts(sel: HostSelection) -> list[Host]:
 def make_output(settings: RunSettings, redactor: Redactor) -> Output:
     """The run's output, logging to a new private directory under --log-dir (default
     ~/.local/state/nodeboot/runs); the oldest runs beyond --keep-runs are deleted."""
-    keep = runlog.keep_runs(settings.keep_runs)
-    base = Path(settings.log_dir) if settings.log_dir else runlog.default_base()
-    run_dir = runlog.new_run_dir(base)
+    if settings.run_dir is None:  # a command's later stages (proxy set-mode's) log to the same run
+        keep = runlog.keep_runs(settings.keep_runs)
+        base = Path(settings.log_dir) if settings.log_dir else runlog.default_base()
+        settings.run_dir = runlog.new_run_dir(base)
+        runlog.prune(base, keep, settings.run_dir)
     try:
-        output = Output(redactor=redactor, mode=settings.output, log_dir=run_dir)
+        return Output(redactor=redactor, mode=settings.output, log_dir=settings.run_dir)
     except OSError as exc:
-        raise UsageError(f"log directory {run_dir}: cannot write the run log: {exc.strerror or exc}") from None
-    runlog.prune(base, keep, run_dir)
-    return output
+        raise UsageError(f"log directory {settings.run_dir}: cannot write the run log: "
+                         f"{exc.strerror or exc}") from None
 
 
 def cluster_state(cluster: Cluster, options: RunOptions, need_join: bool) -> dict:
@@ -121,6 +123,11 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     state = cluster_state(cluster, settings.options, need_join=action == "join")
     for notice in proxy_notices:
         output.message(notice, "yellow")
+    if action == "join" and any(h.os == "windows" for h in hosts):  # once per run, not per Windows host
+        from nodeboot.steps import windows
+
+        state.update(windows.cluster_side_once(cluster, settings.options,
+                                               lambda change: output.message(f"windows-cluster: {change}")))
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
                   settings.fail_fast)
     title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")

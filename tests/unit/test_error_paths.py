@@ -82,9 +82,12 @@ def test_runs_in_the_same_second_get_their_own_private_directories(monkeypatch, 
     from nodeboot.redact import Redactor
 
     monkeypatch.setattr(runlog.time, "strftime", lambda fmt: "20260101-120000")  # both runs: the same second
-    first = app.make_output(settings_for(tmp_path), Redactor())
+    first_run = settings_for(tmp_path)
+    first = app.make_output(first_run, Redactor())
     second = app.make_output(settings_for(tmp_path), Redactor())
     assert first.log_dir != second.log_dir
+    # A run's later stages (proxy set-mode: prerequisites, rollout, cleanup) keep to its directory.
+    assert app.make_output(first_run, Redactor()).log_dir == first.log_dir
     for output in (first, second):
         output.begin(["h1"], "test")
         output.event("transcript", "h1", script="facts.sh", stdout="out", stderr="", exit=0)
