@@ -84,6 +84,7 @@ class HostOnly:
     """Token ledger and Node watcher of a fleet with no cluster: work on the hosts only."""
 
     created = 0
+    earlier_deleted: tuple[str, ...] = ()
 
     def start(self) -> HostOnly:
         return self
@@ -142,6 +143,9 @@ class Fleet:
             self._restore_sigint(previous)
             self.watcher.stop()
             left = self.tokens.delete_all()
+            if self.tokens.earlier_deleted:
+                self.output.message(f"deleted bootstrap tokens an earlier run left for these nodes (killed before "
+                                    f"its cleanup?): {', '.join(self.tokens.earlier_deleted)}", "yellow")
             self.output.end()
         for report in reports.values():
             if report.result == "not-started" and self.cancelled.is_set():

@@ -48,6 +48,15 @@ def new_token(node: str) -> BootstrapToken:
     return BootstrapToken(token_id, secret, node, dt.datetime.now(dt.UTC) + TOKEN_TTL)
 
 
+MANAGED_BY = "app.kubernetes.io/managed-by=nodeboot"
+TOKEN_TYPE = "bootstrap.kubernetes.io/token"
+
+
+def description_for(node: str) -> str:
+    """A token's description: it names the node, which is how a later run finds tokens left for it."""
+    return f"nodeboot join of node {node}"
+
+
 def token_secret_body(token: BootstrapToken) -> client.V1Secret:
     return client.V1Secret(
         metadata=client.V1ObjectMeta(
@@ -60,7 +69,7 @@ def token_secret_body(token: BootstrapToken) -> client.V1Secret:
             "token-id": token.token_id,
             "token-secret": token.secret,
             "expiration": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "description": f"nodeboot join of node {token.node}",
+            "description": description_for(token.node),
             "usage-bootstrap-authentication": "true",
             "usage-bootstrap-signing": "true",
             "auth-extra-groups": TOKEN_GROUP,
@@ -76,8 +85,12 @@ class TokenLedger:
         self._live: dict[str, BootstrapToken] = {}
         self._lock = threading.Lock()
         self.created = 0
+        self.earlier_deleted: list[str] = []  # ids of tokens earlier runs left, deleted by this one
 
     def create(self, node: str) -> BootstrapToken:
+        """A new token for node, after deleting any an earlier run made for it and never
+        deleted (that run was killed): a node has at most one valid nodeboot token."""
+        self.delete_earlier(node)
         token = new_token(node)
         try:
             with_retry(lambda: self.cluster.core.create_namespaced_secret("kube-system", token_secret_body(token)))
@@ -87,6 +100,28 @@ class TokenLedger:
             self._live[token.token_id] = token
             self.created += 1
         return token
+
+    def delete_earlier(self, node: str) -> list[str]:
+        """Delete the tokens nodeboot made for node that this run does not hold; their ids."""
+        try:
+            listing = with_retry(lambda: self.cluster.core.list_namespaced_secret(
+                "kube-system", label_selector=MANAGED_BY, field_selector=f"type={TOKEN_TYPE}"))
+        except client.ApiException as exc:
+            raise ClusterError(f"cannot list the bootstrap tokens left for {node}: {short_api_error(exc)}") from None
+        with self._lock:
+            ours = set(self._live)
+        wanted = description_for(node)
+        left = []
+        for secret in listing.items:
+            data = secret.data or {}
+            token_id = _decoded(data, "token-id")
+            if token_id and token_id not in ours and _decoded(data, "description") == wanted:
+                left.append(token_id)
+        for token_id in left:
+            self.delete(BootstrapToken(token_id, "", node, dt.datetime.now(dt.UTC)))
+        with self._lock:
+            self.earlier_deleted += left
+        return left
 
     def delete(self, token: BootstrapToken) -> None:
         with self._lock:
@@ -112,6 +147,13 @@ class TokenLedger:
     def live_ids(self) -> list[str]:
         with self._lock:
             return sorted(self._live)
+
+
+def _decoded(data: dict[str, str], key: str) -> str:
+    try:
+        return base64.b64decode(data.get(key) or "").decode()
+    except (ValueError, UnicodeDecodeError):
+        return ""
 
 
 def wait_signed(cluster: Cluster, token: BootstrapToken, timeout: float = 90.0) -> None:
