@@ -4,6 +4,7 @@ effects are modelled by nodeboot_lab.windows_node."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -42,12 +43,8 @@ def test_join_by_host_argument_is_ready_as_windows_then_a_noop_then_reset(lab, w
     n = node(lab, host["name"])
     assert n.metadata.labels["kubernetes.io/os"] == "windows"
     assert any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
-    ds = lab.cluster().apps.read_namespaced_daemon_set("kube-proxy-windows", "kube-system")
-    pod = ds.spec.template.spec
-    assert pod.security_context.windows_options.host_process and pod.host_network
-    assert pod.security_context.windows_options.run_as_user_name == "NT AUTHORITY\\system"
-    assert pod.node_selector == {"kubernetes.io/os": "windows"}
-    assert lab.cluster().version[2].split("+")[0] in pod.containers[0].image
+    # Without --cni no kube-proxy flavour is guessed (as the Ansible engine): only Linux DaemonSets are pinned.
+    assert "no --cni: Linux DaemonSets pinned to Linux only" in proc.stderr
     linux_ds = lab.cluster().apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
     assert linux_ds.spec.template.spec.node_selector["kubernetes.io/os"] == "linux"
     assert summary(events)["tokens_left"] == []
@@ -82,6 +79,14 @@ def test_join_by_inventory_with_taint_and_winrm_requests_per_command(lab, win_ho
     cm = lab.cluster().core.read_namespaced_config_map("kube-flannel-cfg", "kube-flannel")
     backend = json.loads(cm.data["net-conf.json"])["Backend"]
     assert backend == {"Type": "vxlan", "VNI": 4096, "Port": 4789}
+    ds = lab.cluster().apps.read_namespaced_daemon_set("kube-proxy-windows", "kube-system")
+    pod = ds.spec.template.spec
+    assert pod.security_context.windows_options.host_process and pod.host_network
+    assert pod.security_context.windows_options.run_as_user_name == "NT AUTHORITY\\system"
+    assert pod.node_selector == {"kubernetes.io/os": "windows"}
+    assert lab.cluster().version[2].split("+")[0] in pod.containers[0].image and "flannel" in pod.containers[0].image
+    binding = lab.cluster().rbac.read_cluster_role_binding("nodeboot-flannel-windows")  # Windows flannel's RBAC
+    assert (binding.subjects[0].namespace, binding.subjects[0].name) == ("kube-flannel", "flannel")
     execs = summary(events)["hosts"][0]["execs"]
     # The lab endpoint writes what it counted when it stops: stop this host's endpoint.
     model_dir = Path(lab.env["state_dir"]) / "hosts" / host["name"] / "model"
@@ -160,3 +165,64 @@ spec:
     assert opts.run_as_user_name == "CONTOSO\\webapp1$" and opts.gmsa_credential_spec_name == "webapp1"
     proc = lab.nodeboot("windows", "run-as", "deployment/iis", "--user", "A\\B\\C")
     assert proc.returncode == 2 and "--user" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_two_windows_hosts_in_one_run_reconcile_the_cluster_side_once(lab, tmp_path) -> None:
+    hosts = lab.reserve(2, "windows")
+    inv = lab.inventory(hosts, "win-pair")
+    proc, events = lab.nodeboot_json("join", "-i", str(inv), "--cni", "flannel")
+    assert proc.returncode == 0, proc.stderr
+    details = [e["detail"] for e in events if e.get("event") == "phase" and e.get("phase") == "windows-cluster"
+               and e["status"] != "start"]
+    assert len(details) == 2 and all(d.startswith("reconciled once for this run") for d in details), details
+    # The run wrote each object at most once, before the hosts fanned out: one generation, one writer.
+    ds = lab.cluster().apps.read_namespaced_daemon_set("kube-proxy-windows", "kube-system")
+    assert ds.metadata.generation == 1
+    assert proc.stderr.count("windows-cluster: created DaemonSet kube-system/kube-proxy-windows") <= 1
+    for host in hosts:
+        assert node(lab, host["name"]).metadata.labels["kubernetes.io/os"] == "windows"
+
+
+def test_a_live_flannel_vni_is_not_changed_under_running_pods(lab) -> None:
+    from kubernetes import client
+
+    cluster = lab.cluster()
+    core, apps = cluster.core, cluster.apps
+    try:
+        core.create_namespace({"metadata": {"name": "kube-flannel"}})
+    except client.ApiException as exc:
+        assert exc.status == 409
+    original = None
+    with contextlib.suppress(client.ApiException):
+        original = core.read_namespaced_config_map("kube-flannel-cfg", "kube-flannel").data
+    live = {"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}  # flannel's defaults: VNI 1, port 8472
+    body = {"metadata": {"name": "kube-flannel-cfg", "namespace": "kube-flannel"},
+            "data": {"net-conf.json": json.dumps(live)}}
+    if original is None:
+        core.create_namespaced_config_map("kube-flannel", body)
+    else:
+        core.replace_namespaced_config_map("kube-flannel-cfg", "kube-flannel", body)
+    ds = yaml.safe_load("""
+metadata: {name: kube-flannel-ds, namespace: kube-flannel}
+spec:
+  selector: {matchLabels: {app: flannel}}
+  template:
+    metadata: {labels: {app: flannel}}
+    spec:
+      nodeSelector: {kubernetes.io/os: linux}
+      containers: [{name: kube-flannel, image: ghcr.io/flannel-io/flannel:v0.26.7}]
+""")
+    apps.create_namespaced_daemon_set("kube-flannel", ds)
+    try:
+        proc = lab.nodeboot("node", "windows-cluster", "--cni", "flannel")
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr
+        line = proc.stderr.strip().splitlines()[-1]
+        assert "VNI 1, port 8472" in line and "rollout restart daemonset/kube-flannel-ds" in line, line
+        now = json.loads(core.read_namespaced_config_map("kube-flannel-cfg", "kube-flannel").data["net-conf.json"])
+        assert now == live  # untouched
+    finally:
+        apps.delete_namespaced_daemon_set("kube-flannel-ds", "kube-flannel")
+    proc = lab.nodeboot("node", "windows-cluster", "--cni", "flannel")  # no Linux flannel running: it is set
+    assert proc.returncode == 0, proc.stderr
+    now = json.loads(core.read_namespaced_config_map("kube-flannel-cfg", "kube-flannel").data["net-conf.json"])
+    assert now["Backend"] == {"Type": "vxlan", "VNI": 4096, "Port": 4789}

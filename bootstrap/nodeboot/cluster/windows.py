@@ -40,6 +40,7 @@ LINUX_DAEMONSETS = {
     "calico": [("kube-system", "kube-proxy"), ("calico-system", "calico-node")],
 }
 CNIS = ("flannel", "calico")
+LINUX_FLANNEL = ("kube-flannel", "kube-flannel-ds")
 
 
 def render(name: str, values: dict[str, str]) -> list[dict[str, Any]]:
@@ -57,10 +58,14 @@ def pod_subnet(cluster: Cluster) -> str:
 
 
 def desired(cluster: Cluster, cni: str | None) -> list[dict[str, Any]]:
+    """The objects nodeboot owns for this CNI. Without one, none: kube-proxy for Windows comes in
+    a flavour per CNI (its image and start script expect that CNI's HNS network), so nodeboot does
+    not guess; both engines then only pin the Linux DaemonSets, which every CNI needs."""
+    if cni is None:
+        return []
     version = cluster.version[2].split("+")[0]
-    flavour = cni or "flannel"
     docs = render("kube-proxy-windows.yaml", {"KUBE_PROXY_IMAGE": KUBE_PROXY_IMAGE.format(version=version,
-                                                                                         flavour=flavour)})
+                                                                                         flavour=cni)})
     if cni == "flannel":
         docs += render("flannel-windows.yaml", {"POD_SUBNET": pod_subnet(cluster), "FLANNEL_IMAGE": FLANNEL_IMAGE})
     for doc in docs:
@@ -88,6 +93,8 @@ def _read(cluster: Cluster, doc: dict[str, Any]) -> Any | None:
         "ServiceAccount": lambda: cluster.core.read_namespaced_service_account(meta["name"], meta["namespace"]),
         "ConfigMap": lambda: cluster.core.read_namespaced_config_map(meta["name"], meta["namespace"]),
         "DaemonSet": lambda: cluster.apps.read_namespaced_daemon_set(meta["name"], meta["namespace"]),
+        "ClusterRole": lambda: cluster.rbac.read_cluster_role(meta["name"]),
+        "ClusterRoleBinding": lambda: cluster.rbac.read_cluster_role_binding(meta["name"]),
     }
     try:
         return readers[kind]()
@@ -106,6 +113,29 @@ def _flannel_backend_ok(cm: Any) -> bool:
     return backend.get("Type") == "vxlan" and backend.get("VNI") == FLANNEL_VNI and backend.get("Port") == FLANNEL_PORT
 
 
+def _refuse_live_vni_change(cluster: Cluster, cm: Any) -> None:
+    """Flannel reads its VNI and port when it starts: rewriting them under running Linux flannel
+    pods splits the overlay until every one restarts. nodeboot sets them only while no Linux
+    flannel runs, and otherwise says how to make the change."""
+    namespace, name = LINUX_FLANNEL
+    try:
+        cluster.apps.read_namespaced_daemon_set(name, namespace)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return
+        raise ClusterError(f"cannot read DaemonSet {namespace}/{name}: {short_api_error(exc)}") from None
+    try:
+        backend = json.loads((cm.data or {}).get("net-conf.json", "{}")).get("Backend") or {}
+    except ValueError:
+        backend = {}
+    raise ClusterError(
+        f"--cni flannel: kube-flannel/kube-flannel-cfg has VXLAN VNI {backend.get('VNI', 1)}, port "
+        f"{backend.get('Port', 8472)} (type {backend.get('Type', '?')}), and Windows needs VNI {FLANNEL_VNI}, port "
+        f"{FLANNEL_PORT}; nodeboot does not change them under the running {namespace}/{name}, which would split "
+        f"the overlay: set \"VNI\": {FLANNEL_VNI}, \"Port\": {FLANNEL_PORT} in the Backend of net-conf.json, run "
+        f"'kubectl -n {namespace} rollout restart daemonset/{name}', wait for it, then join again")
+
+
 def plan(cluster: Cluster, cni: str | None) -> Plan:
     if cni is not None and cni not in CNIS:
         raise ClusterError(f"--cni {cni!r}: expected one of {', '.join(CNIS)}")
@@ -116,6 +146,8 @@ def plan(cluster: Cluster, cni: str | None) -> Plan:
             result.create.append(doc)
         elif doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "kube-flannel-cfg":
             result.flannel_backend = not _flannel_backend_ok(live)  # the cluster's own: only the Backend is ours
+            if result.flannel_backend:
+                _refuse_live_vni_change(cluster, live)
         elif doc["kind"] in ("DaemonSet",):
             have = (live.metadata.annotations or {}).get(HASH_ANNOTATION)
             if have != doc["metadata"]["annotations"][HASH_ANNOTATION]:
@@ -192,6 +224,8 @@ def _create(cluster: Cluster, doc: dict[str, Any]) -> None:
         "ServiceAccount": lambda: cluster.core.create_namespaced_service_account(meta["namespace"], doc),
         "ConfigMap": lambda: cluster.core.create_namespaced_config_map(meta["namespace"], doc),
         "DaemonSet": lambda: cluster.apps.create_namespaced_daemon_set(meta["namespace"], doc),
+        "ClusterRole": lambda: cluster.rbac.create_cluster_role(doc),
+        "ClusterRoleBinding": lambda: cluster.rbac.create_cluster_role_binding(doc),
     }
     try:
         creators[kind]()

@@ -216,15 +216,47 @@ class CsiProxy(Phase):
         return ctx.script("csi-proxy.ps1", _artifacts(ctx)).changed
 
 
+CLUSTER_SIDE = "windows_cluster"  # ctx.state key: the run's one reconcile of the cluster side
+
+
+def cluster_side_once(cluster, options, report) -> dict:
+    """The cluster side of Windows nodes, reconciled once per run before the hosts fan out (N hosts
+    would otherwise write the same objects and race). Returns what every host's state carries:
+    {CLUSTER_SIDE: {"changes": [...]}} or {CLUSTER_SIDE: {"error": "..."}}; `report` gets each change."""
+    if "windows-cluster" in options.skip_phases or options.dry_run:
+        return {}  # skipped by each host, or answered from the plan by each host (a dry run writes nothing)
+    cni = options.extra.get("cni")
+    try:
+        changes = cluster_windows.apply(cluster, cni)
+    except Exception as exc:  # noqa: BLE001 - every Windows host fails its windows-cluster phase with it
+        from nodeboot.cluster.retry import describe
+
+        return {CLUSTER_SIDE: {"error": str(describe(exc) or exc)}}
+    for change in changes:
+        report(change)
+    if cni is None:
+        report("no --cni: Linux DaemonSets pinned to Linux only; kube-proxy and the CNI for Windows "
+               "are not deployed (name the cluster's CNI with --cni flannel|calico)")
+    return {CLUSTER_SIDE: {"changes": changes}}
+
+
 class ClusterSide(Phase):
     name = "windows-cluster"
     title = "kube-proxy for Windows, the CNI's Windows side, Linux DaemonSets pinned to Linux"
 
     def satisfied(self, ctx: HostContext) -> str | None:
+        once = ctx.state.get(CLUSTER_SIDE)
+        if once is not None:
+            if "error" in once:
+                return None
+            return f"reconciled once for this run ({len(once['changes'])} changes)"
         plan = cluster_windows.plan(ctx.cluster, ctx.options.extra.get("cni"))
         return None if plan.pending() else "in place"
 
     def run(self, ctx: HostContext) -> bool:
+        once = ctx.state.get(CLUSTER_SIDE)
+        if once is not None:
+            raise cluster_phases.PreflightError(once["error"])
         changes = cluster_windows.apply(ctx.cluster, ctx.options.extra.get("cni"))
         for change in changes:
             ctx.emit("progress", phase=self.name, detail=change)
