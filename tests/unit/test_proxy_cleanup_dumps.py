@@ -28,12 +28,16 @@ from pathlib import Path
 import pytest
 
 from nodeboot.cluster.kubeproxy import kube_proxy_cleans_itself
-from nodeboot.scripts import parse_result, script_text, shell_preamble
-
-DUMPS = Path(__file__).resolve().parent / "fixtures" / "proxy-dumps"
-MODES = ("iptables", "ipvs", "nftables")
-TRANSITIONS = [(old, new) for old in MODES for new in MODES if old != new]
-BUILTIN = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
+from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
+from proxydumps import (
+    DUMP_STATE,
+    TRANSITIONS,
+    NodeState,
+    cleanup_vars,
+    parse_sections,
+    start_state,
+    state_of,
+)
 
 STANDINS = {
     # The modules kube-proxy's modes use, as "loaded".
@@ -66,138 +70,43 @@ def needs_netns() -> None:
         pytest.fail("these tests need root and unshare (a private network namespace for real iptables)")
 
 
-def read(layer: str, name: str) -> str:
-    """A dump file of a layer: a mode directory under DUMPS, or a directory a test made."""
-    path = (Path(layer) if os.path.isabs(layer) else DUMPS / layer) / name
-    return path.read_text() if path.exists() else ""
-
-
-def rules_only(dump: str) -> str:
-    return "\n".join(line for line in dump.splitlines() if not line.startswith("#")) + "\n"
-
-
-def as_new_mode_writes_it(old: str, new: str) -> str:
-    """NEW's iptables dump as restored over OLD's: kube-proxy rewrites the chains it
-    declares, and adds a built-in chain's jump only if it is not there already."""
-    present = {line for line in old.splitlines() if line.startswith("-A ")}
-    out = []
-    for line in rules_only(new).splitlines():
-        if line.startswith(":") and line[1:].split()[0] in BUILTIN:
-            continue
-        if line.startswith("-A ") and line.split()[1] in BUILTIN and line in present:
-            continue
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
-@dataclass
-class NodeState:
-    layers: list[str]  # mode directories, oldest first; "foreign" last
-
-    def load_script(self, state: Path) -> str:
-        """The shell that puts these layers into the namespace's kernel and the stand-ins' files."""
-        lines = ["set -e"]
-        previous_ipt = ""
-        for index, layer in enumerate(self.layers):
-            if read(layer, "ipset-save"):  # first: iptables rules match on the sets
-                (state / f"{index}-ipset").write_text(read(layer, "ipset-save"))
-                lines.append(f"ipset restore -exist < {state / f'{index}-ipset'}")
-            for family in ("iptables", "ip6tables"):
-                dump = read(layer, f"{family}-save")
-                if not dump:
-                    continue
-                if family == "iptables" and previous_ipt:
-                    dump = as_new_mode_writes_it(previous_ipt, dump)
-                if family == "iptables":
-                    previous_ipt += dump
-                path = state / f"{index}-{family}"
-                path.write_text(rules_only(dump))
-                lines.append(f"{family}-restore --noflush < {path}")
-            if read(layer, "nft-ruleset"):
-                (state / f"{index}-nft").write_text(read(layer, "nft-ruleset"))
-                lines.append(f"nft -f {state / f'{index}-nft'}")
-            ipvs = read(layer, "ipvsadm")
-            if ipvs:
-                with open(state / "ipvs", "a") as f:
-                    f.write("\n".join(x for x in ipvs.splitlines() if x.startswith(("TCP", "UDP", "  ->"))) + "\n")
-            if read(layer, "kube-ipvs0"):
-                with open(state / "kube-ipvs0", "a") as f:
-                    f.write(read(layer, "kube-ipvs0"))
-        return "\n".join(lines) + "\n"
-
-
 @dataclass
 class Outcome:
-    result: object
+    result: ScriptResult
     stderr: str
     state: dict[str, list[str]]
 
 
-DUMP_STATE = r"""
-echo '@@iptables'; iptables-save | grep -v '^#'
-echo '@@ip6tables'; ip6tables-save | grep -v '^#'
-echo '@@ipsets'; ipset list -n | sort
-echo '@@nft'; nft list tables | sort
-echo '@@ipvs'; grep -E '^(TCP|UDP)' "$NB_TEST_STATE/ipvs" 2>/dev/null | sort || true
-echo '@@kube-ipvs0'; cat "$NB_TEST_STATE/kube-ipvs0" 2>/dev/null || true
-"""
-
-
 def run_on(tmp: Path, node: NodeState, runs: list[dict[str, str]]) -> tuple[list[Outcome], dict[str, list[str]]]:
-    """Load the node, run the cleanup once per `runs` entry, and read the state after each."""
+    """Load the node, run the cleanup once per `runs` entry, and read the state before and after each."""
     needs_netns()
+    tmp.mkdir(exist_ok=True)
     state = tmp / "state"
-    state.mkdir(exist_ok=True)
+    state.mkdir()
     bin_dir = tmp / "bin"
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir()
     for name, body in STANDINS.items():
         (bin_dir / name).write_text("#!/bin/bash\n" + body)
         (bin_dir / name).chmod(0o755)
-    driver = [node.load_script(state) + "set +e\n", DUMP_STATE.replace("@@", "@@0-")]
+    (state / "ipvs").write_text("")
+    driver = [node.load_shell(real_ipvs=False) + "set +e\n", DUMP_STATE.replace("@@", "@@0-")]
     for index, variables in enumerate(runs, 1):
         script = tmp / f"run{index}.sh"
         script.write_text(shell_preamble(variables) + script_text("linux", "proxy-cleanup.sh"))
-        driver.append(f"echo '@@{index}-result'; bash --noprofile --norc -s < {script} 2>{tmp}/stderr{index}; true")
+        driver.append(f"echo '@@{index}-result'; bash --noprofile --norc -s < {script} 2>{tmp}/stderr{index}")
         driver.append(DUMP_STATE.replace("@@", f"@@{index}-"))
     env = {"PATH": f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin", "NB_TEST_STATE": str(state), "LC_ALL": "C"}
     proc = subprocess.run(["unshare", "-n", "bash", "-c", "\n".join(driver)], capture_output=True, text=True,
                           env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    sections: dict[str, list[str]] = {}
-    current = ""
-    for line in proc.stdout.splitlines():
-        if line.startswith("@@"):
-            current = line[2:]
-            sections[current] = []
-        elif line.strip():
-            sections[current].append(line)
+    sections = parse_sections(proc.stdout)
     outcomes = []
     for index in range(1, len(runs) + 1):
         lines = sections[f"{index}-result"]
         result = parse_result("proxy-cleanup.sh", 0 if lines and json.loads(lines[-1])["ok"] else 1,
                               "\n".join(lines), "")
-        outcomes.append(Outcome(result, (tmp / f"stderr{index}").read_text(), state_of(sections, str(index))))
-    return outcomes, state_of(sections, "0")
-
-
-def state_of(sections: dict[str, list[str]], index: str) -> dict[str, list[str]]:
-    out = {}
-    for key in ("iptables", "ip6tables", "ipsets", "nft", "ipvs", "kube-ipvs0"):
-        lines = sections.get(f"{index}-{key}", [])
-        if key.endswith("tables") and key != "nft":
-            # Chains and rules per table; order across chains does not matter, counters do not exist here.
-            lines = sorted(table_lines(lines))
-        out[key] = lines
-    return out
-
-
-def table_lines(lines: list[str]) -> list[str]:
-    table = ""
-    for line in lines:
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith((":", "-A")):
-            yield f"{table} {line.split(' [')[0] if line.startswith(':') else line}"
+        outcomes.append(Outcome(result, (tmp / f"stderr{index}").read_text(), state_of(sections, f"{index}-")))
+    return outcomes, state_of(sections, "0-")
 
 
 def expected_state(tmp: Path, new: str) -> dict[str, list[str]]:
@@ -205,22 +114,10 @@ def expected_state(tmp: Path, new: str) -> dict[str, list[str]]:
     return state
 
 
-def start_state(old: str, new: str, kube_proxy_cleaned: bool) -> NodeState:
-    if (DUMPS / f"{old}-to-{new}").is_dir():
-        return NodeState([f"{old}-to-{new}", "foreign"])
-    return NodeState([new, "foreign"] if kube_proxy_cleaned else [old, new, "foreign"])
-
-
-def cleanup_vars(old: str, new: str, dry_run: bool = False) -> dict[str, str]:
-    return {"NB_CLEAN_MODES": old, "NB_PROXY_MODE_NOW": new, "NB_DRY_RUN": "1" if dry_run else "0"}
-
-
 @pytest.mark.parametrize(("old", "new"), TRANSITIONS, ids=[f"{o}-to-{n}" for o, n in TRANSITIONS])
 def test_cleanup_leaves_exactly_the_new_mode_and_foreign_rules(tmp_path: Path, old: str, new: str) -> None:
-    (tmp_path / "expected").mkdir()
     want = expected_state(tmp_path, new)
     runs = [cleanup_vars(old, new, dry_run=True), cleanup_vars(old, new), cleanup_vars(old, new)]
-    (tmp_path / "run").mkdir()
     (dry, first, second), before = run_on(tmp_path / "run", start_state(old, new, False), runs)
     assert before != want, "the starting state should hold the old mode's leftovers"
     assert dry.result.ok and dry.result.changed, dry.stderr
@@ -235,9 +132,7 @@ def test_cleanup_leaves_exactly_the_new_mode_and_foreign_rules(tmp_path: Path, o
 @pytest.mark.parametrize(("old", "new"), [t for t in TRANSITIONS if kube_proxy_cleans_itself(*t)],
                          ids=lambda v: str(v))
 def test_nothing_to_do_where_kube_proxy_cleaned_itself(tmp_path: Path, old: str, new: str) -> None:
-    (tmp_path / "expected").mkdir()
     want = expected_state(tmp_path, new)
-    (tmp_path / "run").mkdir()
     (outcome,), before = run_on(tmp_path / "run", start_state(old, new, True), [cleanup_vars(old, new)])
     assert before == want
     assert outcome.result.ok and not outcome.result.changed, outcome.result.facts["actions"]
@@ -271,7 +166,7 @@ def test_ipvs_to_iptables_removes_ipvs_state_but_not_foreign_virtual_servers(tmp
     assert facts["ipvs_virtual_servers_foreign"] == 1
     assert facts["kube_ipvs0_removed"] is True
     assert facts["ipsets_removed"] == 9
-    assert outcome.state["ipvs"] == ["TCP  192.168.56.200:80 wlc"]
+    assert outcome.state["ipvs"] == ["TCP 192.168.56.200:80 wlc"]
     assert outcome.state["ipsets"] == ["site-blocklist"]
 
 
@@ -283,9 +178,8 @@ def test_reset_sweeps_every_kube_chain_and_keeps_foreign(tmp_path: Path) -> None
     assert not any("KUBE-" in r for r in state["iptables"]), [r for r in state["iptables"] if "KUBE-" in r]
     assert 'filter -A INPUT -s 192.0.2.1/32 -m comment --comment "site rule" -j DROP' in state["iptables"]
     assert state["ipsets"] == ["site-blocklist"]
-    # (iptables-nft keeps its own "ip filter"/"ip nat"/"ip mangle" tables.)
-    assert "table inet site" in state["nft"] and not any("kube-proxy" in t for t in state["nft"])
-    assert state["ipvs"] == ["TCP  192.168.56.200:80 wlc"]
+    assert state["nft"] == ["table inet site"]
+    assert state["ipvs"] == ["TCP 192.168.56.200:80 wlc"]
     assert state["kube-ipvs0"] == []
 
 
@@ -294,7 +188,6 @@ def test_a_foreign_chain_jumping_into_an_old_chain_keeps_it(tmp_path: Path) -> N
     site.mkdir()
     (site / "iptables-save").write_text("*nat\n:SITE-NODEPORTS - [0:0]\n-A SITE-NODEPORTS -j KUBE-NODEPORTS\nCOMMIT\n")
     node = NodeState(["iptables", "ipvs", "foreign", str(site)])
-    (tmp_path / "run").mkdir()
     (outcome,), _ = run_on(tmp_path / "run", node, [cleanup_vars("iptables", "ipvs")])
     assert outcome.result.ok, outcome.result.error
     rules = outcome.state["iptables"]
