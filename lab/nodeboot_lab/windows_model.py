@@ -146,8 +146,10 @@ def _parameter(arg: str) -> str | None:
 class WindowsHostModel:
     """The default handler of the lab's WinRM endpoint: one instance per modelled host."""
 
-    def __init__(self, state_dir: str | os.PathLike[str], computer_name: str | None = None) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], computer_name: str | None = None,
+                 os_build: int | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.os_build = os_build  # the Windows build this host reports (else NB_LAB_WINDOWS_BUILD, else 2022)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self.script_block_log: list[str] = []

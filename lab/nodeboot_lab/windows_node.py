@@ -41,6 +41,13 @@ CSI_GROUPS = ("disk", "volume", "filesystem", "smb")
 SERVICE_NAMES = ("containerd", "kubelet", "csiproxy", "kube-proxy")
 DEFAULT_K8S = "v1.37.2"
 CONTAINERD_VERSION = "v2.1.4"
+# What Win32_OperatingSystem.Caption says for the builds the model can be (per host).
+CAPTIONS = {
+    17763: "Microsoft Windows Server 2019 Datacenter",
+    20348: "Microsoft Windows Server 2022 Datacenter",
+    25398: "Microsoft Windows Server Datacenter (23H2)",
+    26100: "Microsoft Windows Server 2025 Datacenter",
+}
 
 
 def lab_env() -> dict[str, str]:
@@ -93,8 +100,11 @@ class NodeScripts:
         self._kubelet: subprocess.Popen[bytes] | None = None
         version = self.env.get("NB_LAB_K8S_VERSION", DEFAULT_K8S)
         w = model.state.setdefault("windows", {})
+        build = model.os_build or int(os.environ.get("NB_LAB_WINDOWS_BUILD") or 0)
+        if build:  # the host's setting (the lab inventory's, or the test's) over what the state had
+            w["os_build"], w["caption"] = build, CAPTIONS.get(build, f"Microsoft Windows (build {build})")
         w.setdefault("os_build", 20348)
-        w.setdefault("caption", "Microsoft Windows Server 2022 Datacenter")
+        w.setdefault("caption", CAPTIONS[20348])
         w.setdefault("features", {"Containers": "Available"})
         w.setdefault("binaries", {
             f"{KUBE_DIR}\\kubelet.exe": version, f"{KUBE_DIR}\\kubeadm.exe": version,
