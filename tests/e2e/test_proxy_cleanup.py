@@ -1,6 +1,9 @@
 """proxy-cleanup.sh on a real kernel: it removes what kube-proxy leaves behind
 (IPVS virtual servers, kube-ipvs0, KUBE-* ipsets and iptables chains, the
-nftables kube-proxy tables) and nothing else; a second run changes nothing."""
+nftables kube-proxy tables) and nothing else; a second run changes nothing.
+Per mode transition, it removes only what the old mode owns and the new one does
+not, from kube-proxy-shaped dumps loaded into the real kernel, next to foreign
+rules that survive."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
+from proxydumps import DUMP_STATE, TRANSITIONS, NodeState, cleanup_vars, parse_sections, start_state, state_of
 
 if TYPE_CHECKING:
     from vmkit import Guest
@@ -179,12 +184,58 @@ def test_cleanup_removes_kube_proxy_state_and_keeps_the_rest(guest: Guest) -> No
 
 
 @pytest.mark.usefixtures("kube_proxy_leftovers")
-def test_ipsets_still_in_use_make_cleanup_fail_loudly(guest: Guest) -> None:
-    # Only "ipvs" asked for: the KUBE-* iptables rules still hold the sets.
-    result = guest.script("proxy-cleanup.sh", NB_CLEAN_MODES="ipvs")
-    assert not result.ok
-    assert "ipset destroy KUBE-CLUSTER-IP failed" in result.error
-    assert "add iptables to NB_CLEAN_MODES" in result.error
-    assert result.facts["ipvs_virtual_servers_removed"] == 2  # the rest was still done
-    assert result.facts["kube_ipvs0_removed"] is True
-    assert result.facts["ipsets_removed"] == 1  # KUBE-LOOP-BACK, which no rule used
+def test_a_set_a_foreign_rule_still_uses_makes_cleanup_fail_loudly(guest: Guest) -> None:
+    rule = "INPUT -m set --match-set KUBE-CLUSTER-IP dst,dst -m comment --comment site -j ACCEPT"
+    guest.sh(f"iptables -A {rule}")
+    try:
+        result = guest.script("proxy-cleanup.sh", NB_CLEAN_MODES="ipvs iptables", NB_PROXY_MODE_NOW="nftables")
+        assert not result.ok
+        assert "ipset destroy KUBE-CLUSTER-IP failed" in result.error
+        assert "not kube-proxy's" in result.error
+        assert result.facts["ipvs_virtual_servers_removed"] == 2  # the rest was still done
+        assert result.facts["kube_ipvs0_removed"] is True
+        assert f"-A {rule}" in guest.sh("iptables-save").stdout
+    finally:
+        guest.sh(f"iptables -D {rule}", check=False)
+
+
+# ---- per transition, on kube-proxy-shaped dumps (tests/unit/fixtures/proxy-dumps) -----------
+
+CLEAN_SLATE = r"""
+ipvsadm -C 2>/dev/null || true
+ip link delete dev kube-ipvs0 2>/dev/null || true
+nft flush ruleset
+for t in filter nat mangle; do iptables -t $t -F; iptables -t $t -X; ip6tables -t $t -F; ip6tables -t $t -X; done
+ipset destroy 2>/dev/null || true
+"""
+
+
+def node_state(guest: Guest, node: NodeState) -> dict[str, list[str]]:
+    guest.sh(CLEAN_SLATE)
+    guest.sh(node.load_shell(real_ipvs=True))
+    return state_of(parse_sections(guest.sh(DUMP_STATE).stdout))
+
+
+@pytest.fixture
+def ipvs_ready(guest: Guest) -> Iterator[None]:
+    assert guest.script("proxy-prereqs.sh", NB_PROXY_MODE="ipvs").ok
+    yield
+    guest.sh(CLEAN_SLATE, check=False)
+
+
+@pytest.mark.usefixtures("ipvs_ready")
+@pytest.mark.parametrize(("old", "new"), TRANSITIONS, ids=[f"{o}-to-{n}" for o, n in TRANSITIONS])
+def test_transition_leaves_the_new_mode_and_foreign_rules(guest: Guest, old: str, new: str) -> None:
+    want = node_state(guest, NodeState([new, "foreign"]))
+    before = node_state(guest, start_state(old, new, kube_proxy_cleaned=False))
+    assert before != want
+    result = guest.script("proxy-cleanup.sh", **cleanup_vars(old, new))
+    assert result.ok, result.error
+    assert result.changed
+    after = state_of(parse_sections(guest.sh(DUMP_STATE).stdout))
+    assert after == want
+    if old == "ipvs":
+        assert result.facts["ipvs_virtual_servers_removed"] == 4
+        assert after["ipvs"] == ["TCP 192.168.56.200:80 wlc"]  # not kube-proxy's
+    again = guest.script("proxy-cleanup.sh", **cleanup_vars(old, new))
+    assert again.ok and not again.changed, again.facts["actions"]
