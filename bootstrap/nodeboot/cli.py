@@ -299,6 +299,8 @@ def proxy() -> None:
 @click.option("--no-rollback", is_flag=True, help="On a failed node, stop without restoring the old mode.")
 @click.option("--probe-interval-ms", default=100, show_default=True, type=click.IntRange(20, 5000),
               help="How often each node probes a ClusterIP during its switch (the traffic gap).")
+@click.option("--verify-timeout", default=30.0, show_default=True, type=click.FloatRange(1, 600),
+              help="How long a node's new kube-proxy may take to report its mode and serve the Service.")
 def proxy_set_mode(mode: str, **kw) -> None:
     """Prepare every Linux node for MODE, then switch kube-proxy node by node, verifying and cleaning each."""
     from nodeboot import proxy_cmd
