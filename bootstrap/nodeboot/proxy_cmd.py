@@ -116,7 +116,13 @@ def collect_plans(cluster: Cluster, hosts, settings: app.RunSettings, redactor: 
     return plans
 
 
-def print_plan(old: str, new: str, hosts, plans: dict, warnings: list[str], max_unavailable: int) -> None:
+def print_plan(old: str, new: str, hosts, plans: dict, warnings: list[str], max_unavailable: int,
+               output_mode: str = "human") -> None:
+    if output_mode == "json":
+        print(json.dumps({"event": "proxy-plan", "from": old, "to": new, "max_unavailable": max_unavailable,
+                          "cleanup": kubeproxy.cleanup_plan(old, new), "warnings": warnings,
+                          "nodes": [{"host": h.name, "node": h.node_name, **plans[h.name]} for h in hosts]}))
+        return
     console = Console()
     console.print(f"kube-proxy mode {escape(old)} -> {escape(new)}: ConfigMap kube-system/kube-proxy patched once, "
                   f"then the kube-proxy pod restarted node by node ({max_unavailable} at a time), each node "
@@ -227,7 +233,7 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
     warnings = kubeproxy.mode_warnings(config, new_config, kubeproxy.metallb_present(cluster))
     plans = collect_plans(cluster, hosts, settings, redactor, mode)
     max_unavailable = int(kw.get("max_unavailable") or 1)
-    print_plan(old_mode, mode, hosts, plans, warnings, max_unavailable)
+    print_plan(old_mode, mode, hosts, plans, warnings, max_unavailable, settings.output)
     blocked = {h: p["problems"] for h, p in plans.items() if p["problems"]}
     if kw.get("dry_run"):
         output.message("dry run: nothing changed", "green")

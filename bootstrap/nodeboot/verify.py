@@ -189,12 +189,14 @@ def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check
         if getattr(exc, "status", None) != 404:
             return [Check("node-ready", "fail", short_api_error(exc))]
         node = None
-    pods = cluster.core.list_namespaced_pod("kube-system", label_selector=KUBE_PROXY_SELECTOR,
-                                            field_selector=f"spec.nodeName={node_name}").items
+    on_node = f"spec.nodeName={node_name}"
     if node_os == "windows":
         # The Windows kube-proxy runs as a HostProcess DaemonSet with its own labels.
-        pods = [p for p in cluster.core.list_namespaced_pod("kube-system", field_selector=f"spec.nodeName={node_name}")
-                .items if "kube-proxy" in p.metadata.name]
+        pods = [p for p in cluster.core.list_namespaced_pod("kube-system", field_selector=on_node).items
+                if "kube-proxy" in p.metadata.name]
+    else:
+        pods = cluster.core.list_namespaced_pod("kube-system", label_selector=KUBE_PROXY_SELECTOR,
+                                                field_selector=on_node).items
     return [node_ready(node), kube_proxy_pod(pods)]
 
 
