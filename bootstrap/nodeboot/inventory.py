@@ -122,11 +122,10 @@ def known_nodeboot_vars() -> frozenset[str]:
     """Every nodeboot_* var nodeboot or its playbooks read."""
     recorder = _KeyRecorder()
     host_from_vars("known vars", "probe", recorder, [])
-    playbook_vars: set[str] = set()
+    playbook_vars: set[str] = set()  # what the playbooks define or read (`nodeboot_cli | default(...)`)
     playbooks = Path(__file__).resolve().parent / "playbooks"
     for path in playbooks.rglob("*.y*ml") if playbooks.is_dir() else ():
-        if path.parent.name in ("defaults", "vars") or path.name == "argument_specs.yml":
-            playbook_vars.update(re.findall(r"^\s*(nodeboot_\w+):", path.read_text(errors="replace"), re.M))
+        playbook_vars.update(re.findall(r"\bnodeboot_\w+", path.read_text(errors="replace")))
     return frozenset({k for k in recorder.asked if k.startswith("nodeboot_")} | playbook_vars | set(READ_ELSEWHERE))
 
 
@@ -141,8 +140,10 @@ def unknown_var_warnings(source: str, hostvars: dict[str, dict[str, Any]]) -> li
     warnings = []
     for key, hosts in hosts_by_var.items():
         shown = ", ".join(hosts[:5]) + (f" and {len(hosts) - 5} more" if len(hosts) > 5 else "")
-        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]}?" if close else ""
+        # Compared without the shared prefix, which would make every name look close.
+        suffixes = {name.removeprefix("nodeboot_"): name for name in known}
+        close = difflib.get_close_matches(key.removeprefix("nodeboot_"), sorted(suffixes), n=1, cutoff=0.6)
+        hint = f"; did you mean {suffixes[close[0]]}?" if close else ""
         warnings.append(f"{source}: host {shown}: unknown var {key}, nodeboot ignores it{hint}")
     return warnings
 
