@@ -165,6 +165,7 @@ class TokenSpy:
     def __init__(self, handle: LabHandle) -> None:
         self.cluster = handle.cluster()
         self.secrets: dict[str, dict] = {}
+        self._seen = threading.Condition()
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -192,13 +193,22 @@ class TokenSpy:
                 if secret.type == "bootstrap.kubernetes.io/token" and secret.data:
                     data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
                     data["_created"] = secret.metadata.creation_timestamp
-                    self.secrets[data["token-id"]] = data
+                    with self._seen:
+                        self.secrets[data["token-id"]] = data
+                        self._seen.notify_all()
                 if self._stop.is_set():
                     w.stop()
                     return
 
     def values(self) -> list[str]:
         return [d["token-secret"] for d in self.secrets.values()]
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        """Until the watch has delivered `count` tokens (a run's tokens may be deleted before
+        their creation event reaches the spy: the watch still delivers it)."""
+        with self._seen:
+            if not self._seen.wait_for(lambda: len(self.secrets) >= count, timeout):
+                raise AssertionError(f"the token spy saw {len(self.secrets)} tokens, {count} expected")
 
 
 def netns_processes(netns: str) -> list[tuple[int, str, str]]:

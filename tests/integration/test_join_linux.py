@@ -104,7 +104,16 @@ def test_dry_run_changes_nothing(lab):
     assert lab.ssh(host, "test -e /etc/kubernetes/kubelet.conf; echo $?").stdout.strip() == "1"
 
 
-def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined):
+@pytest.fixture
+def kube_proxy_config_restored(lab):
+    """kube-proxy's mode is the whole lab's: put its config back as this test found it."""
+    cluster = lab.cluster()
+    original = cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"]
+    yield
+    cluster.core.patch_namespaced_config_map("kube-proxy", "kube-system", {"data": {"config.conf": original}})
+
+
+def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined, kube_proxy_config_restored):
     hosts, inventory, _ = joined
     cluster = lab.cluster()
     before = yaml.safe_load(cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"])
@@ -150,24 +159,29 @@ def _deployment(name: str, replicas: int, nodes: list[str]) -> client.V1Deployme
     )
 
 
-def _wait(predicate, timeout: float = 60) -> None:
+def _wait(predicate, what: str, timeout: float = 60) -> None:
+    """Poll a condition, bounded in time; a failure names what never happened."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.3)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
-def test_reset_drains_respecting_pdb_then_resets_and_deletes(lab, joined):
-    hosts, inventory, _ = joined
+def test_reset_drains_respecting_pdb_then_resets_and_deletes(lab):
+    # Its own hosts: a reset is destructive, and the other tests' joined hosts stay joined.
+    hosts = lab.reserve(2)
+    inventory = lab.inventory(hosts, "reset-drain")
+    proc = lab.nodeboot("join", "-i", str(inventory))
+    assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
     cluster = lab.cluster()
-    # hosts[0] is tainted: the pods land on hosts[1] and hosts[2]; the busier one is drained.
-    cluster.apps.create_namespaced_deployment("default", _deployment("web", 4, [h["name"] for h in hosts[1:]]))
+    # The pods land on both hosts; the busier one is drained.
+    cluster.apps.create_namespaced_deployment("default", _deployment("web", 4, [h["name"] for h in hosts]))
     _wait(lambda: len([p for p in cluster.core.list_namespaced_pod("default", label_selector="app=web").items
-                       if p.status.phase == "Running"]) == 4)
+                       if p.status.phase == "Running"]) == 4, "4 web pods running")
     placed = [p.spec.node_name for p in cluster.core.list_namespaced_pod("default", label_selector="app=web").items]
-    victim = max((h["name"] for h in hosts[1:]), key=placed.count)
+    victim = max((h["name"] for h in hosts), key=placed.count)
     on_victim = lambda: [p for p in cluster.core.list_namespaced_pod(  # noqa: E731
         "default", label_selector="app=web", field_selector=f"spec.nodeName={victim}").items]
     assert on_victim(), "the scheduler put no pod on the node to drain"
@@ -176,7 +190,8 @@ def test_reset_drains_respecting_pdb_then_resets_and_deletes(lab, joined):
         metadata=client.V1ObjectMeta(name="web"),
         spec=client.V1PodDisruptionBudgetSpec(max_unavailable=0,
                                               selector=client.V1LabelSelector(match_labels={"app": "web"}))))
-    _wait(lambda: cluster.policy.read_namespaced_pod_disruption_budget("web", "default").status.observed_generation)
+    _wait(lambda: cluster.policy.read_namespaced_pod_disruption_budget("web", "default").status.observed_generation,
+          "the PodDisruptionBudget observed")
     proc = lab.nodeboot("reset", "-i", str(inventory), "--limit", victim, "--yes", "--drain-timeout", "4")
     assert proc.returncode == 1
     assert "PodDisruptionBudget" in proc.stdout + proc.stderr

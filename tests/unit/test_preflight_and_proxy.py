@@ -55,7 +55,8 @@ def test_kube_proxy_config_change_keeps_other_fields():
     assert new["ipvs"]["syncPeriod"] == "30s" and new["clusterCIDR"] == "10.244.0.0/16"
     assert new["iptables"] == {"masqueradeAll": True}
     assert config["mode"] == "iptables"  # the input is not modified
-    yaml.safe_dump(new)
+    # What is written to the ConfigMap reads back as the same configuration.
+    assert yaml.safe_load(yaml.safe_dump(new, sort_keys=False)) == new
 
 
 @pytest.mark.parametrize(("minor", "needle", "gate"), [(34, None, False), (37, "deprecated", False),

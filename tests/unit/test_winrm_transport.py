@@ -9,8 +9,6 @@ import pytest
 
 from nodeboot.errors import TransportError
 from nodeboot.transport.winrm import (
-    POWERSHELL,
-    POWERSHELL_ARGS,
     WinRMOptions,
     WinRMTransport,
     clixml_to_text,
@@ -40,11 +38,6 @@ def test_preamble_round_trips_through_the_model() -> None:
 def test_preamble_rejects_names_that_are_not_identifiers() -> None:
     with pytest.raises(TransportError, match="invalid PowerShell variable name"):
         powershell_preamble({"NB_X; rm": "1"})
-
-
-def test_scripts_are_fed_on_stdin_not_on_the_command_line() -> None:
-    line = " ".join([POWERSHELL, *POWERSHELL_ARGS])
-    assert line.endswith("-Command -") and "EncodedCommand" not in line and len(line) < 200
 
 
 def test_clixml_errors_become_text() -> None:
