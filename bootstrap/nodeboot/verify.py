@@ -60,7 +60,7 @@ class NodeReport:
 class ClusterView:
     """What every node's checks compare against, read once per run."""
 
-    proxy_mode: str  # from the kube-proxy ConfigMap ("iptables" when it names none)
+    proxy_mode: str  # from the kube-proxy ConfigMap ("iptables" when it names none; "" when there is none)
     service_ip: str  # the `kubernetes` Service's ClusterIP
     service_port: int
     api_offset: float  # API server's clock minus ours, in seconds (its Date header: 1 s resolution)
@@ -68,14 +68,18 @@ class ClusterView:
 
     @classmethod
     def read(cls, cluster: Cluster) -> ClusterView:
-        _, config = kubeproxy.read_config(cluster)
+        try:
+            _, config = kubeproxy.read_config(cluster)
+            mode = config.get("mode") or "iptables"
+        except ClusterError:
+            mode = ""  # no kube-proxy ConfigMap: a cluster without kube-proxy (e.g. a CNI replacing it)
         try:
             svc = cluster.core.read_namespaced_service("kubernetes", "default")
         except Exception as exc:  # noqa: BLE001 - any API failure is the same one-line error
             raise ClusterError(f"cannot read Service default/kubernetes: {short_api_error(exc)}") from None
         port = next((p.port for p in svc.spec.ports or [] if p.name == "https"), 443)
         offset, slack = api_clock_offset(cluster)
-        return cls(config.get("mode") or "iptables", svc.spec.cluster_ip or "", port, offset, slack)
+        return cls(mode, svc.spec.cluster_ip or "", port, offset, slack)
 
 
 def api_clock_offset(cluster: Cluster) -> tuple[float, float]:
@@ -119,6 +123,8 @@ def kube_proxy_pod(pods: list) -> Check:
 
 def kube_proxy_mode(facts: dict, wanted: str) -> Check:
     got = facts.get("proxy_mode") or ""
+    if not wanted:
+        return Check("kube-proxy-mode", "not-run", "the cluster has no kube-system/kube-proxy ConfigMap")
     if not got:
         return Check("kube-proxy-mode", "fail", facts.get("proxy_mode_error") or "kube-proxy did not say its mode")
     if got != wanted:
@@ -204,6 +210,9 @@ def linux_node_checks(ctx: HostContext, view: ClusterView, warn_days: int = CERT
                       expected_mode: str | None = None) -> list[Check]:
     """Every check for one Linux node: the cluster's view of it, then verify.sh on it."""
     checks = cluster_checks(ctx.cluster, ctx.host.node_name, "linux")
+    if not view.proxy_mode:
+        checks = [c if c.name != "kube-proxy-pod" else Check(c.name, "not-run", "the cluster has no kube-proxy "
+                                                                                 "ConfigMap") for c in checks]
     sent = time.time()
     facts = ctx.script("verify.sh", {"NB_SERVICE_ADDR": view.service_ip, "NB_SERVICE_PORT": str(view.service_port)},
                        timeout=60).facts

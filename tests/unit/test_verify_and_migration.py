@@ -254,3 +254,8 @@ def test_nftables_preflight_really_creates_kube_proxy_shaped_rules() -> None:
         pytest.fail("needs root for a private network namespace")
     facts = run_script("proxy-preflight.sh", {"NB_PROXY_MODE": "nftables"}, netns=True)
     assert facts["problems"] == [], facts
+
+
+def test_a_cluster_without_kube_proxy_does_not_fail_the_mode_check() -> None:
+    check = verify.kube_proxy_mode({"proxy_mode": ""}, "")
+    assert check.status == "not-run" and "ConfigMap" in check.detail
