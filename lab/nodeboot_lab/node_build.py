@@ -44,8 +44,8 @@ class GoProject:
 CONTAINERD = GoProject(
     "containerd", "github.com/containerd/containerd/v2", f"v{CONTAINERD_VERSION}",
     tuple(f"github.com/containerd/containerd/v2/cmd/{n}" for n in ("containerd", "containerd-shim-runc-v2", "ctr")),
-    # Both `containerd --version` and the CRI's RuntimeVersion read this variable.
-    (f"-X github.com/containerd/containerd/v2/version.Version={CONTAINERD_VERSION}",
+    # `containerd --version` and the CRI RuntimeVersion read this; upstream releases set "vX.Y.Z".
+    (f"-X github.com/containerd/containerd/v2/version.Version=v{CONTAINERD_VERSION}",
      "-X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2"),
     # The btrfs snapshotter needs cgo headers; overlayfs is the node's snapshotter.
     tags=("no_btrfs",),
