@@ -475,7 +475,7 @@ def ensure_image(spec: Recipe | None = None) -> VMImage:
         _remove_tree(work)
         work.mkdir(parents=True)
         logfile = work / "build.log"
-        log.info("building the e2e VM image %s (debootstrap %s, several minutes)", key, SUITE)
+        log.info("building the %s VM image %s (debootstrap %s, several minutes)", spec.hostname, key, SUITE)
         started = time.monotonic()
         try:
             release = _build(work, logfile, spec)
@@ -487,7 +487,7 @@ def ensure_image(spec: Recipe | None = None) -> VMImage:
         (work / "build.json").write_text(json.dumps(meta, indent=2) + "\n")
         os.rename(work, final)
         _prune_stale(root, keep=key)
-        log.info("built the e2e VM image in %.1fs: %s (kernel %s)", seconds, final, release)
+        log.info("built the %s VM image in %.1fs: %s (kernel %s)", spec.hostname, seconds, final, release)
         return VMImage(final, release, seconds, built_now=True)
 
 
@@ -665,7 +665,8 @@ class VM:
                 raise
         self.boot_seconds = round(time.monotonic() - started, 1)
         self._save_state()
-        log.info("e2e VM: booted to SSH in %.1fs (kernel %s)", self.boot_seconds, self.image.kernel_release)
+        name, release = self.qemu_name(), self.image.kernel_release
+        log.info("%s: booted to SSH in %.1fs (kernel %s)", name, self.boot_seconds, release)
         return self.boot_seconds
 
     def _launch(self, detach: bool) -> float:
@@ -720,11 +721,11 @@ class VM:
     def _check_running(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
             raise VMError(
-                f"e2e VM: qemu exited with status {self._proc.returncode} before SSH came up: "
+                f"{self.qemu_name()}: qemu exited with status {self._proc.returncode} before SSH came up: "
                 f"{_last_line(self.qemu_log)} (serial: {_last_line(self.serial_log)})"
             )
         if self._proc is None and not _pid_alive(self.pid):
-            raise VMError(f"e2e VM: qemu (pid {self.pid}) is not running")
+            raise VMError(f"{self.qemu_name()}: qemu (pid {self.pid}) is not running")
 
     def wait_for_ssh(self, timeout: float = BOOT_TIMEOUT, not_boot_id: str = "") -> str:
         """Wait until root can log in over SSH; return the guest's boot id.
