@@ -183,10 +183,14 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
     for key, extra in inventory.ADDED_BY_COMMAND_LINE.items():
         if sel.cli_vars.get(key) is not None:
             ev[extra] = sel.cli_vars[key]
-    if sel.inventory_file:
-        # Other nodeboot_* values from the command line apply over the inventory's, as in nodeboot.
-        ev.update({k: v for k, v in sel.cli_vars.items() if v is not None and k.startswith("nodeboot_")
-                   and k not in ("nodeboot_known_hosts", "nodeboot_password_env", *inventory.ADDED_BY_COMMAND_LINE)})
+    # Other nodeboot_* values from the command line (--install and its flags too) apply over the
+    # inventory's, as in nodeboot; hosts given as arguments get them the same way.
+    ev.update({k: v for k, v in sel.cli_vars.items() if v is not None and k.startswith("nodeboot_")
+               and k not in ("nodeboot_known_hosts", "nodeboot_password_env", *inventory.ADDED_BY_COMMAND_LINE)})
+    # CA files are read on the controller by `nodeboot node plan-join`, whose working directory is not ours.
+    for key in ("nodeboot_artifacts_ca", "nodeboot_registry_ca"):
+        if isinstance(ev.get(key), str):
+            ev[key] = os.path.abspath(os.path.expanduser(ev[key]))
     if action == "join":
         optional = {
             "nodeboot_default_proxy_mode": opts.proxy_mode,

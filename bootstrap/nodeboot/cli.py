@@ -161,8 +161,6 @@ def join(**kw) -> None:
     if kw["engine"] == "ansible":
         from nodeboot import ansible_engine
 
-        if kw["install"]:  # the playbooks do not install yet: say so rather than join a bare host and fail
-            raise click.UsageError("--install is not in the Ansible engine yet: use --engine nodeboot")
         sys.exit(ansible_engine.run("join", sel, s))
     code, _ = app.run_fleet("join", sel, s)
     sys.exit(code)

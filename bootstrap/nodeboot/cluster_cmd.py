@@ -20,13 +20,13 @@ from typing import Any
 
 import click
 
-from nodeboot import inventory, validate
+from nodeboot import inventory, node_install, validate
 from nodeboot.cli_options import ipvs_options
 from nodeboot.cluster import joinconfig, nodes, tokens
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
 from nodeboot.inventory import Host
-from nodeboot.steps import preflight
+from nodeboot.steps import linux_install, preflight
 
 STDIN_SOURCE = "stdin"
 
@@ -149,6 +149,8 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
     cluster = Cluster.from_kubeconfig(kubeconfig)
     current = nodes.read_node(cluster, host.node_name)
     registered = current is not None
+    server_version = "v" + cluster.version[2].lstrip("v").split("+")[0].split("-")[0]
+    install = install_plan(host, facts, server_version)
     problems: list[str] = []
     if facts.get("joined") and not registered:
         problems.append(f"{host.name} has /etc/kubernetes/kubelet.conf but no Node {host.node_name} exists in this "
@@ -156,7 +158,10 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
     elif not facts.get("joined") and host.os == "linux":
         facts = {**facts, "_sent_at": float(data.get("sent_at") or time.time()),
                  "_received_at": float(data.get("received_at") or time.time())}
-        problems += preflight.linux_problems(facts, cluster.version[:2])
+        if host.install.enabled:  # what the install sets up is not checked, as in nodeboot's own preflight
+            problems += install_problems(install, facts, cluster.version[:2])
+        else:
+            problems += preflight.linux_problems(facts, cluster.version[:2])
         problems += preflight.common_problems(facts, host.node_name)
         problems += filter(None, [preflight.ipv6_forwarding_problem(facts, host.node_ips)])
     elif not facts.get("joined") and host.os == "windows":
@@ -170,7 +175,35 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
         problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
     emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
           "joined": bool(facts.get("joined")) and registered, "problems": problems,
-          "server_version": "v" + cluster.version[2].lstrip("v").split("+")[0].split("-")[0]})
+          "server_version": server_version, "install": install_answer(install, facts)})
+
+
+def install_plan(host: Host, facts: dict[str, Any], server_version: str) -> linux_install.InstallPlan | str | None:
+    """The host's install (nodeboot_install and its vars): its plan, a bad setting's message, or None (not asked)."""
+    if host.os != "linux" or not host.install.enabled:
+        return None
+    try:
+        return linux_install.InstallPlan(host.install, facts, server_version)
+    except ValueError as exc:
+        return str(exc)
+
+
+def install_problems(install: linux_install.InstallPlan | str | None, facts: dict[str, Any],
+                     server_minor: tuple[int, int]) -> list[str]:
+    if isinstance(install, str):
+        return [install]
+    return linux_install.request_problems(install, facts, server_minor) if install else []
+
+
+def install_answer(install: linux_install.InstallPlan | str | None, facts: dict[str, Any]) -> dict[str, Any]:
+    """For the playbooks' install task: whether install.sh runs, why not, and its NB_* inputs
+    (the same ones nodeboot's own install phase sends)."""
+    if not isinstance(install, linux_install.InstallPlan):
+        return {"needed": False, "reason": "not asked (nodeboot_install)" if install is None else install}
+    reason = linux_install.skip_reason(install, facts)
+    return {"needed": reason is None, "reason": reason or node_install.plan_text(
+                install.settings, install.kubernetes_version, install.arch),
+            "kubernetes_version": install.kubernetes_version, "inputs": install.inputs}
 
 
 @node.command("wait-ready")

@@ -18,11 +18,10 @@ from nodeboot.transport import ExecResult, ScriptCall
 class InstallPlan:
     """What install.sh is asked to do on one host: the version, the arch and the script's inputs."""
 
-    def __init__(self, ctx: HostContext) -> None:
-        settings = ctx.host.install
+    def __init__(self, settings: node_install.InstallSettings, facts: dict, server_version: str) -> None:
         self.settings = settings
-        self.kubernetes_version = node_install.wanted_kubernetes_version(settings, ctx.state.get("server_version", ""))
-        self.arch = node_install.arch_of(ctx.facts.get("arch", ""))
+        self.kubernetes_version = node_install.wanted_kubernetes_version(settings, server_version)
+        self.arch = node_install.arch_of(facts.get("arch", ""))
         self.inputs = node_install.script_inputs(settings, self.kubernetes_version, self.arch)
 
 
@@ -30,24 +29,40 @@ def plan(ctx: HostContext) -> InstallPlan:
     """The host's plan, made once per run (a bad setting raises ValueError naming it)."""
     found = ctx.state.get("install_plan")
     if found is None:
-        found = ctx.state["install_plan"] = InstallPlan(ctx)
+        found = ctx.state["install_plan"] = InstallPlan(ctx.host.install, ctx.facts,
+                                                        ctx.state.get("server_version", ""))
     return found
 
 
-def preflight_problems(ctx: HostContext) -> list[str]:
-    """With --install: the request must make sense; what the install itself sets up is not checked."""
+def request_problems(wanted: InstallPlan, facts: dict, server_minor: tuple[int, int]) -> list[str]:
+    """With --install: the request must make sense; what the install itself sets up is not checked.
+    (The native phase and the playbooks' `nodeboot node plan-join` both ask this.)"""
     problems: list[str] = []
+    skew = preflight.version_skew_problem(wanted.kubernetes_version, server_minor)
+    if skew:
+        problems.append(skew.replace("kubelet", "--kubernetes-version", 1))
+    if facts.get("swap_on") and not wanted.settings.disable_swap:
+        problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): "
+                        "swapoff -a, or --disable-swap (nodeboot_disable_swap: true) to turn it off for good")
+    return problems
+
+
+def preflight_problems(ctx: HostContext) -> list[str]:
     try:
         wanted = plan(ctx)
     except ValueError as exc:
         return [str(exc)]
-    skew = preflight.version_skew_problem(wanted.kubernetes_version, ctx.state["server_minor"])
-    if skew:
-        problems.append(skew.replace("kubelet", "--kubernetes-version", 1))
-    if ctx.facts.get("swap_on") and not wanted.settings.disable_swap:
-        problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): "
-                        "swapoff -a, or --disable-swap (nodeboot_disable_swap: true) to turn it off for good")
-    return problems
+    return request_problems(wanted, ctx.facts, ctx.state["server_minor"])
+
+
+def skip_reason(wanted: InstallPlan, facts: dict) -> str | None:
+    """Why an enabled install need not run on this host (facts alone decide), or None."""
+    done = node_install.installed_as_asked(facts, wanted.inputs, wanted.kubernetes_version)
+    if done:
+        return done
+    if facts.get("joined"):
+        return "already a node: left as it is (reset it first to reinstall)"
+    return None
 
 
 def missing_parts_problems(ctx: HostContext) -> list[str]:
@@ -73,13 +88,7 @@ class Install(Phase):
     def satisfied(self, ctx: HostContext) -> str | None:
         if not ctx.host.install.enabled:
             return "not asked (--install)"
-        wanted = plan(ctx)
-        done = node_install.installed_as_asked(ctx.facts, wanted.inputs, wanted.kubernetes_version)
-        if done:
-            return done
-        if ctx.facts.get("joined"):
-            return "already a node: left as it is (reset it first to reinstall)"
-        return None
+        return skip_reason(plan(ctx), ctx.facts)
 
     def dry_run_detail(self, ctx: HostContext) -> str:
         wanted = plan(ctx)
