@@ -35,8 +35,9 @@ FIRST_OCTET = 200  # lab-vm-1 is <subnet>.201; namespace hosts use .11-.89 and .
 PREFIX_LEN = 24
 MEMORY_MB = int(os.environ.get("NODEBOOT_LAB_VM_MEMORY_MB", "2048"))
 SMP = int(os.environ.get("NODEBOOT_LAB_VM_SMP", "2"))
-# Boots at once: each TCG guest keeps about one host core busy while it boots.
-PARALLEL_BOOTS = max(1, min(4, (os.cpu_count() or 1) // 2))
+# Boots at once: a booting TCG guest keeps about SMP host cores busy, and more at
+# once than the cores allow only stretches every boot.
+PARALLEL_BOOTS = int(os.environ.get("NODEBOOT_LAB_VM_PARALLEL") or max(1, min(4, (os.cpu_count() or 1) // SMP)))
 POWERDOWN_WAIT = 15.0
 GROUP = "vm_nodes"
 
@@ -182,7 +183,8 @@ def start_nodes(
     remember()
     failed = [exc for exc in errors if exc is not None]
     if failed:
-        raise LabError(f"lab: a VM node did not come up: {failed[0]}")
+        raise LabError(f"lab: a VM node did not come up: {failed[0]} (the rest of the lab is up: "
+                       "`nodeboot-lab down` removes it)")
     with (state / "ssh" / "known_hosts").open("a") as fh:
         for node in nodes:
             fh.write(NodeVM(image, node).known_hosts_line())
