@@ -204,11 +204,7 @@ def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[s
         password_env=password_env,
         password=password,
         become=field_value("ansible_become", _boolean, False),
-        winrm_transport=field_value(
-            "ansible_winrm_transport",
-            lambda v: validate.one_of(str(v).lower(), ("ntlm", "kerberos", "credssp", "basic", "certificate")),
-            "ntlm",
-        ),
+        winrm_transport=field_value("ansible_winrm_transport", _winrm_transport, "ntlm"),
         winrm_scheme=field_value("ansible_winrm_scheme", lambda v: validate.one_of(v, ("http", "https")), "https"),
         winrm_ca=field_value("ansible_winrm_ca_trust_path", _text),
         winrm_insecure=field_value("ansible_winrm_server_cert_validation",
@@ -250,6 +246,14 @@ def _install_settings(field_value: Any) -> node_install.InstallSettings:
         registry_ca=field_value("nodeboot_registry_ca", node_install.pem_file),
         disable_swap=field_value("nodeboot_disable_swap", _boolean, False),
     )
+
+
+def _winrm_transport(value: Any) -> str:
+    text = str(value).lower()
+    if text == "certificate":
+        raise ValueError("'certificate' (client-certificate authentication) is not supported by nodeboot; "
+                         "use ntlm (or kerberos, credssp: optional extras, untested)")
+    return validate.one_of(text, ("ntlm", "kerberos", "credssp", "basic"))
 
 
 def _default_node_name(source: str, name: str) -> str:

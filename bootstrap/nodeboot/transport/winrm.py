@@ -92,6 +92,18 @@ class WinRMOptions:
         return self.port or (5986 if self.scheme == "https" else 5985)
 
 
+# Kerberos and CredSSP come from pywinrm's optional extras; nodeboot's tests cover NTLM only.
+_AUTH_MODULES = {"kerberos": "requests_kerberos", "credssp": "requests_credssp"}
+
+
+def _missing_auth_module(transport: str) -> str | None:
+    """The Python module this WinRM auth method needs and cannot import, if any."""
+    import importlib.util
+
+    module = _AUTH_MODULES.get(transport)
+    return module if module and importlib.util.find_spec(module) is None else None
+
+
 def ps_quote(value: str) -> str:
     return "'" + SINGLE_QUOTES.sub(r"\1\1", value) + "'"
 
@@ -244,6 +256,11 @@ class WinRMTransport:
                 "network in the clear); use https or ntlm/kerberos/credssp",
                 retryable=False,
             )
+        missing = _missing_auth_module(opts.transport)
+        if missing:
+            raise TransportError(f"{self.name}: WinRM transport {opts.transport} needs {missing}: pip install "
+                                 f"'nodeboot[winrm-{opts.transport}]' (nodeboot's tests do not cover "
+                                 f"{opts.transport}; ntlm is the tested one)", retryable=False)
         if self._password() is None:
             raise TransportError(f"{self.name}: no WinRM password: set ${opts.password_env}", retryable=False)
 
