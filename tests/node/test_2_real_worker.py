@@ -1,0 +1,203 @@
+"""A bare VM becomes a real worker: nodeboot installs containerd, runc, the CNI plugins, kubelet and kubeadm
+from the lab's mirror, joins it, and the real kubelet, containerd and kube-proxy (IPVS) run on it."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import yaml
+from kubernetes import client
+
+from labkit import LabHandle, summary
+from nodeboot_lab import pod_network
+from nodekit import (
+    ECHO_IMAGE,
+    KUBERNETES_VERSION,
+    TIMINGS,
+    install_args,
+    inventory,
+    kubelet_patch_file,
+    node_out,
+    on_node,
+    vm,
+    wait_for,
+)
+
+KUBELET_PATCH = {"maxPods": 42, "serializeImagePulls": False}
+NAMESPACE = "nodeboot-echo"
+
+
+@dataclass
+class Joined:
+    handle: LabHandle
+    inventory: str
+    args: list[str]
+    node: str
+
+
+def set_proxy_mode(handle: LabHandle, mode: str) -> None:
+    """The cluster's kube-proxy configuration, as an operator's IPVS cluster would have it."""
+    core = handle.cluster().core
+    cm = core.read_namespaced_config_map("kube-proxy", "kube-system")
+    config = yaml.safe_load(cm.data["config.conf"])
+    config["mode"] = mode
+    core.patch_namespaced_config_map("kube-proxy", "kube-system", {"data": {"config.conf": yaml.safe_dump(config)}})
+
+
+def join(handle: LabHandle, inv: str, args: list[str]) -> tuple[dict, float]:
+    started = time.monotonic()
+    proc, events = handle.nodeboot_json("join", "-i", inv, "--kubeconfig", handle.kubeconfig, *args, timeout=1800)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return summary(events), round(time.monotonic() - started, 1)
+
+
+def node_ready(handle: LabHandle, name: str) -> client.V1Node | None:
+    try:
+        node = handle.cluster().core.read_node(name)
+    except client.ApiException:
+        return None
+    ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+    return node if ready else None
+
+
+def kube_proxy_pod(handle: LabHandle, node: str) -> client.V1Pod | None:
+    pods = handle.cluster().core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-proxy",
+                                                      field_selector=f"spec.nodeName={node}").items
+    running = [p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+               and all(s.ready for s in p.status.container_statuses or [])]
+    return running[0] if running else None
+
+
+@pytest.fixture(scope="module")
+def joined(node_lab: LabHandle) -> Iterator[Joined]:
+    name = vm(node_lab)["name"]
+    set_proxy_mode(node_lab, "ipvs")
+    # The pod network's stand-in (a CNI DaemonSet would write this once the node joins).
+    node_out(node_lab, pod_network.install_command())
+    inv = inventory(node_lab, "real-worker")
+    args = [*install_args(node_lab), "--proxy-mode", "ipvs",
+            "--kubelet-config", kubelet_patch_file(node_lab, KUBELET_PATCH)]
+    result, seconds = join(node_lab, inv, args)
+    TIMINGS["install_and_join_to_ready_s"] = seconds
+    assert {h["result"] for h in result["hosts"]} == {"changed"}, result
+    yield Joined(node_lab, inv, args, name)
+
+
+def test_node_is_ready_as_the_real_kubelet_reports_it(joined: Joined) -> None:
+    node = node_ready(joined.handle, joined.node)
+    assert node is not None
+    info = node.status.node_info
+    assert info.kubelet_version == KUBERNETES_VERSION
+    assert info.container_runtime_version.startswith("containerd://2.")
+    assert info.kernel_version == node_out(joined.handle, "uname -r").strip()
+    # The real kubelet under systemd, with the systemd cgroup driver containerd was set up for.
+    assert node_out(joined.handle, "systemctl is-active kubelet containerd").split() == ["active", "active"]
+    kubelet_config = yaml.safe_load(node_out(joined.handle, "cat /var/lib/kubelet/config.yaml"))
+    assert kubelet_config["cgroupDriver"] == "systemd"
+    assert "SystemdCgroup = true" in node_out(joined.handle, "cat /etc/containerd/config.toml")
+
+
+def test_kubelet_configz_shows_the_patched_settings(joined: Joined) -> None:
+    api = joined.handle.cluster().core.api_client
+    raw = api.call_api(f"/api/v1/nodes/{joined.node}/proxy/configz", "GET", auth_settings=["BearerToken"],
+                       _preload_content=False, response_type="str")[0].data
+    live = json.loads(raw)["kubeletconfig"]
+    assert {key: live[key] for key in KUBELET_PATCH} == KUBELET_PATCH
+
+
+def test_kube_proxy_runs_in_ipvs_mode_with_its_image_pulled_through_the_mirror(joined: Joined) -> None:
+    started = time.monotonic()
+    wait_for("kube-proxy pod Running on the VM node", lambda: kube_proxy_pod(joined.handle, joined.node), 600)
+    TIMINGS["kube_proxy_running_after_join_s"] = round(time.monotonic() - started, 1)
+    h = joined.handle
+    assert node_out(h, "curl -s --max-time 5 http://127.0.0.1:10249/proxyMode").strip() == "ipvs"
+    images = node_out(h, "/usr/local/bin/ctr -n k8s.io images ls -q")
+    assert f"registry.k8s.io/kube-proxy:{KUBERNETES_VERSION}" in images.split()
+    api = h.env["api_endpoint"]
+    kubernetes_ip = h.cluster().core.read_namespaced_service("kubernetes", "default").spec.cluster_ip
+
+    def ipvs_programmed() -> str | None:
+        table = node_out(h, "ipvsadm -Ln")
+        return table if f"{kubernetes_ip}:443" in table and api in table else None
+
+    table = wait_for("IPVS virtual server for the kubernetes Service", ipvs_programmed, 120)
+    virtual = table.split(f"{kubernetes_ip}:443", 1)[1]
+    assert f"-> {api}" in virtual.split("TCP ", 1)[0]
+    assert f"inet {kubernetes_ip}/32" in node_out(h, "ip -4 addr show dev kube-ipvs0")
+
+
+def test_a_clusterip_service_answers_from_the_node(joined: Joined) -> None:
+    h = joined.handle
+    apps, core = h.cluster().apps, h.cluster().core
+    labels = {"app": "nodeboot-echo"}
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    container = client.V1Container(
+        name="echo", image=ECHO_IMAGE, ports=[client.V1ContainerPort(container_port=8080)],
+        env=[client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
+            field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")))])
+    apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
+        metadata=client.V1ObjectMeta(name="echo"),
+        spec=client.V1DeploymentSpec(
+            replicas=1, selector=client.V1LabelSelector(match_labels=labels),
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(labels=labels),
+                spec=client.V1PodSpec(containers=[container], node_name=joined.node)))))
+    service = core.create_namespaced_service(NAMESPACE, client.V1Service(
+        metadata=client.V1ObjectMeta(name="echo"),
+        spec=client.V1ServiceSpec(selector=labels, ports=[client.V1ServicePort(port=80, target_port=8080)])))
+    cluster_ip = service.spec.cluster_ip
+    started = time.monotonic()
+
+    def running_pod() -> str | None:
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=nodeboot-echo").items
+        ready = [p for p in pods if p.status.phase == "Running" and all(s.ready for s in p.status.container_statuses
+                                                                          or [])]
+        return ready[0].metadata.name if ready else None
+
+    pod = wait_for("echo pod Running on the VM node", running_pod, 600)
+    TIMINGS["echo_pod_running_s"] = round(time.monotonic() - started, 1)
+
+    def answer() -> str | None:
+        proc = on_node(h, f"curl -s --max-time 5 http://{cluster_ip}/")
+        return proc.stdout if proc.returncode == 0 and pod in proc.stdout else None
+
+    assert f"pod={pod}" in wait_for(f"an answer from {cluster_ip}:80", answer, 120)
+    TIMINGS["service_answering_s"] = round(time.monotonic() - started, 1)
+
+
+def test_a_second_run_is_one_round_trip_and_makes_no_token(joined: Joined) -> None:
+    result, seconds = join(joined.handle, joined.inventory, joined.args)
+    TIMINGS["no_change_rerun_s"] = seconds
+    assert result["tokens_created"] == 0
+    assert [(h["result"], h["execs"]) for h in result["hosts"]] == [("ok", 1)]
+
+
+CLEAN_CHECKS = {
+    "kubelet running": "systemctl is-active kubelet || true",
+    "KUBE-* chains": "{ iptables-save; ip6tables-save; } | grep '^:KUBE-' || true",
+    "kube-proxy nft tables": "nft list tables | grep kube-proxy || true",
+    "IPVS services": "ipvsadm -Ln | grep -E '^(TCP|UDP|SCTP)' || true",
+    "kube-ipvs0": "ip -o link show kube-ipvs0 2>/dev/null || true",
+    "cni0": "ip -o link show cni0 2>/dev/null || true",
+    "/etc/cni/net.d entries": "ls -A /etc/cni/net.d 2>/dev/null || true",
+    "/var/lib/kubelet": "ls -d /var/lib/kubelet 2>/dev/null || true",
+}
+
+
+def test_reset_leaves_the_node_clean_and_it_joins_again(joined: Joined) -> None:
+    """Last in this module: it takes the node out, checks what is left, and joins it again."""
+    h = joined.handle
+    proc = h.nodeboot("reset", "-i", joined.inventory, "--kubeconfig", h.kubeconfig, "--yes", timeout=900)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    left = {what: node_out(h, command).strip() for what, command in CLEAN_CHECKS.items()}
+    assert left == {**dict.fromkeys(CLEAN_CHECKS, ""), "kubelet running": "inactive"}
+    with pytest.raises(client.ApiException):
+        h.cluster().core.read_node(joined.node)
+    node_out(h, pod_network.install_command())
+    result, seconds = join(h, joined.inventory, joined.args)
+    TIMINGS["rejoin_after_reset_s"] = seconds
+    assert result["tokens_left"] == [] and node_ready(h, joined.node) is not None

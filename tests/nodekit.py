@@ -1,0 +1,67 @@
+"""Helpers for the real-node tier: commands on the VM node, the join command line, waits."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import yaml
+
+from labkit import LabHandle
+
+T = TypeVar("T")
+# Figures this tier measures, printed at the end of the run (pytest_terminal_summary).
+TIMINGS: dict[str, float | str] = {}
+KUBERNETES_VERSION = "v1.37.2"
+ECHO_IMAGE = "registry.k8s.io/e2e-test-images/nodeboot-echo:1.0"
+
+
+def vm(handle: LabHandle) -> dict[str, Any]:
+    return handle.env["vm_hosts"][0]
+
+
+def on_node(handle: LabHandle, command: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run a command on the VM node with the OpenSSH client: an independent look at its state."""
+    node = vm(handle)
+    return subprocess.run(
+        ["ssh", "-i", node["ssh_key"], "-o", f"UserKnownHostsFile={handle.env['known_hosts']}",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=30", f"root@{node['address']}", command],
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def node_out(handle: LabHandle, command: str, timeout: float = 180) -> str:
+    proc = on_node(handle, command, timeout)
+    assert proc.returncode == 0, f"{command}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}"
+    return proc.stdout
+
+
+def inventory(handle: LabHandle, name: str, **host_vars: Any) -> str:
+    node = vm(handle)
+    return str(handle.inventory([node], name, host_vars={node["name"]: host_vars} if host_vars else None))
+
+
+def install_args(handle: LabHandle, artifacts_url: str | None = None, registry: str | None = None) -> list[str]:
+    env = handle.env
+    return ["--install", "--artifacts-url", artifacts_url or env["artifacts_url"], "--artifacts-ca", env["lab_ca"],
+            "--registry-mirror", registry or env["registry_mirror"], "--registry-ca", env["lab_ca"]]
+
+
+def kubelet_patch_file(handle: LabHandle, settings: dict[str, Any]) -> str:
+    path = handle.work / "kubelet-patch.yaml"
+    path.write_text(yaml.safe_dump(settings))
+    return str(path)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 2.0) -> T:
+    """Poll probe until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
