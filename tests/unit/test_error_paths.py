@@ -213,3 +213,35 @@ def test_skip_phases_of_the_other_os_are_known_when_its_hosts_are_there(monkeypa
     code, _, err = run_cli(["reset", "--yes", "--os", "windows", "--password-env", "D1_PASSWORD", "w1",
                             "--skip-phases", "windows-reset", "--kubeconfig", str(kubeconfig)], monkeypatch)
     assert code == 1 and "unreachable: connection refused" in one_line(err)  # accepted: it got to the cluster
+
+
+def test_server_that_is_not_kubernetes_is_one_line(monkeypatch, tmp_path):
+    """Something answers on the API server's port, but its /version is no Kubernetes version."""
+    import http.server
+    import threading
+
+    class NotKubernetes(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            body = b'{"major": "1"}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotKubernetes)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, url)),
+                                "--log-dir", str(tmp_path / "logs")], monkeypatch)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert code == 1, err
+    assert one_line(err) == f"nodeboot: API server {url}: /version is not a Kubernetes version (ValidationError)"

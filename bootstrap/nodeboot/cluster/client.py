@@ -90,6 +90,9 @@ class Cluster:
             raise ClusterError(f"API server {self.server}: cannot read its version: {short_api_error(exc)}") from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ClusterError(f"API server {self.server}: {short_api_error(exc)}") from None
+        except ValueError as exc:  # an answer that is no Kubernetes /version (pydantic's ValidationError)
+            raise ClusterError(f"API server {self.server}: /version is not a Kubernetes version "
+                               f"({type(exc).__name__})") from None
         match = _SERVER_VERSION.match(info.git_version)
         if not match:
             raise ClusterError(f"API server {self.server}: unexpected version {info.git_version!r}")
