@@ -1,9 +1,10 @@
-"""lookup('nodeboot_script', 'linux/join.sh'): the exact text nodeboot sends for a host script.
+"""lookup('nodeboot.kubeadm.nodeboot_script', 'linux/join.sh'): the exact text nodeboot sends for a host script.
 
 The host work lives in scripts/ only, and so does the rule for what is sent:
 this lookup calls nodeboot's own scripts.script_text (the OS's common functions
-joined to the script where it uses them), taken from the bootstrap/ beside
-playbooks/ or, failing that, from the installed nodeboot package.
+joined to the script where it uses them), taken from the checkout this file is
+in (bootstrap/ above playbooks/) or, failing that, from the installed nodeboot
+package (pip install nodeboot, beside ansible-core).
 """
 
 from __future__ import annotations
@@ -24,13 +25,31 @@ options:
     description: OS/NAME, for example linux/join.sh or windows/join.ps1.
     required: true
 """
+EXAMPLES = r"""
+- name: Gather facts as nodeboot does
+  ansible.builtin.command:
+    cmd: bash --noprofile --norc -s
+    stdin: "{{ lookup('nodeboot.kubeadm.nodeboot_script', 'linux/facts.sh') }}"
+"""
+RETURN = r"""
+_raw:
+  description: The script text, one string per term.
+  type: list
+  elements: str
+"""
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2] / "bootstrap"
+def _checkout_source_root() -> Path | None:
+    """bootstrap/ of the nodeboot checkout holding this collection, if it is one."""
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "bootstrap" / "nodeboot" / "scripts.py").is_file():
+            return parent / "bootstrap"
+    return None
 
 
 def _script_text():
-    if (SOURCE_ROOT / "nodeboot" / "scripts.py").is_file() and str(SOURCE_ROOT) not in sys.path:
-        sys.path.insert(0, str(SOURCE_ROOT))
+    source_root = _checkout_source_root()
+    if source_root is not None and str(source_root) not in sys.path:
+        sys.path.insert(0, str(source_root))
     try:
         from nodeboot.scripts import script_text
     except ImportError as exc:

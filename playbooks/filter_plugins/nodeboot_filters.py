@@ -1,0 +1,1 @@
+../collections/ansible_collections/nodeboot/kubeadm/plugins/filter/nodeboot_filters.py

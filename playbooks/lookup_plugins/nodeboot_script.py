@@ -1,0 +1,1 @@
+../collections/ansible_collections/nodeboot/kubeadm/plugins/lookup/nodeboot_script.py
