@@ -83,7 +83,8 @@ class NodeState:
 
 def ipvs_lines(listing: str, real: bool) -> list[str]:
     """`ipvsadm -Ln` text as commands (real) or appended to the stand-in's state."""
-    kept = [x for x in listing.splitlines() if x.startswith(("TCP", "UDP", "  ->"))]
+    # Services and their real servers; not the "  -> RemoteAddress:Port ..." column header.
+    kept = [x for x in listing.splitlines() if x.startswith(("TCP", "UDP", "  ->")) and "RemoteAddress" not in x]
     if not kept:
         return []
     if not real:
