@@ -337,9 +337,9 @@ _register_optional_groups()
 def main() -> None:
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (a second one during a run, or at a prompt)
+        click.echo("nodeboot: interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     except click.UsageError as exc:
         ctx_info = f" (see: {exc.ctx.command_path} --help)" if exc.ctx else ""
         click.echo(f"nodeboot: {exc.format_message()}{ctx_info}", err=True)

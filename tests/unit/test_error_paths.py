@@ -245,3 +245,15 @@ def test_server_that_is_not_kubernetes_is_one_line(monkeypatch, tmp_path):
         thread.join(5)
     assert code == 1, err
     assert one_line(err) == f"nodeboot: API server {url}: /version is not a Kubernetes version (ValidationError)"
+
+
+def test_ctrl_c_that_stops_a_run_exits_130(monkeypatch, tmp_path):
+    """A second Ctrl-C raises KeyboardInterrupt in the run; click turns it into Abort."""
+    from nodeboot import app
+
+    def pressed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(app, "select_hosts", pressed)
+    code, _, err = run_cli(["reset", "h1", "--yes", "--kubeconfig", str(tmp_path / "none")], monkeypatch)
+    assert (code, err.strip()) == (130, "nodeboot: interrupted")
