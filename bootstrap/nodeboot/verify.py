@@ -20,6 +20,7 @@ from rich.table import Table
 
 from nodeboot.cluster import kubeproxy, nodes
 from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.cluster.retry import with_retry
 from nodeboot.errors import ClusterError
 from nodeboot.steps import preflight
 from nodeboot.steps.base import HostContext, Phase
@@ -74,7 +75,7 @@ class ClusterView:
         except ClusterError:
             mode = ""  # no kube-proxy ConfigMap: a cluster without kube-proxy (e.g. a CNI replacing it)
         try:
-            svc = cluster.core.read_namespaced_service("kubernetes", "default")
+            svc = with_retry(lambda: cluster.core.read_namespaced_service("kubernetes", "default"))
         except Exception as exc:  # noqa: BLE001 - any API failure is the same one-line error
             raise ClusterError(f"cannot read Service default/kubernetes: {short_api_error(exc)}") from None
         port = next((p.port for p in svc.spec.ports or [] if p.name == "https"), 443)
@@ -88,7 +89,7 @@ def api_clock_offset(cluster: Cluster) -> tuple[float, float]:
 
     sent = time.time()
     try:
-        _, _, headers = client.VersionApi(cluster.api).get_code_with_http_info()
+        _, _, headers = with_retry(lambda: client.VersionApi(cluster.api).get_code_with_http_info())
     except Exception as exc:  # noqa: BLE001
         raise ClusterError(f"API server {cluster.server}: cannot read its clock: {short_api_error(exc)}") from None
     received = time.time()
@@ -190,7 +191,7 @@ def clock_skew(facts: dict, sent: float, received: float, view: ClusterView) -> 
 
 def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check]:
     try:
-        node = cluster.core.read_node(node_name)
+        node = with_retry(lambda: cluster.core.read_node(node_name))
     except Exception as exc:  # noqa: BLE001
         if getattr(exc, "status", None) != 404:
             return [Check("node-ready", "fail", short_api_error(exc))]
@@ -198,11 +199,11 @@ def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check
     on_node = f"spec.nodeName={node_name}"
     if node_os == "windows":
         # The Windows kube-proxy runs as a HostProcess DaemonSet with its own labels.
-        pods = [p for p in cluster.core.list_namespaced_pod("kube-system", field_selector=on_node).items
-                if "kube-proxy" in p.metadata.name]
+        pods = [p for p in with_retry(lambda: cluster.core.list_namespaced_pod(
+            "kube-system", field_selector=on_node)).items if "kube-proxy" in p.metadata.name]
     else:
-        pods = cluster.core.list_namespaced_pod("kube-system", label_selector=KUBE_PROXY_SELECTOR,
-                                                field_selector=on_node).items
+        pods = with_retry(lambda: cluster.core.list_namespaced_pod(
+            "kube-system", label_selector=KUBE_PROXY_SELECTOR, field_selector=on_node)).items
     return [node_ready(node), kube_proxy_pod(pods)]
 
 

@@ -196,9 +196,11 @@ POD_SELECTOR = "k8s-app=kube-proxy"
 
 
 def pods_on_node(cluster: Cluster, node: str) -> list[client.V1Pod]:
+    from nodeboot.cluster.retry import with_retry
+
     try:
-        return cluster.core.list_namespaced_pod("kube-system", label_selector=POD_SELECTOR,
-                                                field_selector=f"spec.nodeName={node}").items
+        return with_retry(lambda: cluster.core.list_namespaced_pod("kube-system", label_selector=POD_SELECTOR,
+                                                                   field_selector=f"spec.nodeName={node}")).items
     except client.ApiException as exc:
         raise ClusterError(f"cannot list kube-proxy pods on {node}: {short_api_error(exc)}") from None
 
