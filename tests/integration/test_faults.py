@@ -8,11 +8,14 @@ import subprocess
 import threading
 import time
 
-import pytest
 from kubernetes import client
 
 from labkit import BackgroundRun, netns_processes, summary, wait_for_process
 from nodeboot.cluster.nodes import NodeWatcher
+
+# What the host's failure says (as nodeboot and the lab's kubeadm 1.37 word it).
+LINK_CUT_DETAIL = "command timed out after 8s"  # --step-timeout 8
+UNREACHABLE_DETAIL = "couldn't validate the identity of the API Server"
 
 
 def nodeboot_tokens(cluster) -> list[str]:
@@ -64,7 +67,6 @@ def test_link_cut_during_a_step_fails_that_host_within_its_timeout(lab):
     hosts = lab.reserve(3)
     inventory = lab.inventory(hosts, "fault-link")
     victim = hosts[0]
-    started = time.monotonic()
     run = BackgroundRun(lab, "join", "-i", str(inventory), "--step-timeout", "8", "--connect-timeout", "3")
     wait_for_process(victim["netns"], "kubeadm join")
     subprocess.run(["ip", "netns", "exec", victim["netns"], "ip", "link", "set", "eth0", "down"], check=True)
@@ -72,13 +74,12 @@ def test_link_cut_during_a_step_fails_that_host_within_its_timeout(lab):
         code = run.wait(120)  # bounded: nothing may hang
     finally:
         subprocess.run(["ip", "netns", "exec", victim["netns"], "ip", "link", "set", "eth0", "up"], check=True)
-    elapsed = time.monotonic() - started
     assert code == 1
     result = by_host(run.summary())
     assert result[victim["name"]]["result"] == "failed"
-    assert "timed out" in result[victim["name"]]["detail"] or "connection" in result[victim["name"]]["detail"]
+    # The host is failed by its own step timeout, and says so.
+    assert LINK_CUT_DETAIL in result[victim["name"]]["detail"], result[victim["name"]]["detail"]
     assert all(result[h["name"]]["result"] == "changed" for h in hosts[1:])
-    assert elapsed < 60, f"the run took {elapsed:.0f}s"
     assert nodeboot_tokens(lab.cluster()) == []
 
 
@@ -114,26 +115,21 @@ def test_join_completes_across_an_api_server_restart(lab):
     assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
 
 
-@pytest.mark.parametrize("how", ["wrong-ca-pin", "unreachable-endpoint"])
-def test_failed_kubeadm_join_shows_kubeadm_and_leaves_the_host_clean(lab, how):
+def test_failed_kubeadm_join_shows_kubeadm_and_leaves_the_host_clean(lab):
+    # (A CA pin that is not the cluster's no longer reaches kubeadm: preflight stops it,
+    # test_operator_safety.py.) An endpoint nobody answers on fails kubeadm's discovery.
     (host,) = lab.reserve(1)
-    inventory = lab.inventory([host], f"fault-{how}")
-    args = ["join", "-i", str(inventory), "--discovery-timeout", "8s"]
-    if how == "wrong-ca-pin":
-        args += ["--ca-cert-hash", "sha256:" + "0" * 64]
-    else:
-        subnet = lab.env["api_endpoint"].rsplit(".", 1)[0]
-        args += ["--api-server-endpoint", f"{subnet}.250:6443"]  # a lab address nobody answers on
+    inventory = lab.inventory([host], "fault-unreachable-endpoint")
+    subnet = lab.env["api_endpoint"].rsplit(".", 1)[0]
+    args = ["join", "-i", str(inventory), "--discovery-timeout", "8s",
+            "--api-server-endpoint", f"{subnet}.250:6443"]  # a lab address nobody answers on
     proc, events = lab.nodeboot_json(*args, timeout=300)
     assert proc.returncode == 1
     failed = by_host(summary(events))[host["name"]]
     assert failed["phase"] == "kubeadm-join"
     detail = failed["detail"]
     assert "kubeadm join failed" in detail and "kubeadm said:" in detail
-    if how == "wrong-ca-pin":
-        assert "public key" in detail or "CA" in detail, detail
-    else:
-        assert "8s" in detail or "timeout" in detail.lower() or "deadline" in detail.lower(), detail
+    assert UNREACHABLE_DETAIL in detail and f"{subnet}.250:6443" in detail, detail
     assert "the host was reset" in detail
     left = lab.ssh(host, "ls /etc/kubernetes /var/lib/kubelet 2>/dev/null | grep -v '^/' | grep -v '^$' | wc -l")
     assert left.stdout.strip() == "0", lab.ssh(host, "ls -R /etc/kubernetes /var/lib/kubelet").stdout
