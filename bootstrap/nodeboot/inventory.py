@@ -10,6 +10,7 @@ required inline: `nodeboot_password_env: VAR` (or Ansible's
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import fnmatch
 import functools
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeboot import node_install, validate
-from nodeboot.errors import InventoryError, UsageError
+from nodeboot.errors import InventoryError, NodebootError, UsageError
 from nodeboot.inventory_read import read_inventory
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
@@ -121,7 +122,9 @@ class _KeyRecorder(dict):
 def known_nodeboot_vars() -> frozenset[str]:
     """Every nodeboot_* var nodeboot or its playbooks read."""
     recorder = _KeyRecorder()
-    host_from_vars("known vars", "probe", recorder, [])
+    # A var that needs another would stop the probe: the names asked until then still count.
+    with contextlib.suppress(NodebootError, ValueError):
+        host_from_vars("known vars", "probe", recorder, [])
     playbook_vars: set[str] = set()  # what the playbooks define or read (`nodeboot_cli | default(...)`)
     playbooks = Path(__file__).resolve().parent / "playbooks"
     for path in playbooks.rglob("*.y*ml") if playbooks.is_dir() else ():

@@ -42,6 +42,9 @@ class InventoryHost:
     name: str
     vars: dict[str, Any] = field(default_factory=dict)
     groups: list[str] = field(default_factory=list)  # direct groups
+    # The groups whose vars apply: the direct ones and their ancestors, less what leaving `ungrouped` took
+    # away (set by finish()).
+    member_of: set[str] | None = None
 
 
 class InventoryTree:
@@ -100,12 +103,16 @@ class InventoryTree:
                 self.add_child("all", name)
         ungrouped = self.groups["ungrouped"]
         for host in self.hosts.values():
-            direct = set(host.groups)
-            if "ungrouped" in direct and direct - {"all", "ungrouped"}:
-                ungrouped.hosts.remove(host.name)
-                host.groups.remove("ungrouped")
-            elif not direct - {"all"} and "ungrouped" not in direct:
+            member_of = self._direct_and_ancestors(host.groups)
+            if "ungrouped" in member_of:
+                if member_of - {"all", "ungrouped"} and "ungrouped" in host.groups:
+                    ungrouped.hosts.remove(host.name)
+                    host.groups.remove("ungrouped")
+                    self._leave(member_of, "ungrouped")
+            elif not member_of - {"all"}:
                 self.add_host(host.name, "ungrouped")
+                member_of |= {"ungrouped"} | self.ancestors("ungrouped")
+            host.member_of = member_of
         for name in set(self.groups) & set(self.hosts):
             self.warnings.append(f"{name} is the name of both a group and a host")
 
@@ -132,9 +139,27 @@ class InventoryTree:
 
         return {name: depth(name) for name in self.groups}
 
+    def _direct_and_ancestors(self, groups: list[str]) -> set[str]:
+        return set(groups).union(*(self.ancestors(g) for g in groups))
+
+    def _leave(self, member_of: set[str], group: str) -> None:
+        """Ansible's rule for a host leaving a group: the group's ancestors go too, unless another of the host's
+        groups still descends from them (`all` always stays). It applies even to a group the host is directly
+        in, when that group is an ancestor of `ungrouped` — Ansible's behaviour, kept so both read alike."""
+        member_of.discard(group)
+        for ancestor in self.ancestors(group) - {"all"}:
+            if ancestor in member_of and not any(ancestor in self.ancestors(g) for g in member_of):
+                self._leave(member_of, ancestor)
+
     def groups_of(self, host: str) -> set[str]:
-        direct = set(self.hosts[host].groups)
-        return direct.union(*(self.ancestors(g) for g in direct))
+        entry = self.hosts[host]
+        return entry.member_of if entry.member_of is not None else self._direct_and_ancestors(entry.groups)
+
+    def listed_hosts(self) -> list[str]:
+        """The hosts Ansible's `all` pattern gives: members of some group under `all`, in inventory order."""
+        reachable = {"all"} | {g for g in self.groups if "all" in self.ancestors(g)}
+        listed = {h for g in reachable for h in self.groups[g].hosts}
+        return [name for name in self.hosts if name in listed]
 
     def ordered_groups(self, host: str, depths: dict[str, int]) -> list[str]:
         """The host's groups other than `all`, lowest precedence first."""
@@ -145,7 +170,8 @@ class InventoryTree:
         """Every host's vars after precedence, host_vars/ and group_vars/ included."""
         depths = self.depths()
         resolved: dict[str, dict[str, Any]] = {}
-        for name, host in self.hosts.items():
+        for name in self.listed_hosts():
+            host = self.hosts[name]
             groups = self.ordered_groups(name, depths)
             merged: dict[str, Any] = dict(self.groups["all"].vars)
             for group in groups:

@@ -28,7 +28,8 @@ from nodeboot.errors import UsageError
 ANSIBLE_INVENTORY = Path(sys.executable).parent / "ansible-inventory"
 INVENTORIES_PER_EXAMPLE = 3
 
-GROUPS = ["web", "db", "linux", "windows", "edge", "zeta", "g_1", "alpha"]
+GROUPS = ["web", "db", "linux", "windows", "edge", "zeta", "g_1", "alpha", "ungrouped"]
+YAML_ONLY_GROUPS = ["my-group"]  # INI makes section names valid variable names; YAML keeps them
 # pattern -> the host names it stands for (the test's own expectation, used to name host_vars files)
 PATTERNS = {
     "h1": ["h1"],
@@ -60,6 +61,7 @@ class GenGroup:
     vars: dict[str, Any]
     hosts: list[tuple[str, dict[str, Any]]]
     children: list[str]
+    odd_key: bool = False  # YAML: a key that is not hosts/vars/children (both readers skip it)
 
 
 @dataclass
@@ -85,25 +87,26 @@ def inventories(draw: st.DrawFn) -> GenInventory:
     else:
         group_var_maps = group_var_maps.map(lambda m: {k: (3 if k == "ansible_group_priority" else v)
                                                        for k, v in m.items()})
-    names = draw(st.lists(st.sampled_from(GROUPS), min_size=1, max_size=5, unique=True))
+    pool = GROUPS + YAML_ONLY_GROUPS if form == "yaml" else GROUPS
+    names = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=5, unique=True))
     host_entries = st.lists(st.tuples(st.sampled_from(list(PATTERNS)), var_maps), max_size=3)
     groups = []
     for index, name in enumerate(names):
         later = names[index + 1:]  # children only among later groups: no cycles
         children = draw(st.lists(st.sampled_from(later), unique=True, max_size=2)) if later else []
-        groups.append(GenGroup(name, draw(group_var_maps), draw(host_entries), children))
+        groups.append(GenGroup(name, draw(group_var_maps), draw(host_entries), children, draw(st.booleans())))
     inv = GenInventory(form, draw(var_maps), draw(host_entries), groups)
     inv.ini_order = draw(st.permutations(list(range(len(groups)))))
     all_hosts = sorted({h for pattern, _ in [*inv.loose_hosts, *(e for g in groups for e in g.hosts)]
                         for h in PATTERNS[pattern]})
     file_vars = st.dictionaries(st.sampled_from(VAR_NAMES), yaml_values, min_size=1, max_size=3)
-    layouts = st.sampled_from(["", ".yml", ".yaml", ".json", "dir"])
+    layouts = st.sampled_from(["", ".yml", ".yaml", ".json", "dir", "two", "empty"])
     for kind, pool in (("group", ["all", *names]), ("host", all_hosts)):
         if not pool:
             continue
         for name in draw(st.lists(st.sampled_from(pool), unique=True, max_size=3)):
             layout = draw(layouts)
-            contents = draw(st.lists(file_vars, min_size=1, max_size=3 if layout == "dir" else 1))
+            contents = draw(st.lists(file_vars, min_size=1, max_size=3 if layout in ("dir", "two") else 1))
             inv.vars_files.append((kind, name, layout, contents))
     return inv
 
@@ -118,6 +121,11 @@ def write_inventory(inv: GenInventory, folder: Path) -> Path:
         base.mkdir(exist_ok=True)
         if layout == "dir":
             write_vars_dir(base / name, contents)
+        elif layout == "two":  # NAME and NAME.yml both there: only the first in Ansible's order counts
+            (base / name).write_text(yaml.safe_dump(contents[0]))
+            (base / f"{name}.yml").write_text(yaml.safe_dump(contents[-1] | {"v3": "from NAME.yml"}))
+        elif layout == "empty":
+            (base / f"{name}.yml").write_text("# nothing yet\n")
         else:
             data = contents[0]
             text = json.dumps(data) if layout == ".json" else yaml.safe_dump(data)
@@ -149,6 +157,10 @@ def yaml_text(inv: GenInventory) -> str:
             out["vars"] = group.vars
         if group.hosts:
             out["hosts"] = {pattern: (hvars or None) for pattern, hvars in group.hosts}
+            if len(group.hosts) == 1 and not group.hosts[0][1]:
+                out["hosts"] = group.hosts[0][0]  # `hosts: NAME`, Ansible's short form for one host
+        if group.odd_key:
+            out["host"] = {"typo": {"v1": 1}}
         if group.children:
             # A child is spelled out under its first parent; other parents only name it.
             out["children"] = {c: (body(by_name[c], defined) if c not in defined and parents[c][0] == group.name
@@ -227,13 +239,17 @@ def features(inv: GenInventory) -> set[str]:
     found |= {"children" for g in inv.groups if g.children} | {"all vars" for _ in [1] if inv.all_vars}
     found |= {"group priority" for g in inv.groups if "ansible_group_priority" in g.vars}
     found |= {"host in two groups" for _ in [1] if len({p for p, _ in entries}) < len(entries)}
-    found |= {f"{kind}_vars {'dir' if layout == 'dir' else 'file' + layout}" for kind, _, layout, _ in inv.vars_files}
+    found |= {f"{kind}_vars {layout if layout in ('dir', 'two', 'empty') else 'file' + layout}"
+              for kind, _, layout, _ in inv.vars_files}
+    found |= {"ungrouped named" for g in inv.groups if g.name == "ungrouped"}
+    found |= {"odd key" for g in inv.groups if g.odd_key and inv.form == "yaml"}
     return found
 
 
 REQUIRED_FEATURES = {"yaml", "ini", "range", "port", "children", "all vars", "group priority", "host in two groups",
                      "group_vars dir", "host_vars dir", "group_vars file", "group_vars file.yml",
-                     "host_vars file.yaml", "group_vars file.json", "host_vars file"}
+                     "host_vars file.yaml", "group_vars file.json", "host_vars file", "ungrouped named", "odd key",
+                     "group_vars two", "host_vars empty"}
 
 
 @pytest.mark.skipif(not ANSIBLE_INVENTORY.exists(), reason="ansible-core (the test extra) is not installed")
