@@ -103,7 +103,7 @@ OPERATOR_PLAYBOOK = """
     - name: nodeboot's Linux role
       ansible.builtin.include_role:
         name: nodeboot.kubeadm.linux
-        tasks_from: "{{ action }}"
+        tasks_from: "{{ entry }}"
 """
 
 
@@ -129,12 +129,12 @@ def test_operator_playbook_joins_and_resets_a_lab_host_with_the_installed_collec
                    timeout=900)
 
     # The role checks its inputs against its argument spec before anything runs.
-    bad = play("-e", "action=join", "-e", "nodeboot_ready_timeout=soon", "--check")
+    bad = play("-e", "entry=join", "-e", "nodeboot_ready_timeout=soon", "--check")
     assert bad.returncode != 0 and "nodeboot_ready_timeout" in bad.stdout, bad.stdout[-2000:]
 
     # Check mode with nodeboot_install: install.sh's dry run gets nodeboot's plan (URLs in upstream's layout).
     mirror = "http://127.0.0.1:9/mirror"
-    check = play("-e", "action=join", "-e", "nodeboot_install=true", "-e", f"nodeboot_artifacts_url={mirror}",
+    check = play("-e", "entry=join", "-e", "nodeboot_install=true", "-e", f"nodeboot_artifacts_url={mirror}",
                  "--check", "-v")
     assert check.returncode == 0, check.stdout[-4000:]
     assert "install: containerd, runc, the CNI plugins, kubelet and kubeadm (install.sh)" in check.stdout
@@ -143,7 +143,7 @@ def test_operator_playbook_joins_and_resets_a_lab_host_with_the_installed_collec
     assert recap(check.stdout, name)["failed"] == 0
     assert nodes.read_node(lab.cluster(), name) is None  # check mode joined nothing
 
-    joined = play("-e", "action=join")
+    joined = play("-e", "entry=join")
     assert joined.returncode == 0, joined.stdout[-4000:]
     assert recap(joined.stdout, name)["changed"] >= 1
     node = nodes.read_node(lab.cluster(), name)
@@ -151,7 +151,7 @@ def test_operator_playbook_joins_and_resets_a_lab_host_with_the_installed_collec
     # The install phase was not asked for: skipped, not run.
     assert "would install" not in joined.stdout
 
-    reset = play("-e", "action=reset")
+    reset = play("-e", "entry=reset")
     assert reset.returncode == 0, reset.stdout[-4000:]
     assert nodes.read_node(lab.cluster(), name) is None
     assert lab.ssh(hosts[0], "test -e /etc/kubernetes/kubelet.conf").returncode != 0
