@@ -27,10 +27,11 @@ class ReadInventory:
     tree: InventoryTree
     hostvars: dict[str, dict[str, Any]]  # resolved, per host, in the inventory's order
     warnings: list[str] = field(default_factory=list)
+    host_groups: dict[str, list[str]] = field(default_factory=dict)
 
     def groups_of(self, host: str) -> list[str]:
         """`all` first, then the host's other groups from lowest to highest precedence."""
-        return ["all", *self.tree.ordered_groups(host, self.tree.depths())]
+        return self.host_groups[host]
 
     def as_ansible_list(self) -> dict[str, Any]:
         return self.tree.as_ansible_list(self.hostvars)
@@ -56,7 +57,9 @@ def read_inventory(path: str) -> ReadInventory:
         raise UsageError(str(exc)) from None
     except TreeError as exc:
         raise UsageError(f"{source}: {exc}") from None
-    return ReadInventory(source, tree, hostvars, [f"{source}: {w}" for w in tree.warnings])
+    depths = tree.depths()
+    host_groups = {name: ["all", *tree.ordered_groups(name, depths)] for name in hostvars}
+    return ReadInventory(source, tree, hostvars, [f"{source}: {w}" for w in tree.warnings], host_groups)
 
 
 def _parse(source: str, text: str, suffix: str) -> InventoryTree:

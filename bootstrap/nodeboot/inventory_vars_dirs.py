@@ -26,6 +26,8 @@ class VarsDirs:
     def __init__(self, inventory_path: str) -> None:
         self.base = Path(os.path.realpath(os.path.dirname(os.path.abspath(inventory_path))))
         self._cache: dict[tuple[str, str], dict[str, Any]] = {}
+        folders = {kind: self.base / sub for kind, sub in SUBDIRS.items()}
+        self._folders = {kind: (path if path.is_dir() else None) for kind, path in folders.items()}
         self.files_read: list[Path] = []
 
     def __call__(self, kind: str, name: str) -> dict[str, Any]:
@@ -35,8 +37,8 @@ class VarsDirs:
         return self._cache[key]
 
     def _load(self, kind: str, name: str) -> dict[str, Any]:
-        folder = self.base / SUBDIRS[kind]
-        if name.startswith(os.sep) or not folder.is_dir():
+        folder = self._folders[kind]
+        if folder is None or name.startswith(os.sep):
             return {}
         merged: dict[str, Any] = {}
         for path in self.files_for(folder, name):
