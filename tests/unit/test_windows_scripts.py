@@ -215,8 +215,8 @@ def test_ansible_sends_secrets_as_nodeboot_does() -> None:
     inv = parse_invocation(sent + script_text("windows", "join.ps1"))
     assert inv.variables["NB_JOIN_CONFIG"] == secrets["NB_JOIN_CONFIG"]
     assert "0123456789abcdef" not in inv.script_text and inv.secret_names == ("NB_JOIN_CONFIG",)
-    assert 'nb_secrets | nb_ps_secret_vars' in (SCRIPTS.parents[1] / "playbooks" / "roles" / "nodeboot_windows"
-                                                / "tasks" / "join.yml").read_text()
+    role_tasks = SCRIPTS.parents[1] / "playbooks" / "roles" / "nodeboot_windows" / "tasks" / "join.yml"
+    assert 'nb_secrets | nodeboot.kubeadm.nb_ps_secret_vars' in role_tasks.read_text()
 
 
 def test_the_kubelet_service_starts_only_through_the_wrapper_and_after_the_join(tmp_path: Path) -> None:
