@@ -65,6 +65,23 @@ HOST_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 WINRM_PASSWORD_ENV = "NODEBOOT_LAB_WINRM_PASSWORD"
 
 
+def mount_points_in_any_namespace() -> set[str]:
+    """Every path that is a mount point in some mount namespace of this machine."""
+    points: set[str] = set()
+    seen: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            ns = os.readlink(proc / "ns" / "mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            for line in (proc / "mountinfo").read_text().splitlines():
+                points.add(line.split()[4].replace("\\040", " "))
+    return points
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
     return Path(base) / "nodeboot" / "lab"
@@ -406,7 +423,12 @@ class Lab:
             sh("umount", "-l", path, check=False)
             removed.append(f"mount {path}")
         if record:
+            in_use = mount_points_in_any_namespace()
             for d in record.created_dirs:
+                # Removing a directory detaches every mount on it in every other mount
+                # namespace: another lab's /etc/kubernetes or /var/lib/etcd would vanish.
+                if d in in_use:
+                    continue
                 with contextlib.suppress(OSError):  # only empty ones go
                     os.rmdir(d)
             self.record_path.unlink(missing_ok=True)
