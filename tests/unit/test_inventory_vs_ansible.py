@@ -3,8 +3,9 @@ hosts, groups (hosts and children, in order) and vars (issue 18.1).
 
 Each of the 10 examples writes three inventories (YAML or INI; vars on all, groups and hosts; children; host ranges and
 :port; host_vars/ and group_vars/ as files with every extension and as directories) and runs the three
-`ansible-inventory` processes at once: ansible-core takes about a second to start, so this keeps the run
-under a minute. Only plain data vars are generated: templating is Ansible's, not nodeboot's.
+`ansible-inventory` processes at once: ansible-core takes about a second of CPU to start, so the run costs
+about 20 s of CPU (a minute or so of wall time on a busy 2-core machine). Only plain data vars are generated:
+templating is Ansible's, not nodeboot's.
 """
 
 from __future__ import annotations
