@@ -16,6 +16,7 @@ import json
 
 import pytest
 import yaml
+from kubernetes.client import ApiException
 
 CNI = '{"cniVersion": "1.0.0", "name": "lab", "plugins": [{"type": "bridge"}]}'
 EXPECTED_ON_LAB = {
@@ -94,7 +95,11 @@ def test_kube_proxy_scheduled_away_from_a_node_fails_naming_the_check(lab, joine
     try:
         for pod in cluster.core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-proxy",
                                                     field_selector=f"spec.nodeName={away}").items:
-            cluster.core.delete_namespaced_pod(pod.metadata.name, "kube-system")
+            try:
+                cluster.core.delete_namespaced_pod(pod.metadata.name, "kube-system")
+            except ApiException as exc:  # the DaemonSet controller may have removed it already
+                if exc.status != 404:
+                    raise
         wait_no_pod(cluster, away)
         code, data = verify_json(lab, inventory)
         assert code == 1
