@@ -117,7 +117,7 @@ def test_proxy_set_mode_ipvs_with_scheduler_lc(lab, joined, kube_proxy_config_re
     hosts, inventory, _ = joined
     cluster = lab.cluster()
     before = yaml.safe_load(cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"])
-    proc = lab.nodeboot("proxy", "set-mode", "ipvs", "--scheduler", "lc", "-i", str(inventory))
+    proc = lab.nodeboot("proxy", "set-mode", "ipvs", "--scheduler", "lc", "-i", str(inventory), "--yes")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     after = yaml.safe_load(cluster.core.read_namespaced_config_map("kube-proxy", "kube-system").data["config.conf"])
     assert after["mode"] == "ipvs" and after["ipvs"]["scheduler"] == "lc"
