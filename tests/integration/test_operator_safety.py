@@ -198,3 +198,19 @@ def test_drain_refuses_emptydir_then_honours_grace_period_and_uncordon_undoes_a_
         cluster.core.delete_namespace(NAMESPACE)
         wait_until(lambda: NAMESPACE not in {n.metadata.name for n in cluster.core.list_namespace().items},
                    f"namespace {NAMESPACE} gone", timeout=120)
+
+
+# -- item 1: --labels/--taints add to the inventory's, in both engines ---------------------------
+def test_labels_and_taints_add_to_the_inventory_in_both_engines(lab):
+    hosts = lab.reserve(2)
+    own = {"nodeboot_labels": {"tier": "web", "rack": "r1"}, "nodeboot_taints": ["dedicated=web:NoSchedule"]}
+    for host, engine in zip(hosts, ("nodeboot", "ansible"), strict=True):
+        inventory = lab.inventory([host], f"adds-{engine}", {host["name"]: own})
+        proc = lab.nodeboot("join", "-i", str(inventory), "--engine", engine, "--labels", "zone=a,tier=db",
+                            "--taints", "spot=yes:PreferNoSchedule", timeout=900)
+        assert proc.returncode == 0, proc.stderr + proc.stdout[-3000:]
+        node = lab.cluster().core.read_node(host["name"])
+        labels = node.metadata.labels
+        assert (labels["tier"], labels["rack"], labels["zone"]) == ("db", "r1", "a"), (engine, labels)
+        assert sorted((t.key, t.value, t.effect) for t in node.spec.taints) == [
+            ("dedicated", "web", "NoSchedule"), ("spot", "yes", "PreferNoSchedule")], engine
