@@ -6,12 +6,10 @@ ones end, deletes every token the run created, and reports each host's state.
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -117,7 +115,8 @@ class Fleet:
 
             self.tokens = TokenLedger(cluster)
             self.watcher = NodeWatcher(cluster)
-        self.options.extra.setdefault("run_id", f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        if not self.options.run_id:  # the hosts' lock owner, and the run id of the events
+            self.options.run_id = output.run_id
 
     def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,
             shared_state: dict | None = None) -> FleetReport:
@@ -136,6 +135,9 @@ class Fleet:
                 for future in as_completed(futures):
                     report = future.result()
                     reports[report.host.name] = report
+                    # Every host's result as an event, a host that never connected too.
+                    self.output.event("host", report.host.name, status=report.result, phase=report.phase,
+                                      detail=report.detail, seconds=round(report.seconds, 3))
                     if self.fail_fast and report.result == "failed":
                         self.output.message("--fail-fast: a host failed, stopping the others", "bold red")
                         self.cancelled.set()
@@ -181,7 +183,6 @@ class Fleet:
             transport.close()
         report = self._report(host, result, time.monotonic() - started)
         report.execs, report.connects = transport.stats.execs, transport.stats.connects
-        emit("host", status=report.result, phase=report.phase, detail=report.detail)
         return report
 
     def _report(self, host: Host, result: WorkflowResult, seconds: float) -> HostReport:

@@ -96,7 +96,7 @@ def test_runs_in_the_same_second_get_their_own_private_directories(monkeypatch, 
         assert (output.log_dir / "hosts").stat().st_mode & 0o777 == 0o700
         for name in ("run.log", "hosts/h1.log"):
             assert (output.log_dir / name).stat().st_mode & 0o777 == 0o600, name
-    assert "begin test" in (first.log_dir / "run.log").read_text()
+    assert '"title": "test"' in (first.log_dir / "run.log").read_text()
 
 
 def test_only_the_newest_runs_are_kept(monkeypatch, tmp_path):
