@@ -304,8 +304,10 @@ def make_context(scenario: Scenario, transport: RecordingTransport, cluster: Fak
                                  "endpoint": ENDPOINT, "ca_hashes": [CA_HASH], "ca_problem": None}
         if scenario.windows_cluster is not None:
             state["windows_cluster"] = {"changes": list(scenario.windows_cluster)}
-        options = RunOptions(**typed, extra={k: v for k, v in wanted.items() if k not in typed})  # type: ignore[call-arg]
-        return HostContext(**common, options=options, state=state)
+        typed["extra"] = {k: v for k, v in wanted.items() if k not in typed}
+        common["options"] = RunOptions(**typed)
+        common["state"] = state
+        return HostContext(**common)
     once = None if scenario.windows_cluster is None else base.WindowsClusterOnce(changes=scenario.windows_cluster)
     run = base.ClusterFacts(server_minor=(major, minor), server_version=scenario.server_version, endpoint=ENDPOINT,
                             ca_hashes=(CA_HASH,), windows_cluster=once)
@@ -313,7 +315,7 @@ def make_context(scenario: Scenario, transport: RecordingTransport, cluster: Fak
 
 
 def run_scenario(scenario: Scenario) -> Run:
-    cluster, tokens, events = FakeCluster(), FakeTokens(), []
+    cluster, tokens, events = FakeCluster(), FakeTokens(), list[dict[str, Any]]()
     facts = [{"changed": False, "facts": scenario.facts}]
     answers = {"facts.sh": facts, "facts.ps1": facts, **{k: list(v) for k, v in scenario.answers.items()}}
     transport = RecordingTransport(scenario.host, cluster, answers)
