@@ -29,7 +29,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from nodeboot import node_install
+from nodeboot import node_install, proxy_cmd
 from nodeboot.cluster.tokens import BootstrapToken
 from nodeboot.inventory import Host
 from nodeboot.redact import Redactor
@@ -94,6 +94,11 @@ class FakeCore:
     def delete_node(self, name: str) -> None:
         self.read_node(name)
         del self.nodes[name]
+
+    # proxy set-mode's plan names the node's kube-proxy pod.
+    def list_namespaced_pod(self, namespace: str, label_selector: str, field_selector: str) -> client.V1PodList:
+        assert namespace == "kube-system" and field_selector.startswith("spec.nodeName=")
+        return client.V1PodList(items=[client.V1Pod(metadata=client.V1ObjectMeta(name="kube-proxy-golden"))])
 
 
 @dataclass
@@ -195,6 +200,7 @@ class Scenario:
     server_version: str = "v1.37.2"
     answers: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # results, in turn (the last repeats)
     windows_cluster: tuple[str, ...] | None = None  # what the run's one reconcile of the Windows side changed
+    reported: dict[str, Any] = field(default_factory=dict)  # what phases report besides outcomes (proxy plans)
     registered: bool = False  # the host's Node exists before the run
 
 
@@ -238,6 +244,27 @@ WEB = dict(labels={"tier": "web"}, taints=[Taint("dedicated", "web", "NoSchedule
            node_ips=["10.0.0.11", "fd00::11"], kubelet_extra_args={"max-pods": "60"},
            ignore_preflight_errors=["SystemVerification"], kubelet_config={"maxPods": 60})
 
+class ProxyCleanupAfterSwitch(Phase):
+    """proxy set-mode's cleanup of the old mode on a node that now runs the new one (cleanup_node)."""
+
+    name, title = "proxy-cleanup-old", "clean what the old mode left"
+
+    def __init__(self, old: str, now: str) -> None:
+        self.old, self.now = old, now
+
+    def run(self, ctx: HostContext) -> bool:
+        return proxy_cmd.cleanup_node(ctx, self.old, self.now).changed
+
+
+PROXY_PLANS: dict[str, Any] = {}
+
+
+def proxy_set_mode_phases() -> list[Phase]:
+    """What `nodeboot proxy set-mode ipvs` sends a node: the plan (prerequisites in NB_DRY_RUN
+    mode, then the preflight), and, after the switch, the cleanup of the old iptables rules."""
+    return [linux.Facts(), proxy_cmd.PlanNode("ipvs", PROXY_PLANS), ProxyCleanupAfterSwitch("iptables", "ipvs")]
+
+
 SCENARIOS = [
     Scenario("linux-join", linux_host(**WEB, proxy_mode="ipvs"), linux.join_phases, LINUX_READY),
     Scenario("linux-join-install", linux_host(install=INSTALL), linux.join_phases, LINUX_BARE,
@@ -255,6 +282,13 @@ SCENARIOS = [
              options={"remove_modules_file": False}),
     Scenario("linux-proxy-prereqs-ipvs", linux_host(), linux.proxy_prereq_phases, LINUX_JOINED,
              options={"proxy_mode": "ipvs"}),
+    Scenario("linux-proxy-set-mode-ipvs", linux_host(), proxy_set_mode_phases, LINUX_JOINED,
+             answers={"proxy-prereqs.sh": [{"changed": True, "facts": {"actions": [
+                          "would load ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh",
+                          "would write /etc/modules-load.d/nodeboot-ipvs.conf"]}}],
+                      "proxy-preflight.sh": [{"changed": False, "facts": {
+                          "kernel": "6.1.0-28-amd64", "problems": ["module ip_vs is not loaded"]}}]},
+             reported=PROXY_PLANS),
     Scenario("windows-join", windows_host(**{k: v for k, v in WEB.items() if k not in ("node_ips", "kubelet_config")},
                                           vars={"nodeboot_windows_sha256": {"kubelet.exe": "cd" * 32}}),
              windows.join_phases, WINDOWS_BARE,
@@ -360,6 +394,7 @@ def record(run: Run) -> dict[str, Any]:
         "outcomes": [f"{phase}: {status}" + (f" ({detail})" if detail else "")
                      for phase, status, detail in run.outcomes],
         "error": run.error,
+        **({"reported": run.scenario.reported} if run.scenario.reported else {}),
         "calls": calls,
     }
 
