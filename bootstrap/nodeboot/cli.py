@@ -11,7 +11,7 @@ import click
 
 from nodeboot import __version__, app, validate
 from nodeboot.cli_install import install_options, install_vars
-from nodeboot.cli_options import ipvs_options
+from nodeboot.cli_options import finish_options, ipvs_options
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, NodebootError
 from nodeboot.redact import Redactor
 
@@ -43,7 +43,7 @@ def host_options(f: Callable) -> Callable:
 
 def run_options(f: Callable) -> Callable:
     decorators = [
-        click.option("--kubeconfig", metavar="FILE", help="Default: $KUBECONFIG, then ~/.kube/config."),
+        click.option("--kubeconfig", metavar="FILE"),  # its help: cli_options.COMMON_HELP
         click.option("--parallel", default=20, show_default=True, type=click.IntRange(1, 2000)),
         click.option("--fail-fast", is_flag=True, help="Stop all hosts when one fails."),
         click.option("--dry-run", is_flag=True, help="Show each host's phases and whether they would run."),
@@ -126,14 +126,16 @@ def cli() -> None:
 @click.option("--labels", metavar="K=V,...", help="Labels added to every host's own (a key in both: this one wins).")
 @click.option("--taints", metavar="K[=V]:EFFECT,...",
               help="Taints added to every host's own (same key and effect: this wins).")
-@click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds each new node may take to become Ready.")
 @click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
               help="How long kubeadm join may take to reach and verify the API server.")
 @click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="Windows: the cluster's CNI.")
 @click.option("--artifacts-url", metavar="URL",
               help="Where nodes download their binaries (Windows; Linux with --install), upstream's layout.")
 @install_options
-@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
+@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True,
+              help="Who does the work: nodeboot itself, or ansible-playbook with nodeboot's playbooks.")
 def join(**kw) -> None:
     """Make hosts workers of the cluster (idempotent: joined hosts are left as they are)."""
     proxy_mode = app.check_choice("--proxy-mode", kw["proxy_mode"], validate.PROXY_MODES)
@@ -174,9 +176,11 @@ def join(**kw) -> None:
 @click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
 @click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
               help="Seconds each drained pod gets to stop (default: the pod's own).")
-@click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
+@click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
+              help="Seconds the drain of each node may take.")
 @click.option("--keep-modules-file", is_flag=True, help="Leave nodeboot's modules-load.d file in place.")
-@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True)
+@click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True,
+              help="Who does the work: nodeboot itself, or ansible-playbook with nodeboot's playbooks.")
 def reset(**kw) -> None:
     """Drain, kubeadm reset, clean what kubeadm leaves, and delete the Node."""
     sel = selection(kw)
@@ -284,7 +288,7 @@ def proxy() -> None:
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
 @ipvs_options
-@click.option("--install-packages", is_flag=True)
+@click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
 @click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
 @click.option("--log-dir", metavar="DIR")
@@ -332,6 +336,40 @@ def _register_optional_groups() -> None:
 
 
 _register_optional_groups()
+# The commands nodeboot's Ansible playbooks run: kept out of the top-level help (they still work,
+# and `nodeboot join-config --help` still shows them).
+PLUMBING = (("join-config",), ("node",), ("proxy", "apply-config"))
+
+
+def hide_plumbing(group: click.Group) -> None:
+    for path in PLUMBING:
+        owner: click.Command | None = group
+        for name in path[:-1]:
+            owner = owner.commands.get(name) if isinstance(owner, click.Group) else None
+        command = owner.commands.get(path[-1]) if isinstance(owner, click.Group) else None
+        if command is not None:
+            command.hidden = True
+
+
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for bash, zsh or fish.
+
+    \b
+    bash:  source <(nodeboot completion bash)     (or save it in ~/.local/share/bash-completion/completions/nodeboot)
+    zsh:   source <(nodeboot completion zsh)
+    fish:  nodeboot completion fish > ~/.config/fish/completions/nodeboot.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # click has all three
+    click.echo(completer(cli, {}, "nodeboot", "_NODEBOOT_COMPLETE").source())
+
+
+hide_plumbing(cli)
+finish_options(cli)
 
 
 def main() -> None:

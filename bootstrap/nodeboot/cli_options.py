@@ -2,26 +2,78 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 
 import click
 
 from nodeboot import validate
+from nodeboot.cluster.client import CONTEXT_ENV
 
 
 def ipvs_options(f: Callable) -> Callable:
     """The KubeProxyConfiguration fields `proxy set-mode` and `proxy apply-config` can set."""
     decorators = [
         click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS)),
-        click.option("--strict-arp/--no-strict-arp", default=None),
-        click.option("--sync-period", metavar="DURATION"),
-        click.option("--min-sync-period", metavar="DURATION"),
-        click.option("--exclude-cidrs", metavar="CIDRS"),
-        click.option("--tcp-timeout", metavar="DURATION"),
-        click.option("--tcp-fin-timeout", metavar="DURATION"),
-        click.option("--udp-timeout", metavar="DURATION"),
-        click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600)),
+        click.option("--strict-arp/--no-strict-arp", default=None,
+                     help="ipvs.strictARP: answer ARP only for addresses on the interface (MetalLB needs it)."),
+        click.option("--sync-period", metavar="DURATION", help="ipvs.syncPeriod: most time between full syncs."),
+        click.option("--min-sync-period", metavar="DURATION",
+                     help="ipvs.minSyncPeriod: least time between syncs of the rules."),
+        click.option("--exclude-cidrs", metavar="CIDRS",
+                     help="ipvs.excludeCIDRs: comma-separated CIDRs kube-proxy leaves alone when it cleans."),
+        click.option("--tcp-timeout", metavar="DURATION", help="ipvs.tcpTimeout: idle TCP session timeout."),
+        click.option("--tcp-fin-timeout", metavar="DURATION",
+                     help="ipvs.tcpFinTimeout: TCP session timeout after a FIN."),
+        click.option("--udp-timeout", metavar="DURATION", help="ipvs.udpTimeout: UDP session timeout."),
+        click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600), show_default=True,
+                     help="Seconds the kube-proxy DaemonSet may take to roll out."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
     return f
+
+
+# Help for the options many commands share, said once here (each command declares the option itself).
+COMMON_HELP = {
+    "--kubeconfig": "kubeconfig file (default: the files $KUBECONFIG lists, merged, then ~/.kube/config).",
+    "--output": "human: a live view on a terminal, plain lines otherwise; json: one event per line "
+                "(docs/output.md).",
+    "--parallel": "Hosts worked on at the same time.",
+    "--connect-timeout": "Seconds to wait for a host's SSH or WinRM connection.",
+    "--step-timeout": "Seconds one script on a host may run.",
+    "--log-dir": "Each run's log and host transcripts go to a new directory under DIR "
+                 "(default ~/.local/state/nodeboot/runs).",
+    "--api-server-endpoint": "The API server endpoint nodes join (default: from cluster-info).",
+}
+
+
+def set_context(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """--context: every cluster connection of this process, and nodeboot commands it starts
+    (the Ansible engine's), use this kubeconfig context."""
+    if value:
+        os.environ[CONTEXT_ENV] = value
+
+
+def context_option() -> click.Option:
+    return click.Option(["--context"], metavar="NAME", expose_value=False, callback=set_context,
+                        envvar=CONTEXT_ENV, help="The kubeconfig context to use (default: its current-context).")
+
+
+def walk_commands(group: click.Group) -> Iterator[click.Command]:
+    for command in group.commands.values():
+        yield command
+        if isinstance(command, click.Group):
+            yield from walk_commands(command)
+
+
+def finish_options(group: click.Group) -> None:
+    """Every command that reads a kubeconfig takes --context too; shared options get their help."""
+    for command in walk_commands(group):
+        names = {opt for param in command.params for opt in param.opts}
+        if "--kubeconfig" in names and "--context" not in names:
+            at = next(i for i, p in enumerate(command.params) if "--kubeconfig" in p.opts)
+            command.params.insert(at + 1, context_option())
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.help:
+                param.help = next((COMMON_HELP[o] for o in param.opts if o in COMMON_HELP), None)

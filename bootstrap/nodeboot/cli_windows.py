@@ -62,11 +62,12 @@ def gmsa_apply(credspec_file: str, name: str, service_accounts: tuple[str, ...],
 @click.option("--host", "host", required=True, help="Domain-joined Windows host (inventory name with -i, or address).")
 @click.option("--account", required=True, help="The gMSA's account name.")
 @click.option("--domain", help="The gMSA's domain (default: the host's).")
-@click.option("-i", "--inventory", "inventory_file", metavar="FILE")
+@click.option("-i", "--inventory", "inventory_file", metavar="FILE",
+              help="Inventory that names HOST (its WinRM vars are used).")
 @click.option("--user", help="WinRM user (HOST form).")
 @click.option("--password-env", metavar="VAR", help="Environment variable holding the WinRM password.")
 @click.option("--winrm-ca", type=click.Path(dir_okay=False), help="CA that signed the WinRM certificate.")
-@click.option("--insecure-skip-tls-verify", is_flag=True)
+@click.option("--insecure-skip-tls-verify", is_flag=True, help="Do not verify the WinRM TLS certificate.")
 def gmsa_generate(host: str, account: str, domain: str | None, inventory_file: str | None, user: str | None,
                   password_env: str | None, winrm_ca: str | None, insecure_skip_tls_verify: bool) -> None:
     """Run New-CredentialSpec on a Windows host over WinRM and print the credential spec JSON."""
@@ -101,7 +102,7 @@ def windows_group() -> None:
 @click.argument("workload")
 @click.option("--user", help="runAsUserName, e.g. 'DOMAIN\\user' or 'NT AUTHORITY\\NETWORK SERVICE'.")
 @click.option("--gmsa", help="Name of a GMSACredentialSpec for the pods.")
-@click.option("-n", "--namespace", default="default", show_default=True)
+@click.option("-n", "--namespace", default="default", show_default=True, help="The pod's namespace.")
 @click.option("--kubeconfig", metavar="FILE")
 @click.option("--dry-run", is_flag=True, help="Let the API server check the patch without saving it.")
 def run_as(workload: str, user: str | None, gmsa: str | None, namespace: str, kubeconfig: str | None,

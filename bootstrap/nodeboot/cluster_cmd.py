@@ -88,7 +88,8 @@ def join_config() -> None:
 @join_config.command("create")
 @click.option("--kubeadm-version", required=True, help="The node's kubeadm version (picks v1beta4 or v1beta3).")
 @click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
-@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX")
+@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
+              help="Pin the CA by hash instead of reading it from the kubeconfig.")
 @click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
               help="How long kubeadm join may take to reach and verify the API server.")
 @kubeconfig_option
@@ -208,7 +209,8 @@ def install_answer(install: linux_install.InstallPlan | str | None, facts: dict[
 
 @node.command("wait-ready")
 @click.argument("name")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600))
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
+              help="Seconds the node may take to become Ready.")
 @kubeconfig_option
 def node_wait_ready(name: str, timeout: float, kubeconfig: str | None) -> None:
     """Wait (a watch, not polling) until the Node is Ready."""
@@ -249,7 +251,8 @@ def node_label_taint(check: bool, kubeconfig: str | None) -> None:
 @click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
 @click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
               help="Seconds each pod gets to stop (default: the pod's own).")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400))
+@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
+              help="Seconds the drain may take.")
 @check_option
 @kubeconfig_option
 def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,

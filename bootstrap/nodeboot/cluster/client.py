@@ -16,15 +16,54 @@ from kubernetes.config.config_exception import ConfigException
 from nodeboot.errors import ClusterError, UsageError
 
 _SERVER_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+# The kubeconfig context to use instead of the current one: --context sets it, and it
+# reaches nodeboot's own commands that the Ansible playbooks run.
+CONTEXT_ENV = "NODEBOOT_CONTEXT"
+
+
+def kubeconfig_files(explicit: str | None = None) -> list[str]:
+    """The kubeconfig files to read, as kubectl picks them: --kubeconfig (one file), else
+    every file $KUBECONFIG lists that exists (missing ones are skipped), else ~/.kube/config."""
+    if explicit:
+        return [explicit]
+    listed = [os.path.expanduser(p) for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if not listed:
+        return [os.path.expanduser("~/.kube/config")]
+    existing = [p for p in dict.fromkeys(listed) if Path(p).exists()]
+    if not existing:
+        raise UsageError(f"KUBECONFIG={os.environ['KUBECONFIG']}: none of its files exist (use --kubeconfig)")
+    return existing
 
 
 def kubeconfig_path(explicit: str | None = None) -> str:
-    """--kubeconfig, then $KUBECONFIG (first entry), then ~/.kube/config."""
-    if explicit:
-        return explicit
-    env = os.environ.get("KUBECONFIG", "")
-    first = next((p for p in env.split(os.pathsep) if p), "")
-    return first or os.path.expanduser("~/.kube/config")
+    """The kubeconfig files to read, joined by os.pathsep (as $KUBECONFIG lists them)."""
+    return os.pathsep.join(kubeconfig_files(explicit))
+
+
+def read_kubeconfig(path: str) -> dict:
+    """One kubeconfig file as a mapping; a bad one is a one-line error naming it."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"kubeconfig {path}: not valid YAML{yaml_position(exc)}") from None
+    except OSError as exc:
+        raise UsageError(f"kubeconfig {path}: cannot read: {exc.strerror or exc}") from None
+    if not isinstance(document, dict):
+        raise UsageError(f"kubeconfig {path}: not a kubeconfig (a mapping with clusters, contexts and users)")
+    return document
+
+
+def pick_context(files: list[str], documents: list[dict], wanted: str | None) -> str | None:
+    """The context to use, by kubectl's merge rules: --context (or $NODEBOOT_CONTEXT), else the
+    first file's current-context that sets one; a context no file defines is an error."""
+    names = [c.get("name") for d in documents for c in (d.get("contexts") or []) if isinstance(c, dict)]
+    if wanted:
+        if wanted not in names:
+            known = ", ".join(dict.fromkeys(n for n in names if n)) or "none"
+            raise UsageError(f"--context {wanted}: no such context in kubeconfig {os.pathsep.join(files)} "
+                             f"(contexts: {known})")
+        return wanted
+    return next((d["current-context"] for d in documents if d.get("current-context")), None)
 
 
 @dataclass
@@ -34,11 +73,15 @@ class Cluster:
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None, context: str | None = None) -> Cluster:
-        resolved = kubeconfig_path(path)
-        if not Path(resolved).exists():
+        files = kubeconfig_files(path)
+        resolved = os.pathsep.join(files)
+        if not Path(files[0]).exists():
             raise UsageError(f"kubeconfig {resolved}: file not found (use --kubeconfig or KUBECONFIG)")
+        context = pick_context(files, [read_kubeconfig(f) for f in files], context or os.environ.get(CONTEXT_ENV))
         cfg = client.Configuration()
         try:
+            # The client merges the files as kubectl does (the first to define a name wins) and
+            # resolves each file's relative certificate paths against that file's directory.
             config.load_kube_config(config_file=resolved, context=context, client_configuration=cfg)
         except yaml.YAMLError as exc:
             raise UsageError(f"kubeconfig {resolved}: not valid YAML{yaml_position(exc)}") from None
