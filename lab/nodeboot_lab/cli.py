@@ -53,14 +53,17 @@ def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | Non
 @cli.command("build")
 @K8S_VERSION
 def lab_build(k8s_version: str | None) -> None:
-    """Build (once per machine) the Kubernetes binaries and the real node's artifacts and images."""
-    from nodeboot_lab import build, node_mirror
+    """Build (once per machine) the Kubernetes binaries, the real node's artifacts and images, and the VM
+    node's disk image."""
+    from nodeboot_lab import build, node_image, node_mirror
 
     version = k8s_version or build.DEFAULT_VERSION
     path = build.ensure_binaries(version, log=_log)
     node = node_mirror.ensure_node_cache(version, path, log=_log)
+    image = node_image.ensure_image()
     click.echo(str(path))
     click.echo(str(node.root))
+    click.echo(str(image.dir))
 
 
 @cli.command("down")

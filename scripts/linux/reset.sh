@@ -122,6 +122,11 @@ main() {
         fi
         nb_changed "kubeadm reset -f"
         systemctl stop kubelet >/dev/null 2>&1 || true
+        # kubeadm empties the kubelet's state directory but keeps it; a node taken out
+        # keeps nothing of the kubelet. Never a directory something is mounted on.
+        if [[ -d /var/lib/kubelet ]] && ! mountpoint -q /var/lib/kubelet && rmdir /var/lib/kubelet 2>/dev/null; then
+            nb_changed "removed the empty /var/lib/kubelet"
+        fi
     fi
     if (( ${#cni[@]} )); then
         rm -rf "${cni[@]}"

@@ -102,9 +102,9 @@ def test_node_is_ready_as_the_real_kubelet_reports_it(joined: Joined) -> None:
 
 
 def test_kubelet_configz_shows_the_patched_settings(joined: Joined) -> None:
-    api = joined.handle.cluster().core.api_client
-    raw = api.call_api(f"/api/v1/nodes/{joined.node}/proxy/configz", "GET", auth_settings=["BearerToken"],
-                       _preload_content=False, response_type="str")[0].data
+    # Through the API server's node proxy, as `kubectl get --raw /api/v1/nodes/NODE/proxy/configz` reads it.
+    raw = joined.handle.cluster().core.connect_get_node_proxy_with_path(joined.node, "configz",
+                                                                         _preload_content=False).data
     live = json.loads(raw)["kubeletconfig"]
     assert {key: live[key] for key in KUBELET_PATCH} == KUBELET_PATCH
 
