@@ -267,6 +267,10 @@ def proxy_set_mode_phases() -> list[Phase]:
 
 SCENARIOS = [
     Scenario("linux-join", linux_host(**WEB, proxy_mode="ipvs"), linux.join_phases, LINUX_READY),
+    # join.sh fails and echoes the token: the operator sees it masked, and the token is deleted.
+    Scenario("linux-join-fails", linux_host(), linux.join_phases, LINUX_READY,
+             answers={"join.sh": [{"ok": False, "changed": False,
+                                   "error": f"kubeadm join: token {TOKEN} rejected by {ENDPOINT}"}]}),
     Scenario("linux-join-install", linux_host(install=INSTALL), linux.join_phases, LINUX_BARE,
              options={"proxy_mode": "nftables", "install_packages": True, "discovery_timeout": "2m0s"}),
     Scenario("linux-join-kubeadm-1.30", linux_host(), linux.join_phases,
@@ -358,7 +362,9 @@ def run_scenario(scenario: Scenario) -> Run:
     ctx = make_context(scenario, transport, cluster, tokens, events)
     result = run_workflow(scenario.phases(), ctx)
     outcomes = [(o.phase, str(getattr(o.status, "value", o.status)), o.detail) for o in result.outcomes]
-    return Run(scenario, ctx, transport, tokens, events, outcomes, str(result.error) if result.error else None)
+    # As the runner reports it: the error through the run's redactor.
+    error = ctx.redactor.redact(str(result.error)) if result.error else None
+    return Run(scenario, ctx, transport, tokens, events, outcomes, error)
 
 
 # -- the record --
@@ -458,8 +464,12 @@ def test_secrets_stay_out_of_plain_inputs_and_events(runs: dict[str, Run], name:
             leaked = [s for s in secrets if s in value]
             assert not leaked, f"{sent.name}: plain variable {key} carries a secret"
         assert not any(s in sent.script for s in secrets), f"{sent.name}: the script text carries a secret"
-    for event in run.events:
-        assert not any(s in json.dumps(event, default=str) for s in secrets), f"an event carries a secret: {event}"
+    for event in run.events:  # as the output shows them: each text field through the run's redactor
+        shown = {k: run.ctx.redactor.redact(v) if isinstance(v, str) else v for k, v in event.items()}
+        assert not any(s in json.dumps(shown, default=str) for s in secrets), f"an event shows a secret: {shown}"
+    for phase, _, detail in run.outcomes:
+        assert not any(s in detail for s in secrets), f"{phase}: its outcome shows a secret"
+    assert not any(s in (run.error or "") for s in secrets), "the error shows a secret"
     made = ({TOKEN, TOKEN_SECRET} if run.tokens.created else set()) | (secrets - {TOKEN, TOKEN_SECRET})
     for secret in made:  # from the moment a phase makes or sends a secret, logs and errors mask it
         assert secret not in run.ctx.redactor.redact(f"error: {secret} refused"), "a secret is not redacted"
@@ -476,7 +486,8 @@ def test_a_join_sends_its_configuration_as_a_secret_and_deletes_its_token(runs: 
     doc = yaml.safe_load(joins[0].secret_variables["NB_JOIN_CONFIG"])
     assert doc["discovery"]["bootstrapToken"]["token"] == TOKEN
     assert doc["discovery"]["bootstrapToken"]["caCertHashes"] == [CA_HASH]
-    assert run.tokens.deleted == [TOKEN_ID] and run.error is None
+    assert run.tokens.deleted == [TOKEN_ID], "the token outlived the join"
+    assert (run.error is not None) == name.endswith("-fails"), run.error
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.options.get("dry_run")])
