@@ -153,6 +153,8 @@ class RecordingTransport:
         self.host, self.cluster, self.answers = host, cluster, answers
         self.names = script_names(host.os)
         self.sent: list[Sent] = []
+        self.round_trips: list[list[str]] = []  # the script names each round trip carried
+        self._batch: list[str] | None = None
         self.stats = TransportStats()
 
     def connect(self) -> None:
@@ -160,12 +162,23 @@ class RecordingTransport:
 
     def run_script(self, script: str, variables: dict[str, str], secret_variables: dict[str, str] | None = None,
                    timeout: float | None = None) -> ExecResult:
-        self.stats.execs += 1
-        return self._answer(script, variables, secret_variables)
+        result = self._answer(script, variables, secret_variables)
+        if self._batch is not None:
+            self._batch.append(self.sent[-1].name)
+        else:
+            self.stats.execs += 1
+            self.round_trips.append([self.sent[-1].name])
+        return result
 
     def run_batch(self, calls: list[ScriptCall], timeout: float | None = None) -> list[ExecResult | None]:
-        results = run_one_by_one(self, calls, timeout)  # counts one exec per script; fine for a record
-        return results
+        """One round trip, as over SSH: each script runs only if the one before it succeeded."""
+        self._batch = []
+        try:
+            return run_one_by_one(self, calls, timeout)
+        finally:
+            self.stats.execs += 1
+            self.round_trips.append(self._batch)
+            self._batch = None
 
     def _answer(self, script: str, variables: dict[str, str], secrets: dict[str, str] | None) -> ExecResult:
         name = self.names.get(script)
@@ -401,6 +414,7 @@ def record(run: Run) -> dict[str, Any]:
                      for phase, status, detail in run.outcomes],
         "error": run.error,
         **({"reported": run.scenario.reported} if run.scenario.reported else {}),
+        "round_trips": [", ".join(trip) for trip in run.transport.round_trips],
         "calls": calls,
     }
 
