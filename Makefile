@@ -14,6 +14,7 @@ demo: setup
 
 test: setup
 	.venv/bin/ruff check .
+	.venv/bin/mypy bootstrap/nodeboot
 	.venv/bin/pytest -q -ra tests
 
 lint:

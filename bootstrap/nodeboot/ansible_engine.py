@@ -19,7 +19,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from nodeboot.errors import EXIT_HOST_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
+from nodeboot.runner import summary_row, summary_totals
 
 PLAYBOOK_DIR = Path(__file__).resolve().parent / "playbooks"  # a link to the top-level playbooks/ in a checkout
 SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -195,9 +195,9 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
         optional = {
             "nodeboot_default_proxy_mode": opts.proxy_mode,
             "nodeboot_api_server_endpoint": opts.api_server_endpoint,
-            "nodeboot_ca_cert_hashes": opts.extra.get("ca_cert_hashes"),
-            "nodeboot_artifacts_url": opts.extra.get("artifacts_url"),
-            "nodeboot_cni": opts.extra.get("cni"),
+            "nodeboot_ca_cert_hashes": list(opts.ca_cert_hashes),
+            "nodeboot_artifacts_url": opts.artifacts_url,
+            "nodeboot_cni": opts.cni,
         }
         ev.update({k: v for k, v in optional.items() if v})
         ev["nodeboot_install_packages"] = bool(opts.install_packages)
@@ -206,10 +206,10 @@ def extra_vars(action: str, sel: app.HostSelection, settings: app.RunSettings, r
     else:
         ev["nodeboot_force_drain"] = bool(opts.force)
         ev["nodeboot_drain_timeout"] = int(opts.drain_timeout)
-        ev["nodeboot_delete_emptydir_data"] = bool(opts.extra.get("delete_emptydir_data"))
-        if opts.extra.get("grace_period") is not None:
-            ev["nodeboot_grace_period"] = int(opts.extra["grace_period"])
-        ev["nodeboot_remove_modules_file"] = bool(opts.extra.get("remove_modules_file", True))
+        ev["nodeboot_delete_emptydir_data"] = opts.delete_emptydir_data
+        if opts.grace_period is not None:
+            ev["nodeboot_grace_period"] = opts.grace_period
+        ev["nodeboot_remove_modules_file"] = opts.remove_modules_file
     ev.update(connection_vars(sel, settings))
     return ev
 
@@ -276,7 +276,7 @@ def run(action: str, sel: app.HostSelection, settings: app.RunSettings) -> int:
     hosts = app.select_hosts(sel)  # the inventory is checked by nodeboot's rules first: bad input exits 2
     app.check_skip_phases(action, hosts, settings.options.skip_phases)  # the roles tag tasks by phase name
     output = app.make_output(settings, redactor)
-    run_id = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    run_id = output.run_id  # the run's one id: its events, its log directory, the hosts' scripts
     tracks = {h.name: HostTrack(h.name, h.node_name) for h in hosts}
     sink = EventSink(output, tracks)
     title = f"nodeboot {action} (ansible)" + (" (check mode)" if settings.options.dry_run else "")
@@ -332,17 +332,10 @@ def finish(output: Output, tracks: dict[str, HostTrack], stats: dict[str, dict[s
         changed = t.changed or bool(stats.get("changed", {}).get(t.name))
         ran = t.tasks > 0 or failed
         result = "failed" if failed else ("changed" if changed else "ok") if ran else "not-started"
-        rows.append({"host": t.name, "node": t.node, "result": result, "changed": changed,
-                     "phase": t.phase if failed else "", "detail": t.detail if failed else "", "execs": t.tasks,
-                     "seconds": round((t.finished or 0) - (t.started or 0), 3) if t.started else 0.0})
-    totals = {
-        "ok": sum(1 for r in rows if r["result"] in ("ok", "changed")),
-        "failed": sum(1 for r in rows if r["result"] == "failed"),
-        "interrupted": sum(1 for r in rows if r["result"] == "not-started"),
-        "seconds": round(seconds, 3),
-        "engine": "ansible",
-        "ansible_rc": rc,
-    }
+        rows.append(summary_row(t.name, t.node, result, changed, t.phase if failed else "",
+                                t.detail if failed else "", t.tasks,
+                                (t.finished or 0) - (t.started or 0) if t.started else 0.0))
+    totals = {**summary_totals(rows, seconds), "engine": "ansible", "ansible_rc": rc}
     output.summary(rows, totals)
     if rc != 0 and not totals["failed"]:
         output.message(f"ansible-playbook ended with exit {rc}" + (f": {stderr_tail}" if stderr_tail else ""),

@@ -3,6 +3,7 @@ hosts, cluster connection, output and fleet, and returns an exit code."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.runner import Fleet, FleetReport, summarise
 from nodeboot.steps import linux
-from nodeboot.steps.base import Phase, RunOptions
+from nodeboot.steps.base import ClusterFacts, Phase, RunOptions
 from nodeboot.transport.factory import ConnectionDefaults, check_passwords
 
 
@@ -81,16 +82,16 @@ def make_output(settings: RunSettings, redactor: Redactor) -> Output:
                          f"{exc.strerror or exc}") from None
 
 
-def cluster_state(cluster: Cluster, options: RunOptions, need_join: bool) -> dict:
+def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> ClusterFacts:
     """What every host of a run shares: the server's version, and for a join the endpoint and CA pin."""
     major, minor, git_version = cluster.version
-    state: dict = {"server_minor": (major, minor), "server_version": git_version}
-    if need_join:
-        state["endpoint"] = tokens.join_endpoint(cluster, options.api_server_endpoint)
-        state["ca_hashes"] = options.extra.get("ca_cert_hashes") or tokens.ca_cert_hashes(cluster)
-        source = "--ca-cert-hash" if options.extra.get("ca_cert_hashes") else f"the kubeconfig {cluster.kubeconfig}"
-        state["ca_problem"] = tokens.ca_pin_problem(cluster, state["ca_hashes"], source)
-    return state
+    if not need_join:
+        return ClusterFacts(server_minor=(major, minor), server_version=git_version)
+    ca_hashes = options.ca_cert_hashes or tuple(tokens.ca_cert_hashes(cluster))
+    source = "--ca-cert-hash" if options.ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
+    return ClusterFacts(server_minor=(major, minor), server_version=git_version,
+                        endpoint=tokens.join_endpoint(cluster, options.api_server_endpoint),
+                        ca_hashes=ca_hashes, ca_problem=tokens.ca_pin_problem(cluster, list(ca_hashes), source))
 
 
 def workflow_for(action: str):
@@ -120,18 +121,19 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
     proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []
-    state = cluster_state(cluster, settings.options, need_join=action == "join")
+    facts = cluster_facts(cluster, settings.options, need_join=action == "join")
     for notice in proxy_notices:
         output.message(notice, "yellow")
     if action == "join" and any(h.os == "windows" for h in hosts):  # once per run, not per Windows host
         from nodeboot.steps import windows
 
-        state.update(windows.cluster_side_once(cluster, settings.options,
-                                               lambda change: output.message(f"windows-cluster: {change}")))
+        once = windows.cluster_side_once(cluster, settings.options,
+                                         lambda change: output.message(f"windows-cluster: {change}"))
+        facts = dataclasses.replace(facts, windows_cluster=once)
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
                   settings.fail_fast)
     title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
-    report = fleet.run(hosts, workflow_for(action), title, state)
+    report = fleet.run(hosts, workflow_for(action), title, facts)
     summarise(output, report)
     return report.exit_code, report
 
@@ -143,7 +145,8 @@ def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) 
 
     server = cluster.version[:2]
     notices = []
-    for mode in sorted({h.proxy_mode or options.proxy_mode for h in hosts} - {None}):
+    asked = {h.proxy_mode or options.proxy_mode for h in hosts}
+    for mode in sorted(m for m in asked if m is not None):
         gates = kubeproxy.gates_for_mode(mode, server)
         if mode != "ipvs":
             continue

@@ -155,10 +155,10 @@ def join(**kw) -> None:
         install_packages=kw["install_packages"],
         ready_timeout=kw["ready_timeout"],
         discovery_timeout=discovery_timeout,
+        ca_cert_hashes=tuple(kw["ca_cert_hashes"]),
+        cni=kw["cni"],
+        artifacts_url=kw["artifacts_url"],
     )
-    if kw["ca_cert_hashes"]:
-        s.options.extra["ca_cert_hashes"] = list(kw["ca_cert_hashes"])
-    s.options.extra.update({"cni": kw["cni"], "artifacts_url": kw["artifacts_url"]})
     sel = selection(kw, extra_vars)
     if kw["engine"] == "ansible":
         from nodeboot import ansible_engine
@@ -192,9 +192,9 @@ def reset(**kw) -> None:
         if not click.confirm(f"Reset and remove {len(hosts)} node(s): {names}?", default=False):
             click.echo("nothing done", err=True)
             sys.exit(EXIT_USAGE)
-    s = settings(kw, force=kw["force"], drain_timeout=kw["drain_timeout"])
-    s.options.extra["remove_modules_file"] = not kw["keep_modules_file"]
-    s.options.extra.update(delete_emptydir_data=kw["delete_emptydir_data"], grace_period=kw["grace_period"])
+    s = settings(kw, force=kw["force"], drain_timeout=kw["drain_timeout"],
+                 remove_modules_file=not kw["keep_modules_file"],
+                 delete_emptydir_data=kw["delete_emptydir_data"], grace_period=kw["grace_period"])
     if kw["engine"] == "ansible":
         from nodeboot import ansible_engine
 

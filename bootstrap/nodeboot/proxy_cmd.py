@@ -48,17 +48,6 @@ def fit_to_server(change: kubeproxy.ModeChange, server: tuple[int, int]) -> None
     change.feature_gates.update(kubeproxy.gates_for_mode(change.mode, server))
 
 
-class ProxyCleanupOldMode(Phase):
-    name = "proxy-cleanup"
-    title = "remove the previous mode's rules"
-
-    def satisfied(self, ctx: HostContext) -> str | None:
-        return None if ctx.state.get("clean_modes") else "no previous mode to clean"
-
-    def run(self, ctx: HostContext) -> bool:
-        return cleanup_node(ctx, ctx.state["clean_modes"], ctx.state["now_mode"]).changed
-
-
 def cleanup_node(ctx: HostContext, old: str, now: str):
     """What `old` left on this node, now that kube-proxy runs `now` there."""
     return ctx.script("proxy-cleanup.sh", {"NB_CLEAN_MODES": old, "NB_PROXY_MODE_NOW": now,
@@ -94,7 +83,7 @@ class PlanNode(Phase):
         fixable = bool(plan["would_prepare"])
         plan["problems"] += [p for p in preflight.facts.get("problems", [])
                              if not (fixable and ("not loaded" in p or "not installed" in p))]
-        pods = kubeproxy.pods_on_node(ctx.cluster, ctx.host.node_name)
+        pods = kubeproxy.pods_on_node(ctx.kube(), ctx.host.node_name)
         plan["kube_proxy_pod"] = pods[0].metadata.name if pods else ""
         self.plans[ctx.host.name] = plan
         return False
@@ -108,7 +97,7 @@ def collect_plans(cluster: Cluster, hosts, settings: app.RunSettings, redactor: 
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     plans: dict[str, dict] = {}
     report = fleet.run(hosts, lambda _h: [PlanNode(mode, plans)], "proxy set-mode plan",
-                       app.cluster_state(cluster, settings.options, need_join=False))
+                       app.cluster_facts(cluster, settings.options, need_join=False))
     for h in report.hosts:
         if h.host.name not in plans:
             plans[h.host.name] = {"problems": [h.detail or "unreachable"], "would_prepare": [], "kernel": "",
@@ -179,7 +168,7 @@ class SwitchNode(Phase):
                                       "NB_PROBE_INTERVAL_MS": str(interval), "NB_PROBE_MAX": "3000",
                                       "NB_PROBE_MAX_SECONDS": "600"})
         try:
-            out.pod, out.restart_s = kubeproxy.restart_on_node(ctx.cluster, ctx.host.node_name,
+            out.pod, out.restart_s = kubeproxy.restart_on_node(ctx.kube(), ctx.host.node_name,
                                                                float(self.kw.get("rollout_timeout") or 300))
             checks = self.wait_for_mode(ctx, verify)
         except NodebootError as exc:
@@ -298,7 +287,7 @@ def run_on_hosts(cluster: Cluster, hosts, settings: app.RunSettings, redactor: R
 
     output = app.make_output(settings, redactor)
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
-    report = fleet.run(hosts, workflow, title, app.cluster_state(cluster, settings.options, need_join=False))
+    report = fleet.run(hosts, workflow, title, app.cluster_facts(cluster, settings.options, need_join=False))
     summarise(output, report)
     return report.exit_code
 
@@ -313,7 +302,7 @@ class RestoreNode(Phase):
         self.old, self.new, self.kw, self.outcomes = old, new, kw, outcomes
 
     def run(self, ctx: HostContext) -> bool:
-        _, seconds = kubeproxy.restart_on_node(ctx.cluster, ctx.host.node_name,
+        _, seconds = kubeproxy.restart_on_node(ctx.kube(), ctx.host.node_name,
                                                float(self.kw.get("rollout_timeout") or 300))
         cleaned = cleanup_node(ctx, self.new, self.old).facts
         self.outcomes[ctx.host.name] = {"restart_s": round(seconds, 1), "cleanup": cleaned.get("actions", [])}
@@ -373,7 +362,7 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
             return False
 
     report = fleet.run(hosts, lambda _h: [linux.Facts(), Collect()], "proxy status",
-                       app.cluster_state(cluster, settings.options, need_join=False))
+                       app.cluster_facts(cluster, settings.options, need_join=False))
     rows = []
     for h in report.hosts:
         facts = collected.get(h.host.name, {})

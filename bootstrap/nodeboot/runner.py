@@ -13,17 +13,28 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nodeboot.errors import NodebootError, PhaseError
 from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
-from nodeboot.steps.base import HostContext, Phase, PhaseOutcome, RunOptions, WorkflowResult, run_workflow
+from nodeboot.steps.base import (
+    ClusterFacts,
+    HostContext,
+    Phase,
+    PhaseOutcome,
+    PhaseStatus,
+    RunOptions,
+    WorkflowResult,
+    run_workflow,
+)
 from nodeboot.transport.factory import ConnectionDefaults, check_passwords, make_transport
 
 if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
+    from nodeboot.cluster.nodes import NodeWatcher
+    from nodeboot.cluster.tokens import TokenLedger
 
 
 @dataclass
@@ -78,22 +89,6 @@ def fit_parallel_to_fds(parallel: int) -> tuple[int, str | None]:
                  f"(ulimit -Hn): running {fit} hosts at a time")
 
 
-class HostOnly:
-    """Token ledger and Node watcher of a fleet with no cluster: work on the hosts only."""
-
-    created = 0
-    earlier_deleted: tuple[str, ...] = ()
-
-    def start(self) -> HostOnly:
-        return self
-
-    def stop(self) -> None:
-        pass
-
-    def delete_all(self) -> list[str]:
-        return []
-
-
 class Fleet:
     def __init__(self, cluster: Cluster | None, options: RunOptions, output: Output, redactor: Redactor,
                  connection: ConnectionDefaults, parallel: int = 20, fail_fast: bool = False) -> None:
@@ -105,9 +100,10 @@ class Fleet:
         self.parallel = max(1, parallel)
         self.fail_fast = fail_fast
         self.cancelled = threading.Event()
-        if cluster is None:
-            self.tokens = self.watcher = HostOnly()
-        else:
+        # A fleet with no cluster works on the hosts only: no tokens, no Node watch.
+        self.tokens: TokenLedger | None = None
+        self.watcher: NodeWatcher | None = None
+        if cluster is not None:
             # Imported here: the kubernetes client costs ~150 ms of start-up that
             # host-only work never needs.
             from nodeboot.cluster.nodes import NodeWatcher
@@ -119,19 +115,20 @@ class Fleet:
             self.options.run_id = output.run_id
 
     def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,
-            shared_state: dict | None = None) -> FleetReport:
+            cluster_facts: ClusterFacts | None = None) -> FleetReport:
         check_passwords(hosts)  # a missing password is a usage error, before any host starts
         started = time.monotonic()
         self.output.begin([h.name for h in hosts], title)
         reports: dict[str, HostReport] = {h.name: HostReport(h, "not-started") for h in hosts}
         previous = self._install_sigint()
-        self.watcher.start()
+        if self.watcher is not None:
+            self.watcher.start()
         try:
             at_once, warning = fit_parallel_to_fds(min(self.parallel, len(hosts)) or 1)
             if warning:
                 self.output.message(warning, "yellow")
             with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="host") as pool:
-                futures = {pool.submit(self._one_host, h, workflow, shared_state or {}): h for h in hosts}
+                futures = {pool.submit(self._one_host, h, workflow, cluster_facts or ClusterFacts()): h for h in hosts}
                 for future in as_completed(futures):
                     report = future.result()
                     reports[report.host.name] = report
@@ -143,18 +140,21 @@ class Fleet:
                         self.cancelled.set()
         finally:
             self._restore_sigint(previous)
-            self.watcher.stop()
-            left = self.tokens.delete_all()
-            if self.tokens.earlier_deleted:
+            if self.watcher is not None:
+                self.watcher.stop()
+            left = self.tokens.delete_all() if self.tokens is not None else []
+            if self.tokens is not None and self.tokens.earlier_deleted:
                 self.output.message(f"deleted bootstrap tokens an earlier run left for these nodes (killed before "
                                     f"its cleanup?): {', '.join(self.tokens.earlier_deleted)}", "yellow")
             self.output.end()
         for report in reports.values():
             if report.result == "not-started" and self.cancelled.is_set():
                 report.result, report.detail = "interrupted", "not started"
-        return FleetReport(list(reports.values()), time.monotonic() - started, self.tokens.created, left)
+        return FleetReport(list(reports.values()), time.monotonic() - started,
+                           self.tokens.created if self.tokens is not None else 0, left)
 
-    def _one_host(self, host: Host, workflow: Callable[[Host], list[Phase]], shared_state: dict) -> HostReport:
+    def _one_host(self, host: Host, workflow: Callable[[Host], list[Phase]],
+                  cluster_facts: ClusterFacts) -> HostReport:
         started = time.monotonic()
         if self.cancelled.is_set():
             return HostReport(host, "interrupted", detail="not started")
@@ -169,7 +169,7 @@ class Fleet:
             return HostReport(host, "failed", "connect", self.redactor.redact(str(exc)))
         ctx = HostContext(host=host, transport=transport, cluster=self.cluster, watcher=self.watcher,
                           tokens=self.tokens, options=self.options, redactor=self.redactor,
-                          cancelled=self.cancelled, emit=emit, state=dict(shared_state))
+                          cancelled=self.cancelled, emit=emit, run=cluster_facts)
         try:
             try:
                 transport.connect()
@@ -190,8 +190,9 @@ class Fleet:
             return HostReport(host, "failed", result.error.phase, self.redactor.redact(str(result.error)),
                               result.outcomes, seconds=seconds)
         if result.interrupted:
-            done = [o.phase for o in result.outcomes if o.status in ("changed", "ok", "skipped")]
-            left = [o.phase for o in result.outcomes if o.detail == "interrupted"]
+            done = [o.phase for o in result.outcomes
+                    if o.status in (PhaseStatus.CHANGED, PhaseStatus.OK, PhaseStatus.SKIPPED)]
+            left = [o.phase for o in result.outcomes if o.interrupted]
             detail = (f"stopped by Ctrl-C after {done[-1] if done else 'nothing'}; "
                       f"not run: {', '.join(left)}")
             return HostReport(host, "interrupted", left[0] if left else "", detail, result.outcomes, seconds=seconds)
@@ -217,20 +218,29 @@ class Fleet:
             signal.signal(signal.SIGINT, previous)
 
 
-def summarise(output: Output, report: FleetReport) -> None:
-    rows = [
-        {"host": h.host.name, "node": h.host.node_name, "result": h.result, "changed": h.result == "changed",
-         "phase": h.phase, "detail": h.detail, "execs": h.execs, "seconds": round(h.seconds, 3)}
-        for h in report.hosts
-    ]
-    totals = {
-        "ok": sum(1 for h in report.hosts if h.result in ("ok", "changed")),
-        "failed": sum(1 for h in report.hosts if h.result == "failed"),
-        "interrupted": sum(1 for h in report.hosts if h.result in ("interrupted", "not-started")),
-        "seconds": round(report.seconds, 3),
-        "tokens_created": report.tokens_created,
-        "tokens_left": report.tokens_left,
+def summary_row(host: str, node: str, result: str, changed: bool, phase: str, detail: str, execs: int,
+                seconds: float) -> dict[str, Any]:
+    """One host's line of a run's summary, whichever engine ran it."""
+    return {"host": host, "node": node, "result": result, "changed": changed, "phase": phase, "detail": detail,
+            "execs": execs, "seconds": round(seconds, 3)}
+
+
+def summary_totals(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """A run's counts from its summary rows, whichever engine ran it."""
+    return {
+        "ok": sum(1 for r in rows if r["result"] in ("ok", "changed")),
+        "failed": sum(1 for r in rows if r["result"] == "failed"),
+        "interrupted": sum(1 for r in rows if r["result"] in ("interrupted", "not-started")),
+        "seconds": round(seconds, 3),
     }
+
+
+def summarise(output: Output, report: FleetReport) -> None:
+    rows = [summary_row(h.host.name, h.host.node_name, h.result, h.result == "changed", h.phase, h.detail,
+                        h.execs, h.seconds)
+            for h in report.hosts]
+    totals = {**summary_totals(rows, report.seconds),
+              "tokens_created": report.tokens_created, "tokens_left": report.tokens_left}
     output.summary(rows, totals)
     if report.tokens_left:
         output.message(f"could not delete bootstrap tokens {', '.join(report.tokens_left)}: "

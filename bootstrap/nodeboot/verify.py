@@ -210,7 +210,7 @@ def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check
 def linux_node_checks(ctx: HostContext, view: ClusterView, warn_days: int = CERT_WARN_DAYS,
                       expected_mode: str | None = None) -> list[Check]:
     """Every check for one Linux node: the cluster's view of it, then verify.sh on it."""
-    checks = cluster_checks(ctx.cluster, ctx.host.node_name, "linux")
+    checks = cluster_checks(ctx.kube(), ctx.host.node_name, "linux")
     if not view.proxy_mode:
         checks = [c if c.name != "kube-proxy-pod" else Check(c.name, "not-run", "the cluster has no kube-proxy "
                                                                                  "ConfigMap") for c in checks]
@@ -230,7 +230,7 @@ def linux_node_checks(ctx: HostContext, view: ClusterView, warn_days: int = CERT
 
 
 def windows_node_checks(ctx: HostContext) -> list[Check]:
-    checks = cluster_checks(ctx.cluster, ctx.host.node_name, "windows")
+    checks = cluster_checks(ctx.kube(), ctx.host.node_name, "windows")
     checks += [Check(name, "not-run", "not checked on Windows yet") for name in WINDOWS_NOT_RUN]
     return checks
 
@@ -305,7 +305,7 @@ def run(sel, settings, output_mode: str, warn_days: int = CERT_WARN_DAYS) -> int
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     collected: dict[str, list[Check]] = {}
     fleet_report = fleet.run(hosts, lambda _h: [VerifyNode(view, collected, warn_days)], "nodeboot verify",
-                             app.cluster_state(cluster, settings.options, need_join=False))
+                             app.cluster_facts(cluster, settings.options, need_join=False))
     reports = []
     for h in fleet_report.hosts:
         checks = collected.get(h.host.name)

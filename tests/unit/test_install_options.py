@@ -20,6 +20,7 @@ from nodeboot.errors import InventoryError
 from nodeboot.inventory import load_inventory
 from nodeboot.scripts import parse_result, script_text, shell_preamble
 from nodeboot.steps import linux_install
+from nodeboot.steps.base import ClusterFacts, HostState
 from nodeboot.steps.linux import Preflight
 
 CA = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
@@ -123,7 +124,8 @@ def test_the_layout_is_upstreams() -> None:
 def fake_ctx(facts: dict, install: node_install.InstallSettings | None = None) -> SimpleNamespace:
     events: list[tuple[str, dict]] = []
     host = SimpleNamespace(name="node-1", node_name="node-1", install=install or node_install.InstallSettings())
-    return SimpleNamespace(facts=facts, host=host, state={"server_minor": (1, 37), "server_version": "v1.37.2"},
+    return SimpleNamespace(facts=facts, host=host, run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2"),
+                           state=HostState(),
                            emit=lambda kind, **f: events.append((kind, f)), events=events)
 
 

@@ -99,12 +99,13 @@ def apply_spec(cluster: Cluster, name: str, credspec: dict[str, Any],
         raise ClusterError(f"CRD {CRD_NAME} is not installed: run nodeboot gmsa install first")
     custom = client.CustomObjectsApi(cluster.api)
     changes = []
+    metadata: dict[str, Any] = {"name": name, "labels": MANAGED}
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GMSACredentialSpec",
-            "metadata": {"name": name, "labels": MANAGED}, "credspec": credspec}
+            "metadata": metadata, "credspec": credspec}
     try:
         live = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
         if live.get("credspec") != credspec:
-            body["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]
+            metadata["resourceVersion"] = live["metadata"]["resourceVersion"]
             _api(lambda: custom.replace_cluster_custom_object(GROUP, VERSION, PLURAL, name, body),
                  f"cannot update GMSACredentialSpec {name}")
             changes.append(f"updated GMSACredentialSpec {name}")

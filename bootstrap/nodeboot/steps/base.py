@@ -11,18 +11,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from nodeboot.errors import PhaseError, ScriptError
+from nodeboot.errors import PhaseError, ScriptError, UsageError
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 from nodeboot.transport import ExecResult, ScriptCall
 
 if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
     from nodeboot.cluster.nodes import NodeWatcher
-    from nodeboot.cluster.tokens import TokenLedger
+    from nodeboot.cluster.tokens import BootstrapToken, TokenLedger
     from nodeboot.inventory import Host
     from nodeboot.redact import Redactor
+    from nodeboot.steps.linux_install import InstallPlan
     from nodeboot.transport import Transport
 
 
@@ -40,7 +42,42 @@ class RunOptions:
     force: bool = False
     step_timeout: float = 600.0
     discovery_timeout: str = "5m0s"
-    extra: dict[str, Any] = field(default_factory=dict)
+    run_id: str = ""  # set by the Fleet; the host scripts log it
+    cni: str | None = None  # the cluster's CNI, for the Windows side (flannel | calico)
+    artifacts_url: str | None = None  # where Windows hosts download kubelet/kubeadm from
+    ca_cert_hashes: tuple[str, ...] = ()  # --ca-cert-hash: the CA pin given, instead of the kubeconfig's
+    remove_modules_file: bool = True  # reset: also remove the IPVS modules-load.d file
+    delete_emptydir_data: bool = False  # reset's drain
+    grace_period: int | None = None  # reset's drain: seconds, or each pod's own
+
+
+@dataclass(frozen=True)
+class WindowsClusterOnce:
+    """The run's one reconcile of the Windows cluster side: what it changed, or why it failed."""
+
+    changes: tuple[str, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    """The cluster-side facts of a run, read once before the hosts fan out, shared by every host."""
+
+    server_minor: tuple[int, int] = (0, 0)
+    server_version: str = ""
+    endpoint: str = ""  # a join's API server endpoint
+    ca_hashes: tuple[str, ...] = ()  # a join's CA pin
+    ca_problem: str | None = None  # why the CA pin does not match the cluster's CA, if it does not
+    windows_cluster: WindowsClusterOnce | None = None  # None: not reconciled once (skipped, dry run)
+
+
+@dataclass
+class HostState:
+    """What one host's phases pass on to its later phases."""
+
+    token: BootstrapToken | None = None  # this node's bootstrap token, deleted once Ready or on failure
+    install_plan: InstallPlan | None = None
+    installed_kubeadm_version: str | None = None
 
 
 @dataclass
@@ -49,15 +86,34 @@ class HostContext:
 
     host: Host
     transport: Transport
-    cluster: Cluster
-    watcher: NodeWatcher
-    tokens: TokenLedger
+    cluster: Cluster | None  # None: a run on the hosts only (no kubeconfig)
+    watcher: NodeWatcher | None
+    tokens: TokenLedger | None
     options: RunOptions
     redactor: Redactor
     cancelled: threading.Event
     emit: Callable[..., None]
     facts: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)  # what phases pass on to later phases
+    run: ClusterFacts = field(default_factory=ClusterFacts)
+    state: HostState = field(default_factory=HostState)
+
+    def kube(self) -> Cluster:
+        """The run's cluster, for a phase that needs it (a host-only run has none)."""
+        if self.cluster is None:
+            raise UsageError(f"{self.host.name}: this step needs the cluster (give --kubeconfig)")
+        return self.cluster
+
+    def nodes(self) -> NodeWatcher:
+        """The run's Node watcher, for a phase that needs the cluster."""
+        if self.watcher is None:
+            raise UsageError(f"{self.host.name}: this step needs the cluster (give --kubeconfig)")
+        return self.watcher
+
+    def ledger(self) -> TokenLedger:
+        """The run's bootstrap tokens, for a phase that needs the cluster."""
+        if self.tokens is None:
+            raise UsageError(f"{self.host.name}: this step needs the cluster (give --kubeconfig)")
+        return self.tokens
 
     def call(self, name: str, variables: dict[str, str] | None = None,
              secret_variables: dict[str, str] | None = None) -> ScriptCall:
@@ -124,11 +180,23 @@ class Phase:
         """Undo what a failed or interrupted run must not leave behind."""
 
 
+class PhaseStatus(StrEnum):
+    """A phase's outcome; the values are what the JSON output and the run log say."""
+
+    CHANGED = "changed"
+    OK = "ok"
+    SKIPPED = "skipped"
+    WOULD_RUN = "would-run"
+    FAILED = "failed"
+    NOT_RUN = "not-run"
+
+
 @dataclass
 class PhaseOutcome:
     phase: str
-    status: str  # changed | ok | skipped | would-run | failed | not-run
+    status: PhaseStatus
     detail: str = ""
+    interrupted: bool = False  # not run because of Ctrl-C
 
 
 @dataclass
@@ -138,11 +206,11 @@ class WorkflowResult:
 
     @property
     def changed(self) -> bool:
-        return any(o.status == "changed" for o in self.outcomes)
+        return any(o.status is PhaseStatus.CHANGED for o in self.outcomes)
 
     @property
     def interrupted(self) -> bool:
-        return any(o.detail == "interrupted" for o in self.outcomes)
+        return any(o.interrupted for o in self.outcomes)
 
 
 def phase_error(phase: str, exc: Exception) -> PhaseError:
@@ -161,11 +229,12 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
         while index < len(phases) and failure is None:
             phase = phases[index]
             if ctx.cancelled.is_set():
-                outcomes += [PhaseOutcome(p.name, "not-run", "interrupted") for p in phases[index:]]
-                ctx.emit("phase", phase=phase.name, status="not-run", detail="interrupted")
+                outcomes += [PhaseOutcome(p.name, PhaseStatus.NOT_RUN, "interrupted", interrupted=True)
+                             for p in phases[index:]]
+                ctx.emit("phase", phase=phase.name, status=PhaseStatus.NOT_RUN, detail="interrupted")
                 break
             if phase.name in ctx.options.skip_phases:
-                outcomes.append(report(ctx, PhaseOutcome(phase.name, "skipped", "--skip-phases")))
+                outcomes.append(report(ctx, PhaseOutcome(phase.name, PhaseStatus.SKIPPED, "--skip-phases")))
                 index += 1
                 continue
             ctx.emit("phase", phase=phase.name, status="start", detail=phase.title)
@@ -180,11 +249,11 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
             batch = [phase, *batch_followers(phases[index + 1:], ctx)] if phase.batched else [phase]
             done, failure = run_batch(batch, ctx) if phase.batched else run_one(phase, ctx)
             for started in batch[len(done):]:  # announced with the batch, never run on the host
-                ctx.emit("phase", phase=started.name, status="not-run", detail="after failure")
+                ctx.emit("phase", phase=started.name, status=PhaseStatus.NOT_RUN, detail="after failure")
             outcomes += done
             index += len(batch)
         if failure is not None:
-            outcomes += [PhaseOutcome(p.name, "not-run", "after failure") for p in phases[len(outcomes):]]
+            outcomes += [PhaseOutcome(p.name, PhaseStatus.NOT_RUN, "after failure") for p in phases[len(outcomes):]]
     finally:
         for phase in reversed(phases):
             try:
@@ -203,15 +272,15 @@ def decide(phase: Phase, ctx: HostContext) -> PhaseOutcome | None:
     """The outcome of a phase with nothing to run (satisfied, or a dry run), else None."""
     reason = None if phase.reads_only else phase.satisfied(ctx)
     if reason:
-        return PhaseOutcome(phase.name, "ok", reason)
+        return PhaseOutcome(phase.name, PhaseStatus.OK, reason)
     if ctx.options.dry_run and not phase.reads_only:
-        return PhaseOutcome(phase.name, "would-run", phase.dry_run_detail(ctx))
+        return PhaseOutcome(phase.name, PhaseStatus.WOULD_RUN, phase.dry_run_detail(ctx))
     return None
 
 
 def failed(ctx: HostContext, phase: Phase, exc: Exception) -> tuple[PhaseOutcome, PhaseError]:
     error = exc if isinstance(exc, PhaseError) else phase_error(phase.name, exc)
-    return PhaseOutcome(phase.name, "failed", ctx.redactor.redact(str(error))), error
+    return PhaseOutcome(phase.name, PhaseStatus.FAILED, ctx.redactor.redact(str(error))), error
 
 
 def batch_followers(rest: list[Phase], ctx: HostContext) -> list[Phase]:
@@ -238,7 +307,7 @@ def run_one(phase: Phase, ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseEr
     except Exception as exc:
         outcome, error = failed(ctx, phase, exc)
         return [report(ctx, outcome)], error
-    return [report(ctx, PhaseOutcome(phase.name, "changed" if changed else "ok", ""))], None
+    return [report(ctx, PhaseOutcome(phase.name, PhaseStatus.CHANGED if changed else PhaseStatus.OK))], None
 
 
 def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseError | None]:
@@ -266,7 +335,7 @@ def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome],
         except Exception as exc:
             outcome, error = failed(ctx, phase, exc)
             return [*outcomes, report(ctx, outcome)], error
-        outcomes.append(report(ctx, PhaseOutcome(phase.name, "changed" if changed else "ok", "")))
+        outcomes.append(report(ctx, PhaseOutcome(phase.name, PhaseStatus.CHANGED if changed else PhaseStatus.OK)))
     if prepare_error is not None:
         outcome, error = failed(ctx, batch[len(calls)], prepare_error)
         return [*outcomes, report(ctx, outcome)], error

@@ -48,7 +48,7 @@ class JoinPreflight(Phase):
             )
         problems = self.problems(ctx) + preflight.common_problems(ctx.facts, ctx.host.node_name)
         problems += filter(None, [preflight.ipv6_forwarding_problem(ctx.facts, ctx.host.node_ips),
-                                  ctx.state.get("ca_problem")])
+                                  ctx.run.ca_problem])
         if problems:
             raise PreflightError("; ".join(problems))
         warning = preflight.cri_warning(ctx.facts)
@@ -59,20 +59,20 @@ class JoinPreflight(Phase):
 
 def node_registered(ctx: HostContext) -> bool:
     name = ctx.host.node_name
-    return ctx.watcher.get(name) is not None or nodes.read_node(ctx.cluster, name) is not None
+    return ctx.nodes().get(name) is not None or nodes.read_node(ctx.kube(), name) is not None
 
 
 def make_join_config(ctx: HostContext, kubeadm_minor: int) -> str:
     """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration."""
-    token = ctx.tokens.create(ctx.host.node_name)
-    ctx.state["token"] = token
+    token = ctx.ledger().create(ctx.host.node_name)
+    ctx.state.token = token
     ctx.redactor.add(token.secret)
     ctx.redactor.add(token.value)
-    tokens.wait_signed(ctx.cluster, token)
+    tokens.wait_signed(ctx.kube(), token)
     spec = JoinSpec(
-        endpoint=ctx.state["endpoint"],
+        endpoint=ctx.run.endpoint,
         token=token.value,
-        ca_hashes=ctx.state["ca_hashes"],
+        ca_hashes=list(ctx.run.ca_hashes),
         node_name=ctx.host.node_name,
         os=ctx.host.os,
         taints=ctx.host.taints,
@@ -90,10 +90,10 @@ class WaitReady(Phase):
     title = "wait for the Node to be Ready"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return "Ready" if nodes.is_ready(ctx.watcher.get(ctx.host.node_name)) else None
+        return "Ready" if nodes.is_ready(ctx.nodes().get(ctx.host.node_name)) else None
 
     def run(self, ctx: HostContext) -> bool:
-        ctx.watcher.wait_ready(ctx.host.node_name, ctx.options.ready_timeout, ctx.cancelled)
+        ctx.nodes().wait_ready(ctx.host.node_name, ctx.options.ready_timeout, ctx.cancelled)
         return False
 
 
@@ -102,7 +102,7 @@ class LabelAndTaint(Phase):
     title = "apply labels and taints"
 
     def _node(self, ctx: HostContext):
-        return ctx.watcher.get(ctx.host.node_name) or nodes.read_node(ctx.cluster, ctx.host.node_name)
+        return ctx.nodes().get(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
 
     def satisfied(self, ctx: HostContext) -> str | None:
         node = self._node(ctx)
@@ -113,10 +113,10 @@ class LabelAndTaint(Phase):
         return None
 
     def run(self, ctx: HostContext) -> bool:
-        node = nodes.read_node(ctx.cluster, ctx.host.node_name)
+        node = nodes.read_node(ctx.kube(), ctx.host.node_name)
         if node is None:
             raise RuntimeError(f"node {ctx.host.node_name} is not registered")
-        return nodes.apply_labels_and_taints(ctx.cluster, node, ctx.host.labels, ctx.host.taints)
+        return nodes.apply_labels_and_taints(ctx.kube(), node, ctx.host.labels, ctx.host.taints)
 
 
 class DeleteToken(Phase):
@@ -124,17 +124,19 @@ class DeleteToken(Phase):
     title = "delete the bootstrap token"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return None if ctx.state.get("token") else "no token was created"
+        return None if ctx.state.token else "no token was created"
 
     def run(self, ctx: HostContext) -> bool:
-        ctx.tokens.delete(ctx.state.pop("token"))
+        token, ctx.state.token = ctx.state.token, None
+        if token is not None:
+            ctx.ledger().delete(token)
         return True
 
     def cleanup(self, ctx: HostContext) -> None:
         # A failed or interrupted join must not leave its token behind.
-        token = ctx.state.pop("token", None)
+        token, ctx.state.token = ctx.state.token, None
         if token is not None:
-            ctx.tokens.delete(token)
+            ctx.ledger().delete(token)
 
 
 def after_join() -> list[Phase]:
@@ -147,14 +149,14 @@ class Drain(Phase):
     title = "cordon and drain the Node"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return None if nodes.read_node(ctx.cluster, ctx.host.node_name) else "no such Node"
+        return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
 
     def run(self, ctx: HostContext) -> bool:
-        result = nodes.drain(ctx.cluster, ctx.host.node_name, force=ctx.options.force,
+        result = nodes.drain(ctx.kube(), ctx.host.node_name, force=ctx.options.force,
                              timeout=ctx.options.drain_timeout, cancelled=ctx.cancelled,
                              progress=lambda m: ctx.emit("progress", phase=self.name, detail=m),
-                             delete_emptydir_data=bool(ctx.options.extra.get("delete_emptydir_data")),
-                             grace_period=ctx.options.extra.get("grace_period"))
+                             delete_emptydir_data=ctx.options.delete_emptydir_data,
+                             grace_period=ctx.options.grace_period)
         ctx.emit("progress", phase=self.name,
                  detail=f"evicted {len(result.evicted) + len(result.deleted_bare)} pods, "
                         f"left {len(result.skipped_daemonset)} DaemonSet pods")
@@ -166,7 +168,7 @@ class DeleteNode(Phase):
     title = "delete the Node object"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return None if nodes.read_node(ctx.cluster, ctx.host.node_name) else "no such Node"
+        return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
 
     def run(self, ctx: HostContext) -> bool:
-        return nodes.delete_node(ctx.cluster, ctx.host.node_name)
+        return nodes.delete_node(ctx.kube(), ctx.host.node_name)

@@ -28,7 +28,7 @@ class Preflight(cluster_phases.JoinPreflight):
         if ctx.host.install.enabled:  # what the install sets up is not checked
             return linux_install.preflight_problems(ctx)
         return (linux_install.missing_parts_problems(ctx)
-                + preflight.linux_problems(ctx.facts, ctx.state["server_minor"], node_parts=False))
+                + preflight.linux_problems(ctx.facts, ctx.run.server_minor, node_parts=False))
 
 
 def wanted_proxy_mode(ctx: HostContext) -> str | None:
@@ -79,10 +79,10 @@ class KubeadmJoin(Phase):
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
-        kubeadm = ctx.state.get("installed_kubeadm_version") or ctx.facts.get("kubeadm_version", "")
+        kubeadm = ctx.state.installed_kubeadm_version or ctx.facts.get("kubeadm_version", "")
         kubeadm_minor = (preflight.minor_of(kubeadm) or (1, 31))[1]
         config = cluster_phases.make_join_config(ctx, kubeadm_minor)
-        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
+        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.run_id,
                                     "NB_KUBELET_PATCH": kubelet_patch(ctx.host.kubelet_config),
                                     "NB_PATCHES_DIR": PATCHES_DIR},
                         secret_variables={"NB_JOIN_CONFIG": config})
@@ -115,7 +115,7 @@ class KubeadmReset(Phase):
             else "not joined, no CNI leftovers"
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
-        return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.extra.get("run_id", ""),
+        return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.run_id,
                                      "NB_CRI_SOCKET": "unix:///var/run/containerd/containerd.sock"})
 
 
@@ -126,8 +126,8 @@ class ProxyCleanup(Phase):
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return ctx.call("proxy-cleanup.sh", {
-            "NB_CLEAN_MODES": ctx.options.extra.get("clean_modes", "ipvs iptables nftables"),
-            "NB_REMOVE_MODULES_FILE": "1" if ctx.options.extra.get("remove_modules_file", True) else "0",
+            "NB_CLEAN_MODES": "ipvs iptables nftables",  # a reset leaves no mode's rules behind
+            "NB_REMOVE_MODULES_FILE": "1" if ctx.options.remove_modules_file else "0",
             "NB_MODULES_FILE": MODULES_FILE,
         })
 

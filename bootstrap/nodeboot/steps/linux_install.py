@@ -27,10 +27,9 @@ class InstallPlan:
 
 def plan(ctx: HostContext) -> InstallPlan:
     """The host's plan, made once per run (a bad setting raises ValueError naming it)."""
-    found = ctx.state.get("install_plan")
+    found = ctx.state.install_plan
     if found is None:
-        found = ctx.state["install_plan"] = InstallPlan(ctx.host.install, ctx.facts,
-                                                        ctx.state.get("server_version", ""))
+        found = ctx.state.install_plan = InstallPlan(ctx.host.install, ctx.facts, ctx.run.server_version)
     return found
 
 
@@ -52,7 +51,7 @@ def preflight_problems(ctx: HostContext) -> list[str]:
         wanted = plan(ctx)
     except ValueError as exc:
         return [str(exc)]
-    return request_problems(wanted, ctx.facts, ctx.state["server_minor"])
+    return request_problems(wanted, ctx.facts, ctx.run.server_minor)
 
 
 def skip_reason(wanted: InstallPlan, facts: dict) -> str | None:
@@ -97,8 +96,8 @@ class Install(Phase):
     def host_script(self, ctx: HostContext) -> ScriptCall:
         wanted = plan(ctx)
         # kubeadm-join, in the same batch, renders its config for the kubeadm installed here.
-        ctx.state["installed_kubeadm_version"] = wanted.kubernetes_version
-        return ctx.call("install.sh", {**wanted.inputs, "NB_RUN_ID": ctx.options.extra.get("run_id", "")})
+        ctx.state.installed_kubeadm_version = wanted.kubernetes_version
+        return ctx.call("install.sh", {**wanted.inputs, "NB_RUN_ID": ctx.options.run_id})
 
     def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
         changed = ctx.check(call, result).changed

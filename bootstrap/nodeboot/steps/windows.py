@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nodeboot import node_install
 from nodeboot.cluster import windows as cluster_windows
 from nodeboot.errors import UsageError
 from nodeboot.scripts import SCRIPTS_DIR
 from nodeboot.steps import cluster_phases, preflight
-from nodeboot.steps.base import HostContext, Phase
+from nodeboot.steps.base import HostContext, Phase, RunOptions, WindowsClusterOnce
 from nodeboot.windows import builds
+
+if TYPE_CHECKING:
+    from nodeboot.cluster.client import Cluster
 
 KUBE_DIR = "C:\\k"
 CONTAINERD_DIR = "C:\\Program Files\\containerd"
@@ -41,13 +46,13 @@ def _paths() -> dict[str, str]:
 
 
 def artifacts_url(ctx: HostContext) -> str:
-    return str(ctx.options.extra.get("artifacts_url") or ctx.host.install.artifacts_url or "")
+    return ctx.options.artifacts_url or ctx.host.install.artifacts_url or ""
 
 
 def wanted_version(ctx: HostContext) -> str:
     """kubelet.exe and kubeadm.exe: the operator's --kubernetes-version, else the API server's."""
     try:
-        return node_install.wanted_kubernetes_version(ctx.host.install, ctx.state.get("server_version", ""))
+        return node_install.wanted_kubernetes_version(ctx.host.install, ctx.run.server_version)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -107,14 +112,14 @@ def windows_problems(ctx: HostContext) -> list[str]:
     facts = ctx.facts
     problems = []
     problem = builds.build_problem(int(facts.get("os_build") or 0), str(facts.get("os_caption") or ""),
-                                   ctx.state["server_minor"])
+                                   ctx.run.server_minor)
     if problem:
         problems.append(problem)
     if not artifacts_url(ctx):
         if not facts.get("kubelet_version"):
             problems.append(f"{KUBE_DIR}\\kubelet.exe is missing: install it or give --artifacts-url")
         else:  # kept as it is: it must suit the API server
-            skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.state["server_minor"])
+            skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.run.server_minor)
             if skew:
                 problems.append(skew)
     return problems
@@ -216,28 +221,26 @@ class CsiProxy(Phase):
         return ctx.script("csi-proxy.ps1", _artifacts(ctx)).changed
 
 
-CLUSTER_SIDE = "windows_cluster"  # ctx.state key: the run's one reconcile of the cluster side
-
-
-def cluster_side_once(cluster, options, report) -> dict:
+def cluster_side_once(cluster: Cluster, options: RunOptions,
+                      report: Callable[[str], None]) -> WindowsClusterOnce | None:
     """The cluster side of Windows nodes, reconciled once per run before the hosts fan out (N hosts
-    would otherwise write the same objects and race). Returns what every host's state carries:
-    {CLUSTER_SIDE: {"changes": [...]}} or {CLUSTER_SIDE: {"error": "..."}}; `report` gets each change."""
+    would otherwise write the same objects and race): what it changed or why it failed, for every
+    host's run facts; `report` gets each change. None when each host answers for itself."""
     if "windows-cluster" in options.skip_phases or options.dry_run:
-        return {}  # skipped by each host, or answered from the plan by each host (a dry run writes nothing)
-    cni = options.extra.get("cni")
+        return None  # skipped by each host, or answered from the plan by each host (a dry run writes nothing)
+    cni = options.cni
     try:
         changes = cluster_windows.apply(cluster, cni)
     except Exception as exc:  # noqa: BLE001 - every Windows host fails its windows-cluster phase with it
         from nodeboot.cluster.retry import describe
 
-        return {CLUSTER_SIDE: {"error": str(describe(exc) or exc)}}
+        return WindowsClusterOnce(error=str(describe(exc) or exc))
     for change in changes:
         report(change)
     if cni is None:
         report("no --cni: Linux DaemonSets pinned to Linux only; kube-proxy and the CNI for Windows "
                "are not deployed (name the cluster's CNI with --cni flannel|calico)")
-    return {CLUSTER_SIDE: {"changes": changes}}
+    return WindowsClusterOnce(changes=tuple(changes))
 
 
 class ClusterSide(Phase):
@@ -245,19 +248,19 @@ class ClusterSide(Phase):
     title = "kube-proxy for Windows, the CNI's Windows side, Linux DaemonSets pinned to Linux"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        once = ctx.state.get(CLUSTER_SIDE)
+        once = ctx.run.windows_cluster
         if once is not None:
-            if "error" in once:
+            if once.error is not None:
                 return None
-            return f"reconciled once for this run ({len(once['changes'])} changes)"
-        plan = cluster_windows.plan(ctx.cluster, ctx.options.extra.get("cni"))
+            return f"reconciled once for this run ({len(once.changes)} changes)"
+        plan = cluster_windows.plan(ctx.kube(), ctx.options.cni)
         return None if plan.pending() else "in place"
 
     def run(self, ctx: HostContext) -> bool:
-        once = ctx.state.get(CLUSTER_SIDE)
-        if once is not None:
-            raise cluster_phases.PreflightError(once["error"])
-        changes = cluster_windows.apply(ctx.cluster, ctx.options.extra.get("cni"))
+        once = ctx.run.windows_cluster
+        if once is not None and once.error is not None:
+            raise cluster_phases.PreflightError(once.error)
+        changes = cluster_windows.apply(ctx.kube(), ctx.options.cni)
         for change in changes:
             ctx.emit("progress", phase=self.name, detail=change)
         return bool(changes)

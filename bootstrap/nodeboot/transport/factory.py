@@ -76,7 +76,7 @@ def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor)
         return WinRMTransport(host.address, options, name=host.name)
     if host.connection != "ssh":
         raise UsageError(f"host {host.name}: connection {host.connection!r} is not supported for a join")
-    options = SSHOptions(
+    ssh_options = SSHOptions(
         user=host.user or "root",
         port=host.port or 22,
         key_file=host.key_file,
@@ -88,4 +88,4 @@ def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor)
         connect_timeout=defaults.connect_timeout,
         command_timeout=defaults.command_timeout,
     )
-    return SSHTransport(host.address, options, name=host.name)
+    return SSHTransport(host.address, ssh_options, name=host.name)
