@@ -1,12 +1,14 @@
 """Golden tests of what each phase sends a host (as pyinfra tests its operations).
 
-Each scenario runs a real workflow (steps/linux.py, steps/windows.py) through
-run_workflow for given facts and options, against a transport that records the
-scripts it is handed and answers with canned JSON results, and a cluster that
-answers only what the workflows ask (cluster-info signed, the Node after a join, a
-drain of no pods).
-What it records - every phase's outcome, and each script's name, NB_* variables
-and secret variables - is compared with tests/unit/golden/<scenario>.yaml.
+Each scenario runs a real workflow (steps/linux.py, steps/windows.py, and proxy
+set-mode's node phases) through run_workflow for given facts and options, against
+a transport that records the scripts it is handed and answers with canned JSON
+results, and a cluster that answers only what the workflows ask (cluster-info
+signed, the Node after a join, a drain of no pods, a kube-proxy pod).
+What it records - every phase's outcome, which scripts share a round trip, and
+each script's name, NB_* variables and secret variables (the JoinConfiguration,
+with a fixed fake token and CA hash) - is compared with
+tests/unit/golden/<scenario>.yaml; a difference fails with a unified diff.
 
 An intended change of inputs: regenerate with
     NODEBOOT_UPDATE_GOLDEN=1 .venv/bin/pytest -q tests/unit/test_golden_inputs.py
@@ -218,14 +220,14 @@ class Scenario:
 
 
 def linux_host(**kw: Any) -> Host:
-    base: dict[str, Any] = dict(name="web-1", address="192.0.2.11", node_name="web-1")
-    return Host(**{**base, **kw})
+    defaults: dict[str, Any] = dict(name="web-1", address="192.0.2.11", node_name="web-1")
+    return Host(**{**defaults, **kw})
 
 
 def windows_host(**kw: Any) -> Host:
-    base: dict[str, Any] = dict(name="win-1", address="192.0.2.21", os="windows", connection="winrm",
-                                node_name="win-1")
-    return Host(**{**base, **kw})
+    defaults: dict[str, Any] = dict(name="win-1", address="192.0.2.21", os="windows", connection="winrm",
+                                    node_name="win-1")
+    return Host(**{**defaults, **kw})
 
 
 LINUX_READY = {  # a host with its node parts, not joined, nothing for IPVS yet
@@ -256,6 +258,7 @@ INSTALL = node_install.InstallSettings(
 WEB = dict(labels={"tier": "web"}, taints=[Taint("dedicated", "web", "NoSchedule")],
            node_ips=["10.0.0.11", "fd00::11"], kubelet_extra_args={"max-pods": "60"},
            ignore_preflight_errors=["SystemVerification"], kubelet_config={"maxPods": 60})
+
 
 class ProxyCleanupAfterSwitch(Phase):
     """proxy set-mode's cleanup of the old mode on a node that now runs the new one (cleanup_node)."""
