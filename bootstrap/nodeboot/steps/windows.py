@@ -20,6 +20,7 @@ from nodeboot.errors import UsageError
 from nodeboot.scripts import SCRIPTS_DIR
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase, RunOptions, WindowsClusterOnce
+from nodeboot.transport import Rebootable
 from nodeboot.windows import builds
 
 if TYPE_CHECKING:
@@ -159,7 +160,9 @@ class Prepare(Phase):
         if result.facts.get("reboot_required"):
             ctx.emit("progress", phase=self.name, detail="restarting the host for the Containers feature")
             ctx.script("reboot.ps1", {"NB_REBOOT_DELAY": "5", "NB_REASON": "nodeboot: Containers feature"})
-            ctx.transport.wait_for_reboot(REBOOT_TIMEOUT)  # type: ignore[attr-defined]
+            if not isinstance(ctx.transport, Rebootable):
+                raise cluster_phases.PreflightError(f"{ctx.host.name}: its connection cannot wait for a restart")
+            ctx.transport.wait_for_reboot(REBOOT_TIMEOUT)
             gather(ctx)  # resume from what the host is after the restart
             if ctx.facts.get("containers_feature") != "Installed":
                 feature = ctx.facts.get("containers_feature")

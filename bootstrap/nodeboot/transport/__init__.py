@@ -15,7 +15,7 @@ round trip; a transport that cannot do that runs them one by one
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass
@@ -67,11 +67,17 @@ class Transport(Protocol):
         """Run scripts in order, each only if the one before exited 0; None for those not run."""
         ...
 
-    def put_file(self, data: bytes, remote_path: str, mode: int = 0o644) -> bool:
-        """Write a file when its sha256 differs; return True if it was written."""
-        ...
-
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Rebootable(Protocol):
+    """A transport that can wait out its host's restart and reconnect (WinRM: a Windows
+    feature needs one); a phase that restarts a host checks for it."""
+
+    def wait_for_reboot(self, timeout: float = 600.0) -> None:
+        """Wait for the host to go down and come back, then reconnect; bounded by timeout."""
+        ...
 
 
 def run_one_by_one(transport: Transport, calls: list[ScriptCall], timeout: float | None) -> list[ExecResult | None]:
