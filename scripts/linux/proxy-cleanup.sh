@@ -361,10 +361,15 @@ read_ipsets() {
 }
 
 ipvs_owned_set() {
-    local name=$1 base
-    base=${name#KUBE-6-}
-    [[ $base != "$name" ]] && base="KUBE-$base"
-    [[ " ${IPVS_IPSETS//$'\n'/ } " == *" $base "* ]]
+    local name=$1 known v6
+    for known in ${IPVS_IPSETS//$'\n'/ }; do
+        [[ $name == "$known" ]] && return 0
+        # IPv6 sets are KUBE-6-<name without KUBE->, cut to ipset's 31-character limit
+        # (KUBE-6-LOAD-BALANCER-SOURCE-CID), as kube-proxy names them.
+        v6="KUBE-6-${known#KUBE-}"
+        [[ $name == "${v6:0:31}" ]] && return 0
+    done
+    return 1
 }
 
 # kube-proxy's VIPs (on kube-ipvs0, or named in its sets) and NodePorts (its port sets).
