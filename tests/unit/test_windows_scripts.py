@@ -241,3 +241,19 @@ def test_the_kubelet_service_starts_only_through_the_wrapper_and_after_the_join(
     # powershell.exe is no service program: the Service Control Manager gives up (error 1053).
     model.node.w["services"]["kubelet"]["command"] = "powershell.exe -File C:\\k\\StartKubelet.ps1"
     assert "1053" in (model.node.start_kubelet_service() or "")
+
+
+def test_ansible_quotes_and_reads_results_as_nodeboot_does() -> None:
+    """The playbooks' filters call nodeboot's own rules: a typographic quote is doubled (PowerShell
+    ends a '...' string at it), and a script's result reads the same."""
+    import sys
+
+    sys.path.insert(0, str(SCRIPTS.parents[1] / "playbooks" / "filter_plugins"))
+    import nodeboot_filters
+
+    values = {"NB_X": "it\u2019s 'quoted' \u2018so\u201b"}
+    assert nodeboot_filters.nb_ps_vars(values) == powershell_preamble(values)
+    assert nodeboot_filters.nb_ps_vars(values) == "$NB_X = 'it\u2019\u2019s ''quoted'' \u2018\u2018so\u201b\u201b'\n"
+    out = 'noise\n{"ok": true, "changed": true, "facts": {"a": 1}}\n'
+    assert nodeboot_filters.nb_result({"rc": 2, "stdout": out}) == {
+        "ok": False, "changed": True, "facts": {"a": 1}, "error": "exit status 2"}

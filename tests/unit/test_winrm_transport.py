@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 
 from nodeboot.errors import TransportError
+from nodeboot.scripts import powershell_preamble, ps_quote
 from nodeboot.transport.winrm import (
     WinRMOptions,
     WinRMTransport,
     clixml_to_text,
-    powershell_preamble,
-    ps_quote,
 )
 from nodeboot_lab.windows_model import WindowsHostModel, parse_invocation, split_command_line, split_preamble
 

@@ -37,6 +37,7 @@ from winrm.protocol import Protocol
 from winrm.transport import Transport as PywinrmTransport
 
 from nodeboot.errors import TransportError
+from nodeboot.scripts import powershell_preamble
 from nodeboot.transport import ExecResult, ScriptCall, TransportStats, run_one_by_one
 
 log = logging.getLogger("nodeboot.transport.winrm")
@@ -47,9 +48,6 @@ AUTH_METHODS = ("ntlm", "kerberos", "credssp", "basic")
 SHELL_NOT_FOUND = 2150858843
 SEND_CHUNK = 64 * 1024  # raw stdin bytes per Send: base64 of it stays far below the 150 KB envelope
 UTF8_CODEPAGE = 65001  # the shell's console code page: PowerShell then reads stdin as UTF-8
-NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-# PowerShell ends a single-quoted string at any of these, and doubling one escapes it.
-SINGLE_QUOTES = re.compile("(['\u2018\u2019\u201a\u201b])")
 
 PUT_FILE_SCRIPT = """# nodeboot-script: put-file
 $ErrorActionPreference = 'Stop'
@@ -102,30 +100,6 @@ def _missing_auth_module(transport: str) -> str | None:
 
     module = _AUTH_MODULES.get(transport)
     return module if module and importlib.util.find_spec(module) is None else None
-
-
-def ps_quote(value: str) -> str:
-    return "'" + SINGLE_QUOTES.sub(r"\1\1", value) + "'"
-
-
-# A secret is data, never script text: this statement reads the next stdin line (base64 of
-# the value) into the variable, so script-block logging (event 4104) records only the statement.
-SECRET_READER = "${name} = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String([Console]::In.ReadLine()))"
-
-
-def powershell_preamble(variables: dict[str, str], secret_variables: dict[str, str] | None = None) -> str:
-    """Inputs ahead of a script, never environment or argv: `$NAME = '...'` lines for plain
-    values; for each secret, a statement that reads it from the next stdin line, then that line."""
-    lines = []
-    for key in [*variables, *(secret_variables or {})]:
-        if not NAME.match(key):
-            raise TransportError(f"invalid PowerShell variable name {key!r}", retryable=False)
-    for key, value in variables.items():
-        lines.append(f"${key} = {ps_quote(value)}")
-    for key, value in (secret_variables or {}).items():
-        lines.append(SECRET_READER.format(name=key))
-        lines.append(base64.b64encode(value.encode()).decode())
-    return "".join(line + "\n" for line in lines)
 
 
 def clixml_to_text(stderr: str) -> str:
