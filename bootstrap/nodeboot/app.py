@@ -42,6 +42,7 @@ class RunSettings:
     fail_fast: bool = False
     connection: ConnectionDefaults = field(default_factory=ConnectionDefaults)
     options: RunOptions = field(default_factory=RunOptions)
+    notices: list[str] = field(default_factory=list)  # warnings from the flags, said by the run's output
 
 
 def select_hosts(sel: HostSelection) -> list[Host]:
@@ -76,10 +77,13 @@ def make_output(settings: RunSettings, redactor: Redactor) -> Output:
         settings.run_dir = runlog.new_run_dir(base)
         runlog.prune(base, keep, settings.run_dir)
     try:
-        return Output(redactor=redactor, mode=settings.output, log_dir=settings.run_dir)
+        output = Output(redactor=redactor, mode=settings.output, log_dir=settings.run_dir)
     except OSError as exc:
         raise UsageError(f"log directory {settings.run_dir}: cannot write the run log: "
                          f"{exc.strerror or exc}") from None
+    while settings.notices:  # once, by the run's first output: with --output json an event, not stderr text
+        output.message(settings.notices.pop(0), "yellow")
+    return output
 
 
 def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> ClusterFacts:

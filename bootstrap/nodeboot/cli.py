@@ -94,7 +94,7 @@ def settings(kw: dict, **option_fields) -> app.RunSettings:
     s.connection.winrm_ca = kw.get("winrm_ca")
     s.connection.insecure_skip_tls_verify = kw.get("insecure_skip_tls_verify", False)
     if s.connection.insecure_skip_tls_verify:
-        click.echo("warning: --insecure-skip-tls-verify: WinRM certificates will not be checked", err=True)
+        s.notices.append("warning: --insecure-skip-tls-verify: WinRM certificates will not be checked")
     s.options.dry_run = kw.get("dry_run", False)
     s.options.skip_phases = app.parse_skip_phases(kw.get("skip_phases"))
     s.options.step_timeout = kw.get("step_timeout", 600.0)

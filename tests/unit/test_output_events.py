@@ -148,3 +148,16 @@ def test_a_fleet_taller_than_the_terminal_gets_totals_instead_of_rows() -> None:
     out.console = Console(file=io.StringIO(), width=100, height=60)
     out.console.print(out._view())  # room for every row: the table
     assert "host-29" in out.console.file.getvalue()
+
+
+def test_a_flags_warning_is_an_event_with_json_output_not_stderr_text(tmp_path, capsys) -> None:
+    from nodeboot import app
+    from nodeboot.cli import settings
+
+    run = settings({"insecure_skip_tls_verify": True, "output_mode": "json", "log_dir": str(tmp_path)})
+    app.make_output(run, Redactor()).end()
+    app.make_output(run, Redactor()).end()  # a later stage of the same run: said once
+    captured = capsys.readouterr()
+    said = [e for e in events(captured.out) if e["event"] == "message"]
+    assert captured.err == "" and len(said) == 1 and "--insecure-skip-tls-verify" in said[0]["message"]
+    assert said[0]["level"] == "warning"
