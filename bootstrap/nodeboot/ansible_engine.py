@@ -335,6 +335,9 @@ def finish(output: Output, tracks: dict[str, HostTrack], stats: dict[str, dict[s
         rows.append(summary_row(t.name, t.node, result, changed, t.phase if failed else "",
                                 t.detail if failed else "", t.tasks,
                                 (t.finished or 0) - (t.started or 0) if t.started else 0.0))
+    for row in rows:  # the event contract: a host event for every host, whichever engine ran it
+        output.event("host", row["host"], status=row["result"], phase=row["phase"], detail=row["detail"],
+                     seconds=row["seconds"])
     totals = {**summary_totals(rows, seconds), "engine": "ansible", "ansible_rc": rc}
     output.summary(rows, totals)
     if rc != 0 and not totals["failed"]:

@@ -161,3 +161,21 @@ def test_a_flags_warning_is_an_event_with_json_output_not_stderr_text(tmp_path, 
     said = [e for e in events(captured.out) if e["event"] == "message"]
     assert captured.err == "" and len(said) == 1 and "--insecure-skip-tls-verify" in said[0]["message"]
     assert said[0]["level"] == "warning"
+
+
+def test_the_ansible_engine_gives_every_host_a_host_event_too(tmp_path) -> None:
+    from nodeboot.ansible_engine import HostTrack, finish
+
+    stream = io.StringIO()
+    out = Output(Redactor(), mode="json", log_dir=tmp_path / "run", stream=stream, command="nodeboot join")
+    tracks = {"a": HostTrack("a", "a", started=1.0, finished=2.0, changed=True, tasks=3),
+              "b": HostTrack("b", "b", started=1.0, finished=1.5, unreachable=True, phase="connect",
+                             detail="ssh: unreachable", tasks=0),
+              "c": HostTrack("c", "c")}
+    out.begin(list(tracks), "nodeboot join (ansible)")
+    finish(out, tracks, {}, 2, 3.0)
+    out.end()
+    for event in events(stream.getvalue()):
+        VALIDATOR.validate(event)
+    results = {e["host"]: e["status"] for e in events(stream.getvalue()) if e["event"] == "host"}
+    assert results == {"a": "changed", "b": "failed", "c": "not-started"}
