@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from nodeboot.node_layout import LINUX_CRI_SOCKET_PATH
 from nodeboot.scripts import script_text
 
 # containerd 2.3 is the LTS line (to 2028-04); Kubernetes 1.36+ needs containerd 2.2+.
@@ -211,7 +212,7 @@ def missing_parts(facts: dict[str, Any]) -> list[str]:
     if not facts.get("kubeadm_version"):
         missing.append("kubeadm")
     if not facts.get("cri_socket"):
-        missing.append("containerd (no CRI socket at /run/containerd/containerd.sock)")
+        missing.append(f"containerd (no CRI socket at {LINUX_CRI_SOCKET_PATH})")
     if facts.get("runc") is False:
         missing.append("runc")
     return missing

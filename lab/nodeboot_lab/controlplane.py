@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from nodeboot.node_layout import LINUX_CRI_SOCKET
 from nodeboot_lab.netns import LabError, Sandbox, run_in, start_in
 
 API_PORT = 6443
@@ -53,7 +54,7 @@ class ControlPlane:
                 "localAPIEndpoint": {"advertiseAddress": self.box.address, "bindPort": API_PORT},
                 "nodeRegistration": {
                     "name": self.box.hostname,
-                    "criSocket": "unix:///var/run/containerd/containerd.sock",
+                    "criSocket": LINUX_CRI_SOCKET,
                 },
                 # kubeadm would invent a token otherwise; the lab starts with none.
                 "bootstrapTokens": [

@@ -28,7 +28,9 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-WINDOWS_CRI = "npipe:////./pipe/containerd-containerd"
+from nodeboot.node_layout import WINDOWS_CRI_SOCKET
+
+WINDOWS_CRI = WINDOWS_CRI_SOCKET  # what a join must name, as nodeboot does
 CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 KUBELET_CONFIG = "/api/v1/namespaces/kube-system/configmaps/kubelet-config"
 

@@ -29,14 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodeboot.node_layout import WINDOWS_CONTAINERD_DIR, WINDOWS_KUBE_DIR
 from nodeboot_lab import windows_join
 
 if TYPE_CHECKING:
     from nodeboot_lab.windows_model import Outcome, PowerShellInvocation, WindowsHostModel
 
 LAB_ENV = Path("/var/lib/nodeboot-lab/env")
-KUBE_DIR = "C:\\k"
-CONTAINERD_DIR = "C:\\Program Files\\containerd"
+KUBE_DIR = WINDOWS_KUBE_DIR
+CONTAINERD_DIR = WINDOWS_CONTAINERD_DIR
 CSI_GROUPS = ("disk", "volume", "filesystem", "smb")
 SERVICE_NAMES = ("containerd", "kubelet", "csiproxy", "kube-proxy")
 DEFAULT_K8S = "v1.37.2"

@@ -16,10 +16,9 @@ from typing import Any
 
 import yaml
 
+from nodeboot.node_layout import cri_socket
 from nodeboot.validate import Taint
 
-LINUX_CRI = "unix:///var/run/containerd/containerd.sock"
-WINDOWS_CRI = "npipe:////./pipe/containerd-containerd"
 PATCHES_DIR = "/etc/kubernetes/patches"
 KUBELET_PATCH_FILE = "kubeletconfiguration+merge.yaml"
 
@@ -59,7 +58,7 @@ def render(spec: JoinSpec, kubeadm_minor: int) -> str:
         extra["node-ip"] = ",".join(spec.node_ips)
     registration: dict = {
         "name": spec.node_name,
-        "criSocket": spec.cri_socket or (WINDOWS_CRI if spec.os == "windows" else LINUX_CRI),
+        "criSocket": spec.cri_socket or cri_socket(spec.os),
         # Taints at registration: the node never runs an unwanted pod before they land.
         "taints": [t.as_api() for t in spec.taints],
     }

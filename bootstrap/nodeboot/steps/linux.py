@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from nodeboot.cluster.joinconfig import PATCHES_DIR, kubelet_patch
+from nodeboot.node_layout import LINUX_CRI_SOCKET
 from nodeboot.steps import cluster_phases, linux_install, preflight
 from nodeboot.steps.base import HostContext, Phase
 from nodeboot.transport import ExecResult, ScriptCall
@@ -116,7 +117,7 @@ class KubeadmReset(Phase):
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.run_id,
-                                     "NB_CRI_SOCKET": "unix:///var/run/containerd/containerd.sock"})
+                                     "NB_CRI_SOCKET": LINUX_CRI_SOCKET})
 
 
 class ProxyCleanup(Phase):

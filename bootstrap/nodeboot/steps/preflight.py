@@ -6,6 +6,7 @@ import re
 import time
 
 from nodeboot import validate
+from nodeboot.node_layout import LINUX_CRI_SOCKET_PATH
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 MAX_KUBELET_SKEW = 3  # minors the kubelet may trail the API server
@@ -77,7 +78,7 @@ def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = 
     if need_cri and cri:
         problems.append(cri)
     if need_cri and node_parts and not facts.get("cri_socket"):
-        problems.append("no container runtime: /run/containerd/containerd.sock is missing (is containerd running?)")
+        problems.append(f"no container runtime: {LINUX_CRI_SOCKET_PATH} is missing (is containerd running?)")
     if node_parts and not facts.get("kubeadm_version"):
         problems.append("kubeadm is not installed")
     skew = None
@@ -93,7 +94,7 @@ def cri_problem(facts: dict) -> str | None:
     ctr) and did not answer. A missing socket is the missing-parts check's to report."""
     if not facts.get("cri_socket") or facts.get("cri_check", "socket") == "socket" or facts.get("cri_answered"):
         return None
-    return (f"the container runtime at /run/containerd/containerd.sock does not answer "
+    return (f"the container runtime at {LINUX_CRI_SOCKET_PATH} does not answer "
             f"({facts['cri_check']} version: {facts.get('cri_version') or 'no output'}); is containerd running?")
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from nodeboot import node_install
 from nodeboot.cluster import windows as cluster_windows
 from nodeboot.errors import UsageError
+from nodeboot.node_layout import WINDOWS_CONTAINERD_DIR, WINDOWS_CRI_SOCKET, WINDOWS_KUBE_DIR
 from nodeboot.scripts import SCRIPTS_DIR
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase, RunOptions, WindowsClusterOnce
@@ -26,8 +27,8 @@ from nodeboot.windows import builds
 if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
 
-KUBE_DIR = "C:\\k"
-CONTAINERD_DIR = "C:\\Program Files\\containerd"
+KUBE_DIR = WINDOWS_KUBE_DIR
+CONTAINERD_DIR = WINDOWS_CONTAINERD_DIR
 CSI_PIPES = tuple(f"csi-proxy-{g}-v1" for g in ("disk", "volume", "filesystem", "smb"))
 REBOOT_TIMEOUT = 900.0
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -314,7 +315,7 @@ class WindowsReset(Phase):
         if isinstance(extra, str):
             extra = [extra]
         result = ctx.script("reset.ps1", {"NB_KUBE_DIR": KUBE_DIR, "NB_HNS_NETWORKS": ",".join(map(str, extra)),
-                                          "NB_CRI_SOCKET": "npipe:////./pipe/containerd-containerd"})
+                                          "NB_CRI_SOCKET": WINDOWS_CRI_SOCKET})
         if result.facts.get("hns_removed") or result.facts.get("hns_kept"):
             ctx.emit("progress", phase=self.name,
                      detail=f"HNS networks removed: {', '.join(result.facts.get('hns_removed') or []) or 'none'}; "
