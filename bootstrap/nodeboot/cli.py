@@ -11,7 +11,7 @@ import click
 
 from nodeboot import __version__, app, validate
 from nodeboot.cli_install import install_options, install_vars
-from nodeboot.cli_options import finish_options, ipvs_options
+from nodeboot.cli_options import Seconds, finish_options, ipvs_options
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, NodebootError
 from nodeboot.redact import Redactor
 
@@ -57,8 +57,8 @@ def run_options(f: Callable) -> Callable:
         click.option("--keep-runs", type=click.IntRange(0), metavar="N",
                      help="Keep the newest N run directories there, delete older ones "
                           "(default $NODEBOOT_KEEP_RUNS, else 50; 0 keeps all)."),
-        click.option("--connect-timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 600)),
-        click.option("--step-timeout", default=600.0, show_default=True, type=click.FloatRange(1, 86400)),
+        click.option("--connect-timeout", default="10s", show_default=True, type=Seconds(0.1, 600)),
+        click.option("--step-timeout", default="10m", show_default=True, type=Seconds(1, 86400)),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -126,8 +126,8 @@ def cli() -> None:
 @click.option("--labels", metavar="K=V,...", help="Labels added to every host's own (a key in both: this one wins).")
 @click.option("--taints", metavar="K[=V]:EFFECT,...",
               help="Taints added to every host's own (same key and effect: this wins).")
-@click.option("--ready-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="Seconds each new node may take to become Ready.")
+@click.option("--ready-timeout", default="5m", show_default=True, type=Seconds(1, 3600),
+              help="How long each new node may take to become Ready.")
 @click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
               help="How long kubeadm join may take to reach and verify the API server.")
 @click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="Windows: the cluster's CNI.")
@@ -176,8 +176,8 @@ def join(**kw) -> None:
 @click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
 @click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
               help="Seconds each drained pod gets to stop (default: the pod's own).")
-@click.option("--drain-timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
-              help="Seconds the drain of each node may take.")
+@click.option("--drain-timeout", default="5m", show_default=True, type=Seconds(1, 86400),
+              help="How long the drain of each node may take.")
 @click.option("--keep-modules-file", is_flag=True, help="Leave nodeboot's modules-load.d file in place.")
 @click.option("--engine", type=click.Choice(["nodeboot", "ansible"]), default="nodeboot", show_default=True,
               help="Who does the work: nodeboot itself, or ansible-playbook with nodeboot's playbooks.")
@@ -226,7 +226,7 @@ def status(**kw) -> None:
 @click.option("--cert-warn-days", default=30, show_default=True, type=click.IntRange(0, 3650),
               help="Fail when the kubelet client certificate expires within this many days.")
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
-@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
+@click.option("--connect-timeout", default="10s", type=Seconds(0.1, 600))
 @click.option("--log-dir", metavar="DIR")
 def verify(**kw) -> None:
     """Post-join checks per node: Ready, kube-proxy pod and mode, Service reachable, CNI, cgroups, cert, clock."""
@@ -292,8 +292,8 @@ def proxy() -> None:
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
 @click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
 @click.option("--log-dir", metavar="DIR")
-@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
-@click.option("--step-timeout", default=600.0, type=click.FloatRange(1, 86400))
+@click.option("--connect-timeout", default="10s", type=Seconds(0.1, 600))
+@click.option("--step-timeout", default="10m", type=Seconds(1, 86400))
 @click.option("--dry-run", is_flag=True, help="Print the plan (nodes, missing prerequisites, cleanup); change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--max-unavailable", default=1, show_default=True, type=click.IntRange(1, 1000),
@@ -301,7 +301,7 @@ def proxy() -> None:
 @click.option("--no-rollback", is_flag=True, help="On a failed node, stop without restoring the old mode.")
 @click.option("--probe-interval-ms", default=100, show_default=True, type=click.IntRange(20, 5000),
               help="How often each node probes a ClusterIP during its switch (the traffic gap).")
-@click.option("--verify-timeout", default=30.0, show_default=True, type=click.FloatRange(1, 600),
+@click.option("--verify-timeout", default="30s", show_default=True, type=Seconds(1, 600),
               help="How long a node's new kube-proxy may take to report its mode and serve the Service.")
 def proxy_set_mode(mode: str, **kw) -> None:
     """Prepare every Linux node for MODE, then switch kube-proxy node by node, verifying and cleaning each."""
@@ -314,8 +314,8 @@ def proxy_set_mode(mode: str, **kw) -> None:
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
 @click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
-@click.option("--connect-timeout", default=10.0, type=click.FloatRange(0.1, 600))
-@click.option("--step-timeout", default=600.0, type=click.FloatRange(1, 86400))
+@click.option("--connect-timeout", default="10s", type=Seconds(0.1, 600))
+@click.option("--step-timeout", default="10m", type=Seconds(1, 86400))
 def proxy_status(**kw) -> None:
     """Per node: kube-proxy's configured mode, the IPVS modules, the virtual-server count."""
     from nodeboot import proxy_cmd

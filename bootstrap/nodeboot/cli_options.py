@@ -11,6 +11,42 @@ from nodeboot import validate
 from nodeboot.cluster.client import CONTEXT_ENV
 
 
+def format_seconds(seconds: float) -> str:
+    """10.0 -> '10s', 300.0 -> '5m', 5400.0 -> '1h30m', 0.5 -> '500ms'."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    parts = [(whole // 3600, "h"), (whole % 3600 // 60, "m"), (whole % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
+
+
+class Seconds(click.ParamType):
+    """A time span as kubectl writes it ('10s', '5m', '1h30m', '500ms'), in seconds; a bare
+    number is seconds, as these flags took before."""
+
+    name = "duration"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = str(value).strip()
+            try:
+                seconds = float(text)
+            except ValueError:
+                try:
+                    seconds = validate.duration_seconds(text)
+                except ValueError as exc:
+                    self.fail(str(exc), param, ctx)
+        if not self.low <= seconds <= self.high:
+            self.fail(f"{value} is not between {format_seconds(self.low)} and {format_seconds(self.high)}",
+                      param, ctx)
+        return seconds
+
+
 def ipvs_options(f: Callable) -> Callable:
     """The KubeProxyConfiguration fields `proxy set-mode` and `proxy apply-config` can set."""
     decorators = [
@@ -26,8 +62,8 @@ def ipvs_options(f: Callable) -> Callable:
         click.option("--tcp-fin-timeout", metavar="DURATION",
                      help="ipvs.tcpFinTimeout: TCP session timeout after a FIN."),
         click.option("--udp-timeout", metavar="DURATION", help="ipvs.udpTimeout: UDP session timeout."),
-        click.option("--rollout-timeout", default=300.0, type=click.FloatRange(1, 3600), show_default=True,
-                     help="Seconds the kube-proxy DaemonSet may take to roll out."),
+        click.option("--rollout-timeout", default="5m", type=Seconds(1, 3600), show_default=True,
+                     help="How long the kube-proxy DaemonSet may take to roll out."),
     ]
     for decorator in reversed(decorators):
         f = decorator(f)
@@ -40,8 +76,8 @@ COMMON_HELP = {
     "--output": "human: a live view on a terminal, plain lines otherwise; json: one event per line "
                 "(docs/output.md).",
     "--parallel": "Hosts worked on at the same time.",
-    "--connect-timeout": "Seconds to wait for a host's SSH or WinRM connection.",
-    "--step-timeout": "Seconds one script on a host may run.",
+    "--connect-timeout": "How long to wait for a host's SSH or WinRM connection.",
+    "--step-timeout": "How long one script on a host may run.",
     "--log-dir": "Each run's log and host transcripts go to a new directory under DIR "
                  "(default ~/.local/state/nodeboot/runs).",
     "--api-server-endpoint": "The API server endpoint nodes join (default: from cluster-info).",

@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from nodeboot import inventory, node_install, validate
-from nodeboot.cli_options import ipvs_options
+from nodeboot.cli_options import Seconds, ipvs_options
 from nodeboot.cluster import joinconfig, nodes, tokens
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
@@ -209,8 +209,8 @@ def install_answer(install: linux_install.InstallPlan | str | None, facts: dict[
 
 @node.command("wait-ready")
 @click.argument("name")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 3600),
-              help="Seconds the node may take to become Ready.")
+@click.option("--timeout", default="5m", show_default=True, type=Seconds(1, 3600),
+              help="How long the node may take to become Ready.")
 @kubeconfig_option
 def node_wait_ready(name: str, timeout: float, kubeconfig: str | None) -> None:
     """Wait (a watch, not polling) until the Node is Ready."""
@@ -251,8 +251,8 @@ def node_label_taint(check: bool, kubeconfig: str | None) -> None:
 @click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
 @click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
               help="Seconds each pod gets to stop (default: the pod's own).")
-@click.option("--timeout", default=300.0, show_default=True, type=click.FloatRange(1, 86400),
-              help="Seconds the drain may take.")
+@click.option("--timeout", default="5m", show_default=True, type=Seconds(1, 86400),
+              help="How long the drain may take.")
 @check_option
 @kubeconfig_option
 def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,

@@ -136,3 +136,32 @@ def test_completion_offers_commands_and_choices_but_not_the_plumbing() -> None:
 
 def test_walk_commands_reaches_every_command() -> None:
     assert len(list(walk_commands(cli))) == len(commands())
+
+
+# Durations handed to Kubernetes as they are written (a JoinConfiguration's, a KubeProxyConfiguration's):
+# already in Go's duration form, checked by validate.duration.
+KUBERNETES_DURATIONS = {"--discovery-timeout", "--tcp-timeout", "--tcp-fin-timeout", "--udp-timeout"}
+
+
+def test_every_timeout_takes_a_duration_and_a_bare_number_is_seconds() -> None:
+    from nodeboot.cli_options import Seconds
+
+    timeouts = [(path, param) for path, command in commands() for param in command.params
+                if isinstance(param, click.Option) and param.opts[-1].endswith("-timeout")
+                and param.opts[-1] not in KUBERNETES_DURATIONS]
+    assert len(timeouts) >= 12
+    assert all(isinstance(param.type, Seconds) for _, param in timeouts), [p for p, _ in timeouts]
+    kind = Seconds(1, 3600)
+    assert [kind.convert(v, None, None) for v in ("10s", "5m", "1h", "1m30s", "90", 2.5)] == [
+        10.0, 300.0, 3600.0, 90.0, 90.0, 2.5]
+    for bad in ("5 minutes", "2h", "0.5s"):
+        with pytest.raises(click.BadParameter):
+            kind.convert(bad, None, None)
+
+
+def test_a_bad_duration_is_a_one_line_usage_error_naming_the_flag() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "bootstrap")}
+    done = subprocess.run([sys.executable, "-m", "nodeboot", "join", "h1", "--ready-timeout", "soon"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--ready-timeout" in done.stderr and "'soon' is not a duration" in done.stderr
