@@ -98,6 +98,15 @@ def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> Clu
                         ca_hashes=ca_hashes, ca_problem=tokens.ca_pin_problem(cluster, list(ca_hashes), source))
 
 
+def run_hosts(cluster: Cluster, hosts: list[Host], settings: RunSettings, output: Output, redactor: Redactor,
+              workflow: Callable[[Host], list[Phase]], title: str, facts: ClusterFacts | None = None) -> FleetReport:
+    """A workflow over the hosts with the command line's connection, parallelism and --fail-fast;
+    the cluster's facts are read for it unless given (a join's carry its endpoint and CA pin)."""
+    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
+                  settings.fail_fast)
+    return fleet.run(hosts, workflow, title, facts or cluster_facts(cluster, settings.options, need_join=False))
+
+
 def workflow_for(action: str):
     """The phases for each host, by its OS."""
     def phases(host: Host) -> list[Phase]:
@@ -134,10 +143,8 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
         once = windows.cluster_side_once(cluster, settings.options,
                                          lambda change: output.message(f"windows-cluster: {change}"))
         facts = dataclasses.replace(facts, windows_cluster=once)
-    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
-                  settings.fail_fast)
     title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
-    report = fleet.run(hosts, workflow_for(action), title, facts)
+    report = run_hosts(cluster, hosts, settings, output, redactor, workflow_for(action), title, facts)
     summarise(output, report)
     return report.exit_code, report
 

@@ -90,14 +90,11 @@ class PlanNode(Phase):
 
 
 def collect_plans(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, mode: str) -> dict:
-    from nodeboot.runner import Fleet
-
     quiet = app.RunSettings(**{**settings.__dict__, "output": "quiet"})
     output = app.make_output(quiet, redactor)
-    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     plans: dict[str, dict] = {}
-    report = fleet.run(hosts, lambda _h: [PlanNode(mode, plans)], "proxy set-mode plan",
-                       app.cluster_facts(cluster, settings.options, need_join=False))
+    report = app.run_hosts(cluster, hosts, settings, output, redactor, lambda _h: [PlanNode(mode, plans)],
+                           "proxy set-mode plan")
     for h in report.hosts:
         if h.host.name not in plans:
             plans[h.host.name] = {"problems": [h.detail or "unreachable"], "would_prepare": [], "kernel": "",
@@ -283,11 +280,10 @@ def confirm(question: str, yes: bool) -> None:
 
 
 def run_on_hosts(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, workflow, title: str) -> int:
-    from nodeboot.runner import Fleet, summarise
+    from nodeboot.runner import summarise
 
     output = app.make_output(settings, redactor)
-    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
-    report = fleet.run(hosts, workflow, title, app.cluster_facts(cluster, settings.options, need_join=False))
+    report = app.run_hosts(cluster, hosts, settings, output, redactor, workflow, title)
     summarise(output, report)
     return report.exit_code
 
@@ -344,12 +340,9 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
     mode = config.get("mode") or "iptables"
     scheduler = (config.get("ipvs") or {}).get("scheduler", "")
     hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
-    from nodeboot.runner import Fleet
-
     settings.output = "quiet"  # the per-host events are not wanted here, only the facts (they stay in the log)
     redactor = Redactor()
     output = app.make_output(settings, redactor)
-    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     collected: dict[str, dict] = {}
 
     class Collect(Phase):
@@ -361,8 +354,8 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
                 "modules_loaded": ctx.facts.get("modules_loaded", [])}
             return False
 
-    report = fleet.run(hosts, lambda _h: [linux.Facts(), Collect()], "proxy status",
-                       app.cluster_facts(cluster, settings.options, need_join=False))
+    report = app.run_hosts(cluster, hosts, settings, output, redactor, lambda _h: [linux.Facts(), Collect()],
+                           "proxy status")
     rows = []
     for h in report.hosts:
         facts = collected.get(h.host.name, {})

@@ -294,7 +294,6 @@ def run(sel, settings, output_mode: str, warn_days: int = CERT_WARN_DAYS) -> int
     from nodeboot import app
     from nodeboot.errors import EXIT_HOST_FAILED
     from nodeboot.redact import Redactor
-    from nodeboot.runner import Fleet
 
     hosts = app.select_hosts(sel)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)
@@ -302,10 +301,9 @@ def run(sel, settings, output_mode: str, warn_days: int = CERT_WARN_DAYS) -> int
     settings.output = "quiet"  # the table or the JSON is the output; events stay in the run's log
     redactor = Redactor()
     output = app.make_output(settings, redactor)
-    fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel)
     collected: dict[str, list[Check]] = {}
-    fleet_report = fleet.run(hosts, lambda _h: [VerifyNode(view, collected, warn_days)], "nodeboot verify",
-                             app.cluster_facts(cluster, settings.options, need_join=False))
+    fleet_report = app.run_hosts(cluster, hosts, settings, output, redactor,
+                                 lambda _h: [VerifyNode(view, collected, warn_days)], "nodeboot verify")
     reports = []
     for h in fleet_report.hosts:
         checks = collected.get(h.host.name)
