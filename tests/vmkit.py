@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 from nodeboot.transport import ExecResult
-from nodeboot.transport.ssh import BASH, SSHTransport
+from nodeboot.transport.ssh import SSHTransport
 from nodeboot_lab.vm import VM
 
 
@@ -22,7 +22,7 @@ class Guest:
         return parse_result(name, result.exit_status, result.stdout, result.stderr)
 
     def sh(self, command: str, check: bool = True) -> ExecResult:
-        result = self.transport.exec(BASH, command.encode(), 120)
+        result = self.transport.run_script(command, {}, None, 120)
         if check and result.exit_status != 0:
             raise AssertionError(f"guest command failed ({result.exit_status}): {command}\n{result.stderr}")
         return result

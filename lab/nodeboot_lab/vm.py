@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nodeboot.errors import NodebootError, TransportError
 from nodeboot.transport import ExecResult
-from nodeboot.transport.ssh import BASH, SSHOptions, SSHTransport
+from nodeboot.transport.ssh import SSHOptions, SSHTransport
 
 log = logging.getLogger("nodeboot_lab.vm")
 
@@ -766,7 +766,7 @@ class VM:
         """Run a shell snippet as root in the guest over a one-off connection."""
         transport = self.transport()
         try:
-            return transport.exec(BASH, command.encode(), timeout)
+            return transport.run_script(command, {}, None, timeout)
         finally:
             transport.close()
 

@@ -26,7 +26,7 @@ from nodeboot.inventory import load_inventory
 from nodeboot.redact import Redactor
 from nodeboot.transport import ExecResult
 from nodeboot.transport.factory import ConnectionDefaults, make_transport
-from nodeboot.transport.ssh import BASH, SSHTransport
+from nodeboot.transport.ssh import SSHTransport
 from nodeboot_lab import vm, vm_node
 from nodeboot_lab.lab import Lab
 
@@ -74,7 +74,7 @@ def guest(env: dict[str, Any], node: dict[str, Any]) -> Iterator[SSHTransport]:
 
 
 def sh(transport: SSHTransport, command: str, check: bool = True) -> ExecResult:
-    result = transport.exec(BASH, command.encode(), 120)
+    result = transport.run_script(command, {}, None, 120)
     if check and result.exit_status != 0:
         raise AssertionError(f"guest command failed ({result.exit_status}): {command}\n{result.stderr}")
     return result

@@ -29,8 +29,6 @@ from nodeboot.scripts import sh_quote, shell_preamble
 from nodeboot.transport import ExecResult, ScriptCall, TransportStats
 from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
 
-BASH = "bash --noprofile --norc -s"
-
 # paramiko logs a failed negotiation with a traceback at ERROR; with no handler
 # configured, Python's last-resort handler would print it on stderr. nodeboot
 # reports the failure itself, in one line.
@@ -297,27 +295,6 @@ class SSHTransport:
             close()
             self._drop()
             raise TransportError(f"{self.name}: connection lost: {exc}") from None
-
-    def exec(self, command: str, stdin: bytes, timeout: float | None = None) -> ExecResult:
-        """One exec on a channel of its own: open it, send stdin, collect output and status.
-
-        Three round trips; scripts go through the host's shell instead (run_script).
-        """
-        timeout = timeout or self.options.command_timeout
-        deadline = time.monotonic() + timeout
-        channel = self._open_channel()
-        self.stats.execs += 1
-        self.stats.bytes_sent += len(stdin)
-        with self._closing_on_failure(channel.close):
-            channel.settimeout(min(5.0, timeout))
-            channel.exec_command(command)
-            if stdin:
-                channel.sendall(stdin)
-            channel.shutdown_write()
-            out, err = self._pump(channel, lambda _o, _e: channel.exit_status_ready(), deadline, timeout)
-            status = channel.recv_exit_status()
-        channel.close()
-        return ExecResult(status, out.decode(errors="replace"), err.decode(errors="replace"))
 
     def _start_shell(self) -> tuple[paramiko.Channel, ShellFrames]:
         """The host's long-lived shell (framed_shell.py), opened on first use."""
