@@ -351,21 +351,11 @@ def make_context(scenario: Scenario, transport: RecordingTransport, cluster: Fak
                                   watcher=FakeWatcher(cluster), tokens=tokens, redactor=Redactor(),
                                   cancelled=threading.Event(),
                                   emit=lambda kind, **f: events.append({"event": kind, **f}))
-    wanted = {"run_id": RUN_ID, **scenario.options}
-    if "extra" in RunOptions.__dataclass_fields__:  # before issue 16's typed run data: dicts
-        typed = {k: v for k, v in wanted.items() if k in RunOptions.__dataclass_fields__}
-        state: dict[str, Any] = {"server_minor": (major, minor), "server_version": scenario.server_version,
-                                 "endpoint": ENDPOINT, "ca_hashes": [CA_HASH], "ca_problem": None}
-        if scenario.windows_cluster is not None:
-            state["windows_cluster"] = {"changes": list(scenario.windows_cluster)}
-        typed["extra"] = {k: v for k, v in wanted.items() if k not in typed}
-        common["options"] = RunOptions(**typed)
-        common["state"] = state
-        return HostContext(**common)
     once = None if scenario.windows_cluster is None else base.WindowsClusterOnce(changes=scenario.windows_cluster)
     run = base.ClusterFacts(server_minor=(major, minor), server_version=scenario.server_version, endpoint=ENDPOINT,
                             ca_hashes=(CA_HASH,), windows_cluster=once)
-    return HostContext(**common, options=RunOptions(**wanted), run=run)
+    return HostContext(**common, options=RunOptions(**{"run_id": RUN_ID, **scenario.options}), run=run)
+
 
 
 def run_scenario(scenario: Scenario) -> Run:
