@@ -357,7 +357,6 @@ def make_context(scenario: Scenario, transport: RecordingTransport, cluster: Fak
     return HostContext(**common, options=RunOptions(**{"run_id": RUN_ID, **scenario.options}), run=run)
 
 
-
 def run_scenario(scenario: Scenario) -> Run:
     cluster, tokens, events = FakeCluster(), FakeTokens(), list[dict[str, Any]]()
     facts = [{"changed": False, "facts": scenario.facts}]
