@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodeboot_lab import node_image, vm
+from nodeboot_lab import node_image, pod_network, vm
 from nodeboot_lab.netns import LabError, sh
 
 MAX_VM_NODES = 20
@@ -174,6 +174,9 @@ def start_nodes(
         machine = NodeVM(image, node)
         try:
             node.boot_seconds = machine.start(detach=True)
+            # The pod network's stand-in, in place before anyone joins the node (a CNI
+            # DaemonSet would write it once the node joined; nodeboot's reset removes it).
+            machine.run(pod_network.install_command())
         finally:
             node.pid = machine.pid if machine.pid and vm._pid_alive(machine.pid) else 0
 

@@ -76,8 +76,8 @@ def kube_proxy_pod(handle: LabHandle, node: str) -> client.V1Pod | None:
 def joined(node_lab: LabHandle) -> Iterator[Joined]:
     name = vm(node_lab)["name"]
     set_proxy_mode(node_lab, "ipvs")
-    # The pod network's stand-in (a CNI DaemonSet would write this once the node joins).
-    node_out(node_lab, pod_network.install_command())
+    # The lab wrote the pod network's conflist at boot (nodeboot_lab.pod_network).
+    assert pod_network.CONFLIST_PATH in node_out(node_lab, f"ls {pod_network.CONFLIST_PATH}")
     inv = inventory(node_lab, "real-worker")
     args = [*install_args(node_lab), "--proxy-mode", "ipvs",
             "--kubelet-config", kubelet_patch_file(node_lab, KUBELET_PATCH)]
@@ -197,7 +197,7 @@ def test_reset_leaves_the_node_clean_and_it_joins_again(joined: Joined) -> None:
     assert left == {**dict.fromkeys(CLEAN_CHECKS, ""), "kubelet running": "inactive"}
     with pytest.raises(client.ApiException):
         h.cluster().core.read_node(joined.node)
-    node_out(h, pod_network.install_command())
+    node_out(h, pod_network.install_command())  # reset removed it, as it would a CNI's; the CNI writes it again
     result, seconds = join(h, joined.inventory, joined.args)
     TIMINGS["rejoin_after_reset_s"] = seconds
     assert result["tokens_left"] == [] and node_ready(h, joined.node) is not None
