@@ -49,7 +49,7 @@ def run_options(f: Callable) -> Callable:
         click.option("--dry-run", is_flag=True, help="Show each host's phases and whether they would run."),
         click.option("--skip-phases", metavar="LIST", help="Comma-separated phase names to skip."),
         click.option(
-            "--output", "output_mode", type=click.Choice(["human", "json"]), default="human", show_default=True
+            "-o", "--output", "output_mode", type=click.Choice(["human", "json"]), default="human", show_default=True
         ),
         click.option("--log-dir", metavar="DIR",
                      help="Each run's log and host transcripts go to a new directory under DIR "
@@ -206,7 +206,8 @@ def reset(**kw) -> None:
 @cli.command()
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
-@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("-o", "--output", "output_mode", type=click.Choice(["human", "json", "yaml"]), default="human",
+              help="human: a table; json or yaml: the same rows as one document.")
 def status(**kw) -> None:
     """Each host's Node in the cluster: registered, Ready, labels, taints."""
     from nodeboot import status as status_mod
@@ -214,6 +215,10 @@ def status(**kw) -> None:
     rows = status_mod.node_status(app.select_hosts(selection(kw)), kw["kubeconfig"])
     if kw["output_mode"] == "json":
         click.echo(json.dumps(rows, indent=2))
+    elif kw["output_mode"] == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(rows, sort_keys=False), nl=False)
     else:
         status_mod.print_table(rows)
     sys.exit(0 if all(r["ready"] for r in rows) else EXIT_HOST_FAILED)
@@ -222,7 +227,8 @@ def status(**kw) -> None:
 @cli.command()
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
-@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("-o", "--output", "output_mode", type=click.Choice(["human", "json"]), default="human",
+              help="human: a table; json: every node's checks as one document.")
 @click.option("--cert-warn-days", default=30, show_default=True, type=click.IntRange(0, 3650),
               help="Fail when the kubelet client certificate expires within this many days.")
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
@@ -290,7 +296,7 @@ def proxy() -> None:
 @ipvs_options
 @click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
 @click.option("--parallel", default=20, type=click.IntRange(1, 2000))
-@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("-o", "--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
 @click.option("--log-dir", metavar="DIR")
 @click.option("--connect-timeout", default="10s", type=Seconds(0.1, 600))
 @click.option("--step-timeout", default="10m", type=Seconds(1, 86400))
@@ -313,7 +319,8 @@ def proxy_set_mode(mode: str, **kw) -> None:
 @proxy.command("status")
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
-@click.option("--output", "output_mode", type=click.Choice(["human", "json"]), default="human")
+@click.option("-o", "--output", "output_mode", type=click.Choice(["human", "json"]), default="human",
+              help="human: a table; json: every node's state as one document.")
 @click.option("--connect-timeout", default="10s", type=Seconds(0.1, 600))
 @click.option("--step-timeout", default="10m", type=Seconds(1, 86400))
 def proxy_status(**kw) -> None:

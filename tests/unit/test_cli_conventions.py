@@ -4,6 +4,7 @@ help, and shell completion from click."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -165,3 +166,21 @@ def test_a_bad_duration_is_a_one_line_usage_error_naming_the_flag() -> None:
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
     assert "--ready-timeout" in done.stderr and "'soon' is not a duration" in done.stderr
+
+
+def test_every_output_flag_has_kubectls_short_form() -> None:
+    outputs = [(path, param) for path, command in commands() for param in command.params
+               if "--output" in param.opts]
+    assert len(outputs) >= 6 and all("-o" in param.opts for _, param in outputs), outputs
+
+
+def test_status_prints_the_same_rows_as_json_or_yaml(monkeypatch) -> None:
+    from nodeboot import status as status_mod
+
+    rows = [{"host": "h1", "node": "h1", "registered": True, "ready": True, "taints": ["k=v:NoSchedule"]}]
+    monkeypatch.setattr(status_mod, "node_status", lambda hosts, kubeconfig: rows)
+    runner = CliRunner()
+    as_json = runner.invoke(cli, ["status", "h1", "-o", "json"])
+    as_yaml = runner.invoke(cli, ["status", "h1", "-o", "yaml"])
+    assert as_json.exit_code == as_yaml.exit_code == 0
+    assert json.loads(as_json.output) == yaml.safe_load(as_yaml.output) == rows

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pty
 import re
 import select
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -19,7 +19,7 @@ from pathlib import Path
 DRIVER = Path(__file__).with_name("live_fleet_driver.py")
 ROOT = Path(__file__).parents[2]
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
-DEADLINE = 60.0
+DEADLINE = 120.0
 
 
 class Terminal:
@@ -28,42 +28,48 @@ class Terminal:
     def __init__(self, gate: Path, hosts: int, parallel: int, rows: int, columns: int = 120) -> None:
         self.gate = gate
         env = {**os.environ, "PYTHONPATH": str(ROOT / "bootstrap"), "TERM": "xterm-256color"}
-        env.pop("COLUMNS", None), env.pop("LINES", None)
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the run, on the terminal
-            os.execve(sys.executable, [sys.executable, str(DRIVER), str(gate), str(hosts), str(parallel)], env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+            env.pop(name, None)  # the terminal's own size and nature, not the environment's
+        self.fd, child = os.openpty()
+        # The size is set before the run starts, so its first frame already fits it.
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        self.proc = subprocess.Popen([sys.executable, str(DRIVER), str(gate), str(hosts), str(parallel)],
+                                     stdin=child, stdout=child, stderr=child, env=env, start_new_session=True)
+        os.close(child)
         self.seen = b""
         self.ended = False
+
+    def text(self) -> bytes:
+        return ANSI.sub(b"", self.seen)
 
     def read_until(self, wanted: bytes) -> bool:
         """Read the terminal until its plain text (colours and cursor moves dropped) shows wanted."""
         deadline = time.monotonic() + DEADLINE
-        while wanted not in ANSI.sub(b"", self.seen) and not self.ended and time.monotonic() < deadline:
+        while wanted not in self.text() and not self.ended and time.monotonic() < deadline:
             ready, _, _ = select.select([self.fd], [], [], 0.5)
             if ready:
                 try:
                     data = os.read(self.fd, 65536)
-                except OSError:  # EIO: the child closed the terminal
+                except OSError:  # EIO: the run closed the terminal
                     data = b""
                 self.seen += data
                 self.ended = not data
-        return wanted in ANSI.sub(b"", self.seen)
+        return wanted in self.text()
 
     def finish(self) -> int:
         self.gate.touch()
         self.read_until(b"\x00never")  # to the end of the output
-        _, status = os.waitpid(self.pid, 0)
+        code = self.proc.wait(timeout=DEADLINE)
         os.close(self.fd)
-        return os.waitstatus_to_exitcode(status)
+        return code
 
 
 def test_the_terminal_shows_hosts_running_and_waiting_before_the_run_ends(tmp_path) -> None:
     term = Terminal(tmp_path / "gate", hosts=4, parallel=2, rows=30)
     try:
         # Two hosts in their long phase, two waiting for a slot: the live table, mid-run.
-        assert term.read_until(b"host-1  kubeadm-join  start"), term.seen[-2000:]
-        assert term.read_until(b"host-3  waiting       pending"), term.seen[-2000:]
+        assert term.read_until(b"host-1  kubeadm-join  start"), term.text()[-2000:]
+        assert term.read_until(b"host-3  waiting       pending"), term.text()[-2000:]
         assert b"summary" not in term.seen and not term.ended
     finally:
         code = term.finish()
@@ -73,7 +79,7 @@ def test_the_terminal_shows_hosts_running_and_waiting_before_the_run_ends(tmp_pa
 def test_a_fleet_taller_than_the_terminal_shows_totals_while_it_runs(tmp_path) -> None:
     term = Terminal(tmp_path / "gate", hosts=40, parallel=40, rows=20)
     try:
-        assert term.read_until(b"0/40 hosts finished: 0 done, 0 failed, 40 running, 0 waiting"), term.seen[-2000:]
+        assert term.read_until(b"0/40 hosts finished: 0 done, 0 failed, 40 running, 0 waiting"), term.text()[-2000:]
         assert b"summary" not in term.seen and not term.ended
     finally:
         code = term.finish()
