@@ -25,7 +25,8 @@ def host_options(f: Callable) -> Callable:
         click.option("-i", "--inventory", "inventory_file", metavar="FILE", help="Ansible YAML inventory."),
         click.option("--limit", metavar="PATTERN", help="Only hosts or groups matching (Ansible syntax)."),
         click.option(
-            "--os", "os_name", default="linux", show_default=True, help="OS of HOST arguments: linux|windows."
+            "--os", "os_name", type=click.Choice(validate.OS_NAMES), default="linux", show_default=True,
+            help="OS of HOST arguments."
         ),
         click.option("--user", help="Login user for HOST arguments."),
         click.option("--ssh-key", type=click.Path(dir_okay=False), help="SSH private key file."),
@@ -120,7 +121,7 @@ def cli() -> None:
     metavar="sha256:HEX",
     help="Pin the CA by hash instead of reading it from the kubeconfig.",
 )
-@click.option("--proxy-mode", help="Prepare hosts for kube-proxy mode: iptables|ipvs|nftables.")
+@click.option("--proxy-mode", type=click.Choice(validate.PROXY_MODES), help="Prepare hosts for this kube-proxy mode.")
 @click.option("--install-packages", is_flag=True, help="Install ipset/ipvsadm with the host's package manager.")
 @click.option("--node-name", help="Node name for a single HOST argument.")
 @click.option("--labels", metavar="K=V,...", help="Labels added to every host's own (a key in both: this one wins).")
@@ -290,7 +291,7 @@ def proxy() -> None:
 
 
 @proxy.command("set-mode")
-@click.argument("mode")
+@click.argument("mode", type=click.Choice(validate.PROXY_MODES), metavar="MODE")
 @host_options
 @click.option("--kubeconfig", metavar="FILE")
 @ipvs_options
@@ -310,7 +311,10 @@ def proxy() -> None:
 @click.option("--verify-timeout", default="30s", show_default=True, type=Seconds(1, 600),
               help="How long a node's new kube-proxy may take to report its mode and serve the Service.")
 def proxy_set_mode(mode: str, **kw) -> None:
-    """Prepare every Linux node for MODE, then switch kube-proxy node by node, verifying and cleaning each."""
+    """Prepare every Linux node for MODE, then switch kube-proxy node by node, verifying and cleaning each.
+
+    MODE is iptables, ipvs or nftables.
+    """
     from nodeboot import proxy_cmd
 
     sys.exit(proxy_cmd.set_mode(mode, selection(kw), settings(kw, install_packages=kw["install_packages"]), kw))

@@ -50,7 +50,7 @@ class Seconds(click.ParamType):
 def ipvs_options(f: Callable) -> Callable:
     """The KubeProxyConfiguration fields `proxy set-mode` and `proxy apply-config` can set."""
     decorators = [
-        click.option("--scheduler", help="IPVS scheduler: " + "|".join(validate.IPVS_SCHEDULERS)),
+        click.option("--scheduler", type=click.Choice(validate.IPVS_SCHEDULERS), help="IPVS scheduler."),
         click.option("--strict-arp/--no-strict-arp", default=None,
                      help="ipvs.strictARP: answer ARP only for addresses on the interface (MetalLB needs it)."),
         click.option("--sync-period", metavar="DURATION", help="ipvs.syncPeriod: most time between full syncs."),

@@ -133,6 +133,11 @@ def test_completion_offers_commands_and_choices_but_not_the_plumbing() -> None:
     assert "join" in top and "completion" in top and "join-config" not in top and "node" not in top
     assert offered("nodeboot join --engine ") == ["nodeboot", "ansible"]
     assert offered("nodeboot completion ") == ["bash", "zsh", "fish"]
+    # Every enumeration is a click choice, so completion offers its values.
+    assert offered("nodeboot proxy set-mode ") == ["iptables", "ipvs", "nftables"]
+    assert offered("nodeboot join --proxy-mode ") == ["iptables", "ipvs", "nftables"]
+    assert offered("nodeboot join --os ") == ["linux", "windows"]
+    assert "wlc" in offered("nodeboot proxy set-mode ipvs --scheduler ")
 
 
 def test_walk_commands_reaches_every_command() -> None:
