@@ -267,12 +267,15 @@ def token() -> None:
 @click.option("--node", "node_name", required=True, help="The node this token is for (named in its description).")
 @click.option("--kubeconfig", metavar="FILE")
 @click.option("--api-server-endpoint", metavar="HOST:PORT")
-@click.option("--json", "as_json", is_flag=True, help="Print endpoint, token and CA hashes as JSON.")
-def token_create(node_name: str, kubeconfig: str | None, api_server_endpoint: str | None, as_json: bool) -> None:
+@click.option("-o", "--output", "output_mode", type=click.Choice(["text", "json", "yaml"]), default="text",
+              show_default=True, help="text: the kubeadm join line; json or yaml: endpoint, token and CA hashes.")
+@click.option("--json", "as_json", is_flag=True, hidden=True, help="The same as -o json (kept for scripts).")
+def token_create(node_name: str, kubeconfig: str | None, api_server_endpoint: str | None, output_mode: str,
+                 as_json: bool) -> None:
     """Create one short-lived (15 min) token for one node and print what kubeadm join needs."""
     from nodeboot import tokens_cmd
 
-    tokens_cmd.create(node_name, kubeconfig, api_server_endpoint, as_json)
+    tokens_cmd.create(node_name, kubeconfig, api_server_endpoint, "json" if as_json else output_mode)
 
 
 @token.command("delete")

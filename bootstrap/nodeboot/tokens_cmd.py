@@ -12,7 +12,8 @@ from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
 
 
-def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None, as_json: bool) -> None:
+def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None, output: str = "text") -> None:
+    """One token for one node; output: text (the kubeadm join line), json or yaml (one document)."""
     try:
         validate.node_name(node_name)
     except ValueError as exc:
@@ -23,15 +24,21 @@ def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None
     ledger = tokens.TokenLedger(cluster)
     token = ledger.create(node_name)
     tokens.wait_signed(cluster, token)
-    if as_json:
-        click.echo(json.dumps({
+    if output in ("json", "yaml"):
+        document = {
             "endpoint": endpoint,
             "token": token.value,
             "token_id": token.token_id,
             "ca_cert_hashes": hashes,
             "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "node": node_name,
-        }))
+        }
+        if output == "yaml":
+            import yaml
+
+            click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
+        else:
+            click.echo(json.dumps(document))
         return
     click.echo(f"kubeadm join {endpoint} --token {token.value} "
                + " ".join(f"--discovery-token-ca-cert-hash {h}" for h in hashes))

@@ -176,7 +176,7 @@ def test_a_bad_duration_is_a_one_line_usage_error_naming_the_flag() -> None:
 def test_every_output_flag_has_kubectls_short_form() -> None:
     outputs = [(path, param) for path, command in commands() for param in command.params
                if "--output" in param.opts]
-    assert len(outputs) >= 6 and all("-o" in param.opts for _, param in outputs), outputs
+    assert len(outputs) >= 7 and all("-o" in param.opts for _, param in outputs), outputs
 
 
 def test_status_prints_the_same_rows_as_json_or_yaml(monkeypatch) -> None:
