@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 import re
@@ -220,31 +219,7 @@ class WindowsHostModel:
 
     def _script_table(self) -> dict[str, Callable[[PowerShellInvocation], Outcome]]:
         """nodeboot scripts this model knows, by the NAME of their `# nodeboot-script:` line."""
-        return {
-            "put-file": self._put_file,
-            **self.node.table(),
-        }
-
-    def _put_file(self, inv: PowerShellInvocation) -> Outcome:
-        """The WinRM transport's upload: NB_PATH, NB_SHA256, NB_DATA (base64)."""
-        path, want = inv.variables.get("NB_PATH", ""), inv.variables.get("NB_SHA256", "").lower()
-        if not path or not want:
-            return Outcome(stderr="put-file: NB_PATH and NB_SHA256 are required\r\n", exit_code=2)
-        files: dict[str, dict[str, Any]] = self.state["files"]
-        if files.get(path.lower(), {}).get("sha256") == want:
-            return Outcome(stdout="unchanged\r\n")
-        try:
-            data = base64.b64decode(inv.variables.get("NB_DATA", ""), validate=True)
-        except binascii.Error:
-            return Outcome(stdout="mismatch\r\n", exit_code=3)
-        if hashlib.sha256(data).hexdigest() != want:
-            return Outcome(stdout="mismatch\r\n", exit_code=3)
-        blobs = self.state_dir / "files"
-        blobs.mkdir(exist_ok=True)
-        (blobs / want).write_bytes(data)
-        files[path.lower()] = {"path": path, "sha256": want, "size": len(data)}
-        self._save()
-        return Outcome(stdout="written\r\n")
+        return dict(self.node.table())
 
     def file_content(self, path: str) -> bytes | None:
         """What the modelled host holds at `path` (case-insensitive, as NTFS), for tests."""

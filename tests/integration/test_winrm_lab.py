@@ -304,19 +304,6 @@ def test_unknown_scripts_fail_clearly(http: WinRMTransport) -> None:
     assert named.exit_status == 1 and "'no-such-thing'" in named.stderr
 
 
-def test_put_file_writes_once(http: WinRMTransport, model: GatedModel) -> None:
-    data = bytes(range(256)) * 40
-    assert http.put_file(data, "C:\\k\\kubelet.conf") is True
-    assert model.file_content("c:\\K\\kubelet.conf") == data
-    assert http.put_file(data, "C:\\k\\kubelet.conf") is False
-    before = http.stats.extra["http_requests"]
-    import hashlib
-
-    assert http.put_file(data, "C:\\k\\kubelet.conf", remote_sha256=hashlib.sha256(data).hexdigest()) is False
-    assert http.stats.extra["http_requests"] == before  # known sha256: nothing sent
-    assert http.stats.uploads == 2
-
-
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_one_shell_reused_and_http_requests_per_command(
     scheme: str, server: WinRMServer, pki: Pki, record_property: Callable[[str, object], None]

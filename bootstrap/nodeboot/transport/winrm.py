@@ -17,8 +17,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 import os
 import re
@@ -49,20 +47,6 @@ SHELL_NOT_FOUND = 2150858843
 SEND_CHUNK = 64 * 1024  # raw stdin bytes per Send: base64 of it stays far below the 150 KB envelope
 UTF8_CODEPAGE = 65001  # the shell's console code page: PowerShell then reads stdin as UTF-8
 
-PUT_FILE_SCRIPT = """# nodeboot-script: put-file
-$ErrorActionPreference = 'Stop'
-$p = $NB_PATH
-if ((Test-Path -LiteralPath $p -PathType Leaf) -and ((Get-FileHash -LiteralPath $p -Algorithm SHA256).Hash -eq $NB_SHA256)) { Write-Output 'unchanged'; exit 0 }
-$bytes = [Convert]::FromBase64String($NB_DATA)
-$sum = -join ([Security.Cryptography.SHA256]::Create().ComputeHash($bytes) | ForEach-Object { $_.ToString('x2') })
-if ($sum -ne $NB_SHA256) { Write-Output 'mismatch'; exit 3 }
-$dir = Split-Path -Parent $p
-if ($dir) { New-Item -ItemType Directory -Force -Path $dir | Out-Null }
-[IO.File]::WriteAllBytes("$p.nodeboot.tmp", $bytes)
-Move-Item -LiteralPath "$p.nodeboot.tmp" -Destination $p -Force
-Write-Output 'written'
-exit 0
-"""  # noqa: E501 - one statement per line: `-Command -` runs stdin line by line
 
 
 @dataclass
@@ -452,28 +436,6 @@ class WinRMTransport:
             self._protocol.cleanup_command(self._shell_id, command_id)
         except Exception as exc:
             log.debug("%s: terminating a timed-out command failed: %s", self.name, self._scrub(str(exc)))
-
-    def put_file(
-        self, data: bytes, remote_path: str, mode: int = 0o644, remote_sha256: str | None = None
-    ) -> bool:
-        """Write data to remote_path unless its sha256 already matches; True if written.
-
-        mode has no meaning on NTFS and is ignored. Over WinRM every byte costs
-        base64 and message overhead: big artifacts belong on a URL the node fetches.
-        """
-        digest = hashlib.sha256(data).hexdigest()
-        if remote_sha256 is not None and remote_sha256.lower() == digest:
-            return False
-        variables = {"NB_PATH": remote_path, "NB_SHA256": digest, "NB_DATA": base64.b64encode(data).decode()}
-        self.stats.uploads += 1
-        result = self.run_script(PUT_FILE_SCRIPT, variables)
-        status = result.stdout.strip()
-        if result.exit_status != 0 or status not in ("written", "unchanged"):
-            raise TransportError(
-                f"{self.name}: upload to {remote_path} failed: {_one_line(status + ' ' + result.stderr)}",
-                retryable=False,
-            )
-        return status == "written"
 
     # -- errors -----------------------------------------------------------------------
     def _describe(self, exc: BaseException) -> str:
