@@ -99,8 +99,11 @@ def test_windows_join_workflow_passes_actionlint() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     flow = yaml.safe_load(WORKFLOW.read_text())
     steps = "\n".join(str(s.get("run", "")) for s in flow["jobs"]["join"]["steps"])
-    # The set-up the recipe is for: an API endpoint override and a certSAN the Windows VM can use.
-    assert "--api-server-endpoint" in steps and "certSANs" in steps
+    # The set-up the recipe is for: an API endpoint override, and a certSAN the Windows VM can use in the
+    # kind config the workflow renders (.github/windows-join/kind.yaml).
+    kind_config = (WORKFLOW.parents[1] / "windows-join" / "kind.yaml").read_text()
+    assert "--api-server-endpoint" in steps and "windows-join/kind.yaml" in steps
+    assert "certSANs" in kind_config and "${HOST_ADDR}" in kind_config
 
 
 def test_workflow_is_rejected_by_actionlint_when_broken(tmp_path: Path) -> None:

@@ -44,7 +44,9 @@ def test_join_by_host_argument_is_ready_as_windows_then_a_noop_then_reset(lab, w
     assert n.metadata.labels["kubernetes.io/os"] == "windows"
     assert any(c.type == "Ready" and c.status == "True" for c in n.status.conditions)
     # Without --cni no kube-proxy flavour is guessed (as the Ansible engine): only Linux DaemonSets are pinned.
-    assert "no --cni: Linux DaemonSets pinned to Linux only" in proc.stderr
+    # With --output json the notice is an event (docs/output.md), not stderr text.
+    notices = [e.get("message", "") for e in events if e.get("event") in ("message", "warning")]
+    assert any("no --cni: Linux DaemonSets pinned to Linux only" in m for m in notices), notices
     linux_ds = lab.cluster().apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
     assert linux_ds.spec.template.spec.node_selector["kubernetes.io/os"] == "linux"
     assert summary(events)["tokens_left"] == []
