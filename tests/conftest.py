@@ -36,8 +36,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     state = Path(os.environ.get("NODEBOOT_TEST_LAB_STATE", "/tmp/nodeboot-test-lab"))
     handle = LabHandle.start(
         state,
-        linux=int(os.environ.get("NODEBOOT_TEST_LINUX", "40")),
-        windows=int(os.environ.get("NODEBOOT_TEST_WINDOWS", "4")),
+        linux=int(os.environ.get("NODEBOOT_TEST_LINUX", "56")),
+        windows=int(os.environ.get("NODEBOOT_TEST_WINDOWS", "6")),
         work=tmp_path_factory.mktemp("lab-work"),
     )
     try:

@@ -19,7 +19,9 @@ MODULES_FILE = "/etc/modules-load.d/nodeboot-ipvs.conf"
 
 def test_ipvs_prereqs_load_the_modules_and_persist_them(guest: Guest) -> None:
     # Unload what an earlier test may have loaded, so this run has real work to do.
-    guest.sh("modprobe -r -a ip_vs_rr ip_vs_wrr ip_vs_sh ip_vs", check=False)
+    # (Virtual servers and every scheduler module hold ip_vs: clear them first.)
+    guest.sh("ipvsadm -C 2>/dev/null; ip link del kube-ipvs0 2>/dev/null; "
+             "modprobe -r -a $(lsmod | awk '$1 ~ /^ip_vs_/ {print $1}') ip_vs", check=False)
     assert "ip_vs" not in guest.modules()
 
     first = guest.script("proxy-prereqs.sh", NB_PROXY_MODE="ipvs")

@@ -151,7 +151,8 @@ def test_ctrl_c_during_a_fleet_run(lab):
     assert len(in_flight) == 1 and "not run: wait-ready" in in_flight[0], states
     assert sum(1 for r, d in states.values() if r == "interrupted" and d == "not started") == 3, states
     assert result["tokens_left"] == [] and nodeboot_tokens(lab.cluster()) == []
-    assert "interrupt" in run.stderr
+    said = run.stderr + "".join(e.get("message", "") for e in run.events if e.get("event") in ("message", "warning"))
+    assert "interrupt" in said
 
 
 def test_a_second_run_on_a_locked_host_is_refused_until_the_lock_is_stale(lab):
