@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 from nodeboot.transport import ExecResult
@@ -37,3 +38,12 @@ class Guest:
         seconds = self.vm.reboot()
         self.timings["reboot_to_ssh_s"] = seconds
         return seconds
+
+
+def report_timings(reporter: Any, title: str, timings: dict[str, float | str]) -> None:
+    """A tier's measured figures, printed at the end of the run (pytest_terminal_summary)."""
+    if not timings:
+        return
+    reporter.section(title)
+    for key, value in timings.items():
+        reporter.write_line(f"{key}: {value}")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from nodeboot_lab.vm import VM, ensure_image
-from vmkit import Guest
+from vmkit import Guest, report_timings
 
 TIMINGS: dict[str, float | str] = {}
 
@@ -48,8 +48,4 @@ def guest(vm: VM) -> Iterator[Guest]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TIMINGS:
-        return
-    terminalreporter.section("e2e VM timings")
-    for key, value in TIMINGS.items():
-        terminalreporter.write_line(f"{key}: {value}")
+    report_timings(terminalreporter, "e2e VM timings", TIMINGS)

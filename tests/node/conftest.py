@@ -21,6 +21,7 @@ import pytest
 from labkit import LabHandle
 from nodeboot_lab.lab import Lab
 from nodekit import TIMINGS
+from vmkit import report_timings
 
 
 @pytest.fixture(scope="package")
@@ -43,8 +44,4 @@ def node_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TIMINGS:
-        return
-    terminalreporter.section("real node timings (qemu software emulation)")
-    for key, value in TIMINGS.items():
-        terminalreporter.write_line(f"{key}: {value}")
+    report_timings(terminalreporter, "real node timings (qemu software emulation)", TIMINGS)
