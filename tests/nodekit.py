@@ -65,3 +65,13 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
+
+
+def wait_proxy_mode(handle: LabHandle, mode: str, timeout: float = 300) -> None:
+    """Until kube-proxy on the node reports this mode (its pod shows Running a while before it listens)."""
+
+    def answered() -> str | None:
+        proc = on_node(handle, "curl -s --max-time 5 http://127.0.0.1:10249/proxyMode")
+        return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() == mode else None
+
+    wait_for(f"kube-proxy answering {mode} on 127.0.0.1:10249", answered, timeout)

@@ -25,6 +25,7 @@ from nodekit import (
     on_node,
     vm,
     wait_for,
+    wait_proxy_mode,
 )
 
 KUBELET_PATCH = {"maxPods": 42, "serializeImagePulls": False}
@@ -114,7 +115,7 @@ def test_kube_proxy_runs_in_ipvs_mode_with_its_image_pulled_through_the_mirror(j
     wait_for("kube-proxy pod Running on the VM node", lambda: kube_proxy_pod(joined.handle, joined.node), 600)
     TIMINGS["kube_proxy_running_after_join_s"] = round(time.monotonic() - started, 1)
     h = joined.handle
-    assert node_out(h, "curl -s --max-time 5 http://127.0.0.1:10249/proxyMode").strip() == "ipvs"
+    wait_proxy_mode(h, "ipvs")
     images = node_out(h, "/usr/local/bin/ctr -n k8s.io images ls -q")
     assert f"registry.k8s.io/kube-proxy:{KUBERNETES_VERSION}" in images.split()
     api = h.env["api_endpoint"]

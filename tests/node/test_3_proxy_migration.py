@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from labkit import LabHandle
-from nodekit import TIMINGS, inventory, node_out
+from nodekit import TIMINGS, inventory, node_out, wait_proxy_mode
 
 # Chains the kubelet owns (not kube-proxy): they stay whatever the mode.
 KUBELET_CHAINS = {"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"}
@@ -19,6 +19,8 @@ KUBELET_CHAINS = {"KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"}
 @pytest.fixture(scope="module")
 def node(node_lab: LabHandle) -> Iterator[tuple[LabHandle, str]]:
     inv = inventory(node_lab, "migration")
+    # test_2 ends with a fresh re-join: its kube-proxy pod may still be starting.
+    wait_proxy_mode(node_lab, "ipvs", 600)
     proc = node_lab.nodeboot("verify", "-i", inv, "--kubeconfig", node_lab.kubeconfig, timeout=300)
     assert proc.returncode == 0, f"the node must start healthy: {proc.stdout[-2000:]} {proc.stderr[-1000:]}"
     yield node_lab, inv
