@@ -179,8 +179,11 @@ def test_join_configuration_names_the_patches_directory() -> None:
 
 
 def test_join_sh_writes_the_patch_before_kubeadm_join_and_removes_nothing(tmp_path: Path) -> None:
-    if Path("/etc/kubernetes").exists():
-        pytest.skip("this machine has /etc/kubernetes: join.sh would see a node")
+    # join.sh reads these to tell a joined host; the lab leaves an empty /etc/kubernetes (a mount point for its
+    # namespaces) on the machine, which is no node.
+    node_files = ("kubelet.conf", "bootstrap-kubelet.conf", "pki/ca.crt")
+    if any(Path("/etc/kubernetes", name).exists() for name in node_files):
+        pytest.skip("this machine has a kubelet configuration in /etc/kubernetes: join.sh would see a node")
     bin_dir, patches = tmp_path / "bin", tmp_path / "patches"
     bin_dir.mkdir()
     patches.mkdir()
