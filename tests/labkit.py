@@ -7,9 +7,11 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -17,6 +19,7 @@ from nodeboot.cluster.client import Cluster
 from nodeboot_lab.lab import Lab
 
 ROOT = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 @dataclass
@@ -226,8 +229,6 @@ def netns_processes(netns: str) -> list[tuple[int, str, str]]:
 
 
 def wait_for_process(netns: str, needle: str, timeout: float = 120) -> int:
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for pid, _comm, cmdline in netns_processes(netns):
@@ -235,3 +236,15 @@ def wait_for_process(netns: str, needle: str, timeout: float = 120) -> int:
                 return pid
         time.sleep(0.02)
     raise AssertionError(f"no process matching {needle!r} in {netns} within {timeout}s")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 2.0) -> T:
+    """Poll probe until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")

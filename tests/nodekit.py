@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
-from labkit import LabHandle
+from labkit import LabHandle, wait_for
 
-T = TypeVar("T")
 # Figures this tier measures, printed at the end of the run (pytest_terminal_summary).
 TIMINGS: dict[str, float | str] = {}
 KUBERNETES_VERSION = "v1.37.2"
@@ -53,18 +50,6 @@ def kubelet_patch_file(handle: LabHandle, settings: dict[str, Any]) -> str:
     path = handle.work / "kubelet-patch.yaml"
     path.write_text(yaml.safe_dump(settings))
     return str(path)
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 2.0) -> T:
-    """Poll probe until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s (last: {last!r})")
 
 
 def wait_proxy_mode(handle: LabHandle, mode: str, timeout: float = 300) -> None:

@@ -6,22 +6,11 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from collections.abc import Callable
 
 from kubernetes import client, watch
 
-from labkit import summary
+from labkit import summary, wait_for
 from nodeboot.cluster import tokens
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    """Poll a condition (bounded in time); the failure says what never happened."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f}s")
-        time.sleep(0.2)
 
 
 def failed_host(events: list[dict]) -> dict:
@@ -47,8 +36,9 @@ def test_join_refuses_a_runtime_that_does_not_answer(lab):
         assert summary(events)["tokens_created"] == 0
     finally:
         lab.ssh(host, "rm -f /run/nodeboot-lab/containerd.pid; systemctl start containerd")
-        wait_until(lambda: lab.ssh(host, "ctr --address /run/containerd/containerd.sock version").returncode == 0,
-                   "containerd answering again")
+        wait_for("containerd answering again",
+                 lambda: lab.ssh(host, "ctr --address /run/containerd/containerd.sock version").returncode == 0,
+                 60, interval=0.2)
 
 
 def test_join_with_a_pin_that_is_not_the_cluster_ca_fails_in_preflight_with_both_hashes(lab):
@@ -173,7 +163,7 @@ def test_drain_refuses_emptydir_then_honours_grace_period_and_uncordon_undoes_a_
         cluster.apps.create_namespaced_deployment(NAMESPACE, scratch_deployment(node))
         running = lambda: [p for p in cluster.core.list_namespaced_pod(NAMESPACE).items  # noqa: E731
                            if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
-        wait_until(lambda: len(running()) == 1, "the emptyDir pod running")
+        wait_for("the emptyDir pod running", lambda: len(running()) == 1, 60, interval=0.2)
         # Without --delete-emptydir-data: refused, named, and the node not even cordoned.
         proc, events = lab.nodeboot_json("reset", "-i", str(inventory), "--yes")
         assert proc.returncode == 1
@@ -196,8 +186,9 @@ def test_drain_refuses_emptydir_then_honours_grace_period_and_uncordon_undoes_a_
         assert seen and seen[0] == 7, seen
     finally:
         cluster.core.delete_namespace(NAMESPACE)
-        wait_until(lambda: NAMESPACE not in {n.metadata.name for n in cluster.core.list_namespace().items},
-                   f"namespace {NAMESPACE} gone", timeout=120)
+        wait_for(f"namespace {NAMESPACE} gone",
+                 lambda: NAMESPACE not in {n.metadata.name for n in cluster.core.list_namespace().items},
+                 120, interval=0.2)
 
 
 # -- item 1: --labels/--taints add to the inventory's, in both engines ---------------------------
