@@ -11,20 +11,18 @@ tar, the script's staging and its moves into place.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import socket
 import subprocess
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import pytest
 
+from loopback import serve_directory
 from nodeboot import node_install
 from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
 
@@ -124,25 +122,12 @@ def build_mirror(top: Path) -> dict[str, bytes]:
     return bins
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        self.server.requests.append(self.path)  # type: ignore[attr-defined]
-
-
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[tuple[str, Path, dict[str, bytes], list[str]]]:
     top = tmp_path / "mirror"
     bins = build_mirror(top)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietHandler, directory=str(top)))
-    server.requests = []  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", top, bins, server.requests  # type: ignore[attr-defined]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_directory(top) as (url, requests):
+        yield url, top, bins, requests
 
 
 @pytest.fixture

@@ -4,27 +4,20 @@ http.server on loopback; the lab's model fetches and hashes as the script does."
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from test_windows_scripts import kubelet_inputs
 
+from loopback import serve_directory
 from nodeboot.scripts import script_text
 from nodeboot.transport.winrm import powershell_preamble
 from nodeboot_lab.windows_model import WindowsHostModel
 
 OLD, NEW = "v1.36.4", "v1.37.2"
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
-        pass
 
 
 @pytest.fixture
@@ -35,15 +28,8 @@ def mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"{name} {NEW}".encode())
         (path.parent / f"{name}.sha256").write_text(hashlib.sha256(path.read_bytes()).hexdigest())
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_directory(root) as (url, _requests):
+        yield url, root
 
 
 def kubelet_run(model: WindowsHostModel, **inputs: str) -> dict:

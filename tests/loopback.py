@@ -1,0 +1,32 @@
+"""A directory served over plain HTTP on 127.0.0.1 for a test: a fake download mirror."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+
+class _RecordingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files, logs nothing, and records each requested path on the server."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        self.server.requests.append(self.path)  # type: ignore[attr-defined]
+
+
+@contextmanager
+def serve_directory(root: Path) -> Iterator[tuple[str, list[str]]]:
+    """Yield the base URL and the list of paths requested so far; the server stops on exit."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_RecordingHandler, directory=str(root)))
+    server.requests = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.requests  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
