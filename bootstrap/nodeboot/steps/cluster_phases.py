@@ -62,8 +62,10 @@ def node_registered(ctx: HostContext) -> bool:
     return ctx.nodes().get(name) is not None or nodes.read_node(ctx.kube(), name) is not None
 
 
-def make_join_config(ctx: HostContext, kubeadm_minor: int) -> str:
-    """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration."""
+def make_join_config(ctx: HostContext, kubeadm_version: str) -> str:
+    """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration,
+    in the API version the node's kubeadm reads (v1beta4 when its version is unknown)."""
+    kubeadm_minor = (preflight.minor_of(kubeadm_version) or (1, 31))[1]
     token = ctx.ledger().create(ctx.host.node_name)
     ctx.state.token = token
     ctx.redactor.add(token.secret)

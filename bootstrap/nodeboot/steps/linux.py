@@ -81,8 +81,7 @@ class KubeadmJoin(Phase):
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         kubeadm = ctx.state.installed_kubeadm_version or ctx.facts.get("kubeadm_version", "")
-        kubeadm_minor = (preflight.minor_of(kubeadm) or (1, 31))[1]
-        config = cluster_phases.make_join_config(ctx, kubeadm_minor)
+        config = cluster_phases.make_join_config(ctx, kubeadm)
         return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.run_id,
                                     "NB_KUBELET_PATCH": kubelet_patch(ctx.host.kubelet_config),
                                     "NB_PATCHES_DIR": PATCHES_DIR},

@@ -278,8 +278,7 @@ class KubeadmJoin(Phase):
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def run(self, ctx: HostContext) -> bool:
-        kubeadm_minor = (preflight.minor_of(ctx.facts.get("kubeadm_version", "")) or (1, 31))[1]
-        config = cluster_phases.make_join_config(ctx, kubeadm_minor)
+        config = cluster_phases.make_join_config(ctx, ctx.facts.get("kubeadm_version", ""))
         result = ctx.script("join.ps1", {"NB_KUBE_DIR": KUBE_DIR}, secret_variables={"NB_JOIN_CONFIG": config})
         ctx.facts["joined"] = True
         return result.changed
