@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from typing import Any
 
 import yaml
@@ -12,6 +13,7 @@ from labkit import LabHandle, wait_for
 # Figures this tier measures, printed at the end of the run (pytest_terminal_summary).
 TIMINGS: dict[str, float | str] = {}
 KUBERNETES_VERSION = "v1.37.2"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 ECHO_IMAGE = "registry.k8s.io/e2e-test-images/nodeboot-echo:1.0"
 
 
@@ -53,10 +55,19 @@ def kubelet_patch_file(handle: LabHandle, settings: dict[str, Any]) -> str:
 
 
 def wait_proxy_mode(handle: LabHandle, mode: str, timeout: float = 300) -> None:
-    """Until kube-proxy on the node reports this mode (its pod shows Running a while before it listens)."""
+    """Until kube-proxy on the node reports this mode and the kubernetes Service answers through it.
+
+    Its pod shows Running a while before it listens on :10249, and it reports its mode before its
+    first sync has programmed the rules: both are waited for, within one time budget."""
+    deadline = time.monotonic() + timeout
 
     def answered() -> str | None:
         proc = on_node(handle, "curl -s --max-time 5 http://127.0.0.1:10249/proxyMode")
         return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() == mode else None
 
+    def service_answers() -> bool:
+        return on_node(handle, f"timeout 3 bash -c '</dev/tcp/{KUBERNETES_SERVICE_IP}/443'").returncode == 0
+
     wait_for(f"kube-proxy answering {mode} on 127.0.0.1:10249", answered, timeout)
+    wait_for(f"the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) answering on the node in {mode} mode",
+             service_answers, max(deadline - time.monotonic(), 30))

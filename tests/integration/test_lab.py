@@ -14,6 +14,8 @@ from nodeboot.scripts import parse_result, script_text
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
 from nodeboot_lab.lab import Lab
 
+from labkit import wait_for
+
 
 def test_api_server_is_the_real_one(lab):
     major, minor, git = lab.cluster().version
@@ -73,7 +75,8 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
         assert result.ok and result.changed, out.stderr[-2000:]
         # kubeadm's own words: discovery against the JWS-signed cluster-info, then the TLS bootstrap.
         assert "This node has joined the cluster" in out.stderr
-        node = cluster.core.read_node(host["name"])
+        # kubeadm is done once kubelet.conf exists; the kubelet registers its Node a moment later.
+        node = wait_for(f"Node {host['name']} registered", lambda: read_node_or_none(cluster, host["name"]), 60, 0.5)
         assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
         csrs = client.CertificatesV1Api(cluster.api).list_certificate_signing_request().items
         mine = [c for c in csrs if c.spec.username == f"system:bootstrap:{token.token_id}"]
@@ -86,7 +89,17 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
     finally:
         ledger.delete(token)
         t.close()
-        cluster.core.delete_node(host["name"])
+        if read_node_or_none(cluster, host["name"]):
+            cluster.core.delete_node(host["name"])
+
+
+def read_node_or_none(cluster, name: str):
+    try:
+        return cluster.core.read_node(name)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def test_pywinrm_runs_a_command_on_a_windows_lab_host(lab):
