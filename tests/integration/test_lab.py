@@ -9,12 +9,11 @@ from pathlib import Path
 import winrm
 from kubernetes import client
 
+from labkit import wait_for
 from nodeboot.cluster import joinconfig, tokens
 from nodeboot.scripts import parse_result, script_text
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
 from nodeboot_lab.lab import Lab
-
-from labkit import wait_for
 
 
 def test_api_server_is_the_real_one(lab):
