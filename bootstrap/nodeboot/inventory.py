@@ -26,6 +26,7 @@ from typing import Any
 from nodeboot import node_install, validate
 from nodeboot.errors import InventoryError, NodebootError, UsageError
 from nodeboot.inventory_read import read_inventory
+from nodeboot.transport.ssh_args import SSHArgs, join_args, parse_ssh_args
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
 _HOST_ARG = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
@@ -42,6 +43,7 @@ class Host:
     user: str | None = None
     key_file: str | None = None
     known_hosts: str | None = None
+    ssh_args: SSHArgs = field(default_factory=SSHArgs)  # ansible_ssh_common_args + _extra_args
     password_env: str | None = None
     password: str | None = field(default=None, repr=False)
     become: bool = False
@@ -204,6 +206,8 @@ def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[s
         user=field_value("ansible_user", _text),
         key_file=field_value("ansible_ssh_private_key_file", _text),
         known_hosts=field_value("nodeboot_known_hosts", _text),
+        ssh_args=join_args(field_value("ansible_ssh_common_args", parse_ssh_args),
+                           field_value("ansible_ssh_extra_args", parse_ssh_args)),
         password_env=password_env,
         password=password,
         become=field_value("ansible_become", _boolean, False),
