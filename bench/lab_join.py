@@ -4,6 +4,10 @@ per host and tokens created, against the lab's real API server, kubeadm and
 sshd hosts. Prints one line per figure.
 
     PYTHONPATH=bootstrap .venv/bin/python bench/lab_join.py [--sizes 3,10] [--runs 3] [--proxy-mode ipvs]
+
+At fleet size, against tuned ansible-playbook and a floor, with controller CPU
+and API requests counted at the API server: bench/join_compare.py (it reuses
+inventory_of and nodeboot from here).
 """
 
 from __future__ import annotations
