@@ -26,7 +26,7 @@ from typing import Any
 from nodeboot import node_install, validate
 from nodeboot.errors import InventoryError, NodebootError, UsageError
 from nodeboot.inventory_read import read_inventory
-from nodeboot.transport.ssh_args import SSHArgs, join_args, parse_ssh_args
+from nodeboot.transport.ssh_args import SSHArgs, ignored_option_warnings, join_args, parse_ssh_args
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
 _HOST_ARG = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
@@ -95,7 +95,10 @@ def load_inventory(path: str, warn: Warn | None = None) -> list[Host]:
         raise InventoryError(read.source, None, None, "no hosts found")
     for text in unknown_var_warnings(read.source, read.hostvars):
         warn(text)
-    return [host_from_vars(read.source, name, hvars, read.groups_of(name)) for name, hvars in read.hostvars.items()]
+    hosts = [host_from_vars(read.source, name, hvars, read.groups_of(name)) for name, hvars in read.hostvars.items()]
+    for text in ignored_option_warnings(read.source, [(h.name, h.ssh_args) for h in hosts]):
+        warn(text)
+    return hosts
 
 
 # Vars nodeboot reads outside host_from_vars (the steps, from Host.vars).

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nodeboot.errors import UsageError
 from nodeboot.inventory import Host
 from nodeboot.redact import Redactor
-from nodeboot.transport import Transport
+from nodeboot.transport import Transport, ssh_config
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
 
 
@@ -76,16 +76,30 @@ def make_transport(host: Host, defaults: ConnectionDefaults, redactor: Redactor)
         return WinRMTransport(host.address, options, name=host.name)
     if host.connection != "ssh":
         raise UsageError(f"host {host.name}: connection {host.connection!r} is not supported for a join")
+    # Inventory, then ssh args and ssh_config, then defaults: ssh_config.py says why.
+    route = ssh_config.resolve(host.name, host.address, host.user, host.port, host.key_file, host.ssh_args)
+    target = route.target
     ssh_options = SSHOptions(
-        user=host.user or "root",
-        port=host.port or 22,
+        user=target.user,
+        port=target.port,
         key_file=host.key_file,
+        key_files=target.key_files[1:] if target.explicit_key else target.key_files,
+        identities_only=target.identities_only,
         password=password,
-        known_hosts=host.known_hosts or defaults.known_hosts,
+        known_hosts=host.known_hosts or defaults.known_hosts or target.known_hosts,
         accept_new_host_keys=defaults.accept_new_host_keys,
         become=host.become,
         become_password=password if host.become else None,
         connect_timeout=defaults.connect_timeout,
         command_timeout=defaults.command_timeout,
+        proxy_command=route.proxy_command,
     )
-    return SSHTransport(host.address, ssh_options, name=host.name)
+    # A jump host gets the same host key policy and timeouts, its own user, port and keys, no password.
+    ssh_options.jumps = tuple(
+        (hop.address, replace(ssh_options, user=hop.user, port=hop.port, key_file=None, key_files=hop.key_files,
+                              identities_only=hop.identities_only, password=None, become=False,
+                              become_password=None, proxy_command=None, jumps=(),
+                              known_hosts=host.known_hosts or defaults.known_hosts or hop.known_hosts
+                              or target.known_hosts))
+        for hop in route.jumps)
+    return SSHTransport(target.address, ssh_options, name=host.name)

@@ -39,7 +39,9 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 class SSHOptions:
     user: str = "root"
     port: int = 22
-    key_file: str | None = None
+    key_file: str | None = None  # named in the inventory: unreadable or refused is an error
+    key_files: tuple[str, ...] = ()  # from ssh args / ssh_config: tried in turn, unusable ones skipped
+    identities_only: bool = False  # ssh_config IdentitiesOnly: no agent or default keys
     password: str | None = None  # from the environment, never from argv
     known_hosts: str | None = None  # default: ~/.ssh/known_hosts
     accept_new_host_keys: bool = False
@@ -48,6 +50,10 @@ class SSHOptions:
     connect_timeout: float = 10.0
     command_timeout: float = 600.0
     keepalive: int = 15
+    # How the TCP stream to the host is made (ssh_config.py resolves these): through jump
+    # hosts in order, each (address, its own options), or a ProxyCommand run on the controller.
+    jumps: tuple[tuple[str, SSHOptions], ...] = ()
+    proxy_command: str | None = None
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -76,6 +82,7 @@ class SSHTransport:
         self._lock = threading.Lock()
         self._run_lock = threading.Lock()
         self._shell: tuple[paramiko.Channel, ShellFrames] | None = None
+        self._jumps: list[SSHTransport] = []  # open jump host connections, first hop first
 
     # -- connection -------------------------------------------------------
     def connect(self) -> None:
@@ -85,21 +92,75 @@ class SSHTransport:
             self._transport = self._open()
             self.stats.connects += 1
 
-    def _open(self) -> paramiko.Transport:
-        opts = self.options
+    def _open(self, stream: paramiko.Channel | paramiko.ProxyCommand | None = None) -> paramiko.Transport:
+        """A connected, checked, authenticated transport: over a TCP socket, or over stream
+        (a jump host's direct-tcpip channel) when given, or the route in the options."""
+        self._close_jumps()
         try:
-            sock = socket.create_connection((self.host, opts.port), timeout=opts.connect_timeout)
-        except OSError as exc:
-            raise TransportError(f"{self.name}: cannot connect to {self.host}:{opts.port}: "
-                                 f"{(exc.strerror or str(exc) or 'timed out').lower()}") from None
-        # paramiko leaves Nagle on; every small request would then wait for an ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            first = self._await_banner(sock)
-        except TransportError:
-            sock.close()
+            if stream is None and (self.options.jumps or self.options.proxy_command):
+                stream = self._route()
+            return self._handshake(stream)
+        except BaseException:
+            self._close_jumps()
             raise
-        transport = paramiko.Transport(sock)
+
+    def _route(self) -> paramiko.Channel | paramiko.ProxyCommand:
+        """The byte stream to the target through the jump hosts (each checked and
+        authenticated as a host of its own), or from the ProxyCommand."""
+        opts = self.options
+        if opts.proxy_command:
+            try:
+                # Run by paramiko through shlex, without a shell, on the controller.
+                return paramiko.ProxyCommand(opts.proxy_command)
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                raise TransportError(f"{self.name}: ProxyCommand could not start: {exc}", False) from None
+        via: SSHTransport | None = None
+        for address, hop_options in opts.jumps:
+            hop = SSHTransport(address, hop_options, name=f"{self.name}: via jump host")
+            hop._transport = hop._open(self._forward(via, address, hop_options.port) if via else None)
+            self._jumps.append(hop)
+            via = hop
+        assert via is not None
+        return self._forward(via, self.host, opts.port)
+
+    def _forward(self, via: SSHTransport, host: str, port: int) -> paramiko.Channel:
+        """A direct-tcpip channel from the jump host to host:port (ssh -W's stream)."""
+        assert via._transport is not None
+        where = f"{self.name}: via jump host {via.host}:{via.options.port}"
+        try:
+            return via._transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0),
+                                               timeout=self.options.connect_timeout)
+        except paramiko.ChannelException as exc:
+            # The jump host's sshd could not connect, or forwarding is off there.
+            raise TransportError(f"{where}: cannot reach {host}:{port}: {str(exc.text).lower()}") from None
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            cause = ' '.join(str(exc).split()).rstrip('.').lower() or type(exc).__name__
+            raise TransportError(f"{where}: forwarding to {host}:{port} failed: {cause}") from None
+
+    def _close_jumps(self) -> None:
+        for hop in reversed(self._jumps):
+            hop.close()
+        self._jumps = []
+
+    def _handshake(self, stream: paramiko.Channel | paramiko.ProxyCommand | None) -> paramiko.Transport:
+        opts = self.options
+        if stream is None:
+            try:
+                sock = socket.create_connection((self.host, opts.port), timeout=opts.connect_timeout)
+            except OSError as exc:
+                raise TransportError(f"{self.name}: cannot connect to {self.host}:{opts.port}: "
+                                     f"{(exc.strerror or str(exc) or 'timed out').lower()}") from None
+            # paramiko leaves Nagle on; every small request would then wait for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                first = self._await_banner(sock)
+            except TransportError:
+                sock.close()
+                raise
+        else:
+            # A channel or a command's pipe cannot be peeked at; paramiko's banner wait speaks for it.
+            first = b"SSH-"
+        transport = paramiko.Transport(sock if stream is None else stream)
         transport.banner_timeout = opts.connect_timeout
         try:
             transport.start_client(timeout=opts.connect_timeout)
@@ -206,35 +267,55 @@ class SSHTransport:
         with cls._known_hosts_guard:
             return cls._known_hosts_locks.setdefault(str(path), threading.Lock())
 
+    # What ssh offers when no IdentityFile is given anywhere (after the agent's keys).
+    DEFAULT_KEY_FILES = ("~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa")
+
     def _authenticate(self, transport: paramiko.Transport) -> None:
+        """The inventory's key file, the ssh args' and ssh_config's key files, the password, the
+        agent's keys, then ssh's default key files: the first one the host accepts."""
         opts = self.options
         if opts.key_file:
             try:
                 pkey = paramiko.PKey.from_path(opts.key_file)
             except (OSError, paramiko.SSHException) as exc:
                 raise TransportError(f"{self.name}: cannot read SSH key {opts.key_file}: {exc}", False) from None
-            try:
-                transport.auth_publickey(opts.user, pkey)
+            if self._offer(transport, pkey):
                 return
-            except paramiko.AuthenticationException:
-                if not opts.password:
-                    raise TransportError(
-                        f"{self.name}: {opts.user}@{self.host} refused key {opts.key_file}", retryable=False
-                    ) from None
+            if not opts.password and not opts.key_files:
+                raise TransportError(
+                    f"{self.name}: {opts.user}@{self.host} refused key {opts.key_file}", retryable=False
+                ) from None
+        if any(self._offer(transport, key) for key in self._keys_from(opts.key_files)):
+            return
         if opts.password:
             try:
                 transport.auth_password(opts.user, opts.password)
                 return
             except paramiko.AuthenticationException:
                 raise TransportError(f"{self.name}: {opts.user}@{self.host} refused the password", False) from None
-        agent_keys = paramiko.Agent().get_keys()
-        for key in agent_keys:
-            try:
-                transport.auth_publickey(opts.user, key)
+        if not opts.identities_only:
+            if any(self._offer(transport, key) for key in paramiko.Agent().get_keys()):
                 return
-            except paramiko.AuthenticationException:
-                continue
+            if not opts.key_file and not opts.key_files and any(
+                    self._offer(transport, key) for key in self._keys_from(self.DEFAULT_KEY_FILES)):
+                return
         raise TransportError(f"{self.name}: no usable credentials for {opts.user}@{self.host}", retryable=False)
+
+    def _offer(self, transport: paramiko.Transport, key: paramiko.PKey) -> bool:
+        try:
+            transport.auth_publickey(self.options.user, key)
+            return True
+        except paramiko.AuthenticationException:
+            return False
+
+    @staticmethod
+    def _keys_from(paths: tuple[str, ...]) -> Iterator[paramiko.PKey]:
+        """The keys that load without a passphrase; ssh would ask for one, nodeboot cannot."""
+        for path in paths:
+            try:
+                yield paramiko.PKey.from_path(os.path.expanduser(path))
+            except (OSError, paramiko.SSHException, ValueError):
+                continue
 
     # -- commands ---------------------------------------------------------
     def _sudo(self) -> bool:
@@ -393,6 +474,7 @@ class SSHTransport:
             if self._transport is not None:
                 self._transport.close()
             self._transport = None
+            self._close_jumps()  # after the target: its stream runs through them
 
     def close(self) -> None:
         self._drop()

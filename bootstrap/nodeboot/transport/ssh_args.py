@@ -3,7 +3,7 @@
 Ansible appends these strings to the `ssh` command line; nodeboot speaks SSH
 itself (paramiko), so it takes from them what changes where and how it
 connects: `-J`/`-o ProxyJump`, `-o ProxyCommand`, `-F` (another ssh_config
-file), and `-l`/`-p`/`-i` or `-o User/Port/IdentityFile`. Anything else
+file), `-o UserKnownHostsFile`, and `-l`/`-p`/`-i` or `-o User/Port/IdentityFile`. Anything else
 (`-o StrictHostKeyChecking=no`, `-C`, ...) is kept by name and ignored with a
 warning: nodeboot's own host key policy is not loosened by an inventory string.
 """
@@ -45,6 +45,7 @@ class SSHArgs:
     proxy_jump: tuple[Jump, ...] | None = None  # () is `ProxyJump none`: no jump
     proxy_command: str | None = None  # "" is `ProxyCommand none`
     config_file: str | None = None  # -F
+    known_hosts: str | None = None  # -o UserKnownHostsFile (the first file)
     ignored: tuple[str, ...] = field(default=())  # e.g. "-o StrictHostKeyChecking", "-C"
 
 
@@ -134,6 +135,7 @@ def parse_ssh_args(value: object) -> SSHArgs:
         proxy_jump=found.get("proxy_jump"),  # type: ignore[arg-type]
         proxy_command=found.get("proxy_command"),  # type: ignore[arg-type]
         config_file=found.get("config_file"),  # type: ignore[arg-type]
+        known_hosts=found.get("known_hosts"),  # type: ignore[arg-type]
         ignored=tuple(dict.fromkeys(ignored)),
     )
 
@@ -150,6 +152,8 @@ def _option(key: str, value: str, first, identity: list[str], ignored: list[str]
         first("port", _port(value, "-o Port"))
     elif name == "identityfile":
         identity.append(value)
+    elif name == "userknownhostsfile":
+        first("known_hosts", value.split()[0])
     else:
         ignored.append(f"-o {key}")
 
@@ -170,5 +174,20 @@ def join_args(*values: SSHArgs | None) -> SSHArgs:
         proxy_jump=pick("proxy_jump"),  # type: ignore[arg-type]
         proxy_command=pick("proxy_command"),  # type: ignore[arg-type]
         config_file=pick("config_file"),  # type: ignore[arg-type]
+        known_hosts=pick("known_hosts"),  # type: ignore[arg-type]
         ignored=tuple(dict.fromkeys(x for v in given for x in v.ignored)),
     )
+
+
+def ignored_option_warnings(source: str, hosts: list[tuple[str, SSHArgs]]) -> list[str]:
+    """One warning per ignored option for the whole inventory, naming the hosts that have it."""
+    hosts_by_option: dict[str, list[str]] = {}
+    for name, args in hosts:
+        for option in args.ignored:
+            hosts_by_option.setdefault(option, []).append(name)
+    warnings = []
+    for option, names in hosts_by_option.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        warnings.append(f"{source}: host {shown}: ssh option {option} in ansible_ssh_common_args/extra_args "
+                        "is not used by nodeboot's SSH, it is ignored")
+    return warnings
