@@ -2,16 +2,36 @@
 # Inputs: NB_JOIN_CONFIG (the YAML itself, a shell variable, not exported) or
 # NB_JOIN_CONFIG_FILE (a 0600 file, e.g. copied by Ansible); NB_RUN_ID;
 # NB_KUBELET_PATCH (a KubeletConfiguration patch, written as
-# NB_PATCHES_DIR/kubeletconfiguration+merge.yaml for the config's patches.directory).
+# NB_PATCHES_DIR/kubeletconfiguration+merge.yaml for the config's patches.directory);
+# NB_DRY_RUN (1: say what it would clear, write and run; no configuration is needed).
 # On failure kubeadm reset puts the host back as it was, and the result says so.
 NB_SCRIPT=join.sh
 NB_WORK_DIR=${NB_WORK_DIR:-/run/nodeboot}
 
+# dry_run: what a join would do on this host, changing nothing. kubeadm may be missing
+# yet: the install phase, before this one, puts it there.
+dry_run() {
+    local kubeadm
+    if [[ -e /etc/kubernetes/pki/ca.crt || -e /etc/kubernetes/bootstrap-kubelet.conf ]]; then
+        nb_changed "would clear a join that was cut short (kubeadm reset -f)"
+    fi
+    if [[ -n ${NB_KUBELET_PATCH:-} ]]; then
+        nb_changed "would write ${NB_PATCHES_DIR:-/etc/kubernetes/patches}/kubeletconfiguration+merge.yaml"
+    fi
+    kubeadm=$(kubeadm version -o short 2>/dev/null) || kubeadm="(not installed yet)"
+    nb_changed "would run kubeadm join $kubeadm with the JoinConfiguration in a 0600 file under $NB_WORK_DIR (removed afterwards; a failed join is undone with kubeadm reset -f)"
+    nb_fact joined false
+    nb_ok
+}
+
 main() {
+    local dry=${NB_DRY_RUN:-0}
+    nb_flag NB_DRY_RUN "$dry"
     if [[ -f /etc/kubernetes/kubelet.conf ]]; then
         nb_fact joined true
         nb_ok
     fi
+    [[ $dry == 1 ]] && dry_run
     command -v kubeadm >/dev/null || nb_die "kubeadm is not installed on this host"
     nb_lock
     # A join cut short earlier (connection lost, host rebooted) leaves files that

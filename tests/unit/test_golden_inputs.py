@@ -188,7 +188,7 @@ class RecordingTransport:
         self.sent.append(Sent(name, dict(variables), dict(secrets or {}), script))
         queue = self.answers.get(name) or [{}]
         answer = {"ok": True, "changed": True, "facts": {}, **(queue.pop(0) if len(queue) > 1 else queue[0])}
-        if name in ("join.sh", "join.ps1") and answer["ok"]:
+        if name in ("join.sh", "join.ps1") and answer["ok"] and variables.get("NB_DRY_RUN") != "1":
             self.cluster.core.nodes[self.host.node_name] = ready_node(self.host)
         return ExecResult(0 if answer["ok"] else 1, json.dumps(answer) + "\n", "")
 
@@ -281,6 +281,33 @@ def proxy_set_mode_phases() -> list[Phase]:
     return [linux.Facts(), proxy_cmd.PlanNode("ipvs", PROXY_PLANS), ProxyCleanupAfterSwitch("iptables", "ipvs")]
 
 
+# What each Linux script's dry-run mode answers (install.sh's lines are what it prints for INSTALL).
+# proxy-prereqs.sh and proxy-cleanup.sh record an action as done ("load modules ...") and say
+# "would" only in their log line; the others record "would ..." themselves.
+DRY_RUN_ANSWERS: dict[str, list[dict[str, Any]]] = {
+    "install.sh": [{"facts": {"actions": [
+        "would install kubelet v1.37.2 from https://mirror.example/k8s/release/v1.37.2/bin/linux/amd64/kubelet",
+        "would install kubeadm v1.37.2 from https://mirror.example/k8s/release/v1.37.2/bin/linux/amd64/kubeadm",
+        "would install containerd 2.3.7 from https://mirror.example/k8s/containerd/releases/download/v2.3.7/"
+        "containerd-2.3.7-linux-amd64.tar.gz",
+        "would install cni 1.10.0 from https://mirror.example/k8s/containernetworking/plugins/releases/download/"
+        "v1.10.0/cni-plugins-linux-amd64-v1.10.0.tgz",
+        "would install runc 1.5.3 from https://mirror.example/k8s/opencontainers/runc/releases/download/v1.5.3/"
+        "runc.amd64",
+        "would pull registry.k8s.io images through https://mirror.example:5000",
+        "would turn swap off and keep it off"]}}],
+    "proxy-prereqs.sh": [{"facts": {"actions": ["load modules ip_vs ip_vs_rr ip_vs_wrr ip_vs_sh nf_conntrack",
+                                                "write /etc/modules-load.d/nodeboot-ipvs.conf"]}}],
+    "join.sh": [{"facts": {"joined": False, "actions": [
+        "would write /etc/kubernetes/patches/kubeletconfiguration+merge.yaml",
+        "would run kubeadm join (not installed yet) with the JoinConfiguration in a 0600 file under /run/nodeboot "
+        "(removed afterwards; a failed join is undone with kubeadm reset -f)"]}}],
+    "reset.sh": [{"facts": {"was_joined": True, "actions": [
+        "would run kubeadm reset -f", "would remove /etc/cni/net.d/10-flannel.conflist", "would remove link cni0",
+        "would remove iptables filter chains: FLANNEL-FWD"]}}],
+    "proxy-cleanup.sh": [{"changed": False, "facts": {"actions": []}}],  # no kube-proxy rules on this host
+}
+
 SCENARIOS = [
     Scenario("linux-join", linux_host(**WEB, proxy_mode="ipvs"), linux.join_phases, LINUX_READY),
     # join.sh fails and echoes the token: the operator sees it masked, and the token is deleted.
@@ -292,11 +319,13 @@ SCENARIOS = [
     Scenario("linux-join-kubeadm-1.30", linux_host(), linux.join_phases,
              {**LINUX_READY, "kubelet_version": "v1.30.4", "kubeadm_version": "v1.30.4"},
              server_version="v1.33.1"),
-    Scenario("linux-join-dry-run", linux_host(install=INSTALL, proxy_mode="ipvs"), linux.join_phases, LINUX_BARE,
-             options={"dry_run": True}),
+    # The scripts with a dry-run mode get NB_DRY_RUN=1, in one round trip; their would-lines (as each
+    # script words them) become the phases' details.
+    Scenario("linux-join-dry-run", linux_host(install=INSTALL, proxy_mode="ipvs", kubelet_config={"maxPods": 60}),
+             linux.join_phases, LINUX_BARE, options={"dry_run": True}, answers=DRY_RUN_ANSWERS),
     Scenario("linux-reset", linux_host(), linux.reset_phases, LINUX_JOINED, registered=True),
     Scenario("linux-reset-dry-run", linux_host(), linux.reset_phases, LINUX_JOINED, registered=True,
-             options={"dry_run": True}),
+             options={"dry_run": True}, answers=DRY_RUN_ANSWERS),
     # --keep-modules-file, on a host whose Node was deleted already.
     Scenario("linux-reset-keep-modules-file", linux_host(), linux.reset_phases, LINUX_JOINED,
              options={"remove_modules_file": False}),
@@ -385,7 +414,7 @@ def shown_variables(variables: dict[str, str]) -> dict[str, str]:
     shown = {k: files.get(v, v) for k, v in variables.items()}
     if "NB_INSTALL_KEY" in shown:
         assert shown["NB_INSTALL_KEY"] == node_install.install_key(
-            {k: v for k, v in variables.items() if k not in ("NB_INSTALL_KEY", "NB_RUN_ID")})
+            {k: v for k, v in variables.items() if k not in ("NB_INSTALL_KEY", "NB_RUN_ID", "NB_DRY_RUN")})
         shown["NB_INSTALL_KEY"] = "<install_key of the NB_* inputs above and install.sh>"
     return shown
 
@@ -498,11 +527,12 @@ def test_a_join_sends_its_configuration_as_a_secret_and_deletes_its_token(runs: 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.options.get("dry_run")])
 def test_a_dry_run_changes_nothing(runs: dict[str, Run], name: str) -> None:
-    # Today a dry run sends the facts script only and reports would-run <title>; issue 16 part 4
-    # may send the scripts that have a dry-run mode too, but only with NB_DRY_RUN=1.
+    # A dry run sends the facts script, and the scripts that have a dry-run mode only with NB_DRY_RUN=1;
+    # no token is made, so no JoinConfiguration (nor any other secret) is sent.
     run = runs[name]
     for sent in run.transport.sent:
         assert sent.name.startswith("facts.") or sent.variables.get("NB_DRY_RUN") == "1", \
             f"a dry run sent {sent.name} without NB_DRY_RUN=1"
-    assert not run.tokens.created and not any(s.name.startswith("join.") for s in run.transport.sent)
+        assert not sent.secret_variables, f"a dry run sent {sent.name} a secret"
+    assert not run.tokens.created and not run.tokens.deleted
     assert all(status in ("ok", "would-run", "skipped") for _, status, _ in run.outcomes), run.outcomes

@@ -3,7 +3,10 @@
 A phase has a name (kubeadm-style, so errors read "error execution phase
 kubeadm-join: ...", and --skip-phases can name it), a `satisfied` check that
 reads the facts gathered up front (which is what makes a re-run a no-op), and
-`run`. Dry-run falls out: it asks `satisfied` and reports, never runs.
+`run`. A dry run asks `satisfied`, then, for a phase whose host script has a
+dry-run mode, sends that script with NB_DRY_RUN=1 (it reads the host and says
+what it would do, changing nothing) and reports the script's would-lines; any
+other phase reports what it would do from the facts and the cluster's answers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
     from nodeboot.cluster.client import Cluster
     from nodeboot.cluster.nodes import NodeWatcher
     from nodeboot.cluster.tokens import BootstrapToken, TokenLedger
+    from nodeboot.cluster.windows import Plan as WindowsPlan
     from nodeboot.inventory import Host
     from nodeboot.redact import Redactor
     from nodeboot.steps.linux_install import InstallPlan
@@ -78,6 +82,7 @@ class HostState:
     token: BootstrapToken | None = None  # this node's bootstrap token, deleted once Ready or on failure
     install_plan: InstallPlan | None = None
     installed_kubeadm_version: str | None = None
+    windows_plan: WindowsPlan | None = None  # the Windows cluster side's plan, read once per host
 
 
 @dataclass
@@ -154,8 +159,18 @@ class Phase:
         """Why the phase has nothing to do (shown to the operator), or None."""
         return None
 
-    def dry_run_detail(self, ctx: HostContext) -> str:
-        """What a dry run says this phase would do."""
+    # A phase whose host script has a dry-run mode (NB_DRY_RUN=1: reads, reports, changes nothing).
+    dry_run_mode: bool = False
+
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        """A dry_run_mode phase's script with NB_DRY_RUN=1; no controller-side change may happen here."""
+        raise NotImplementedError
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        """What a dry run says this phase would do: the dry-run script's own would-lines when it has
+        one (`result`), else what the controller knows."""
+        if result is not None:
+            return would_lines(result)
         return self.title
 
     # A batched phase is one host script whose inputs come from the gathered facts
@@ -213,6 +228,19 @@ class WorkflowResult:
         return any(o.interrupted for o in self.outcomes)
 
 
+def in_dry_run_mode(call: ScriptCall) -> ScriptCall:
+    """The same script with the same inputs, in its dry-run mode."""
+    return ScriptCall(call.script, {**call.variables, "NB_DRY_RUN": "1"}, call.secret_variables, call.payload,
+                      call.name)
+
+
+def would_lines(result: ScriptResult) -> str:
+    """A dry-run script's actions as one line: 'would load ...; would write ...'. (Some scripts
+    record an action as it would read after it was done, and only their log line says 'would'.)"""
+    actions = [str(a) for a in result.facts.get("actions") or []]
+    return "; ".join(a if a.startswith("would ") else f"would {a}" for a in actions)
+
+
 def phase_error(phase: str, exc: Exception) -> PhaseError:
     # Imported on failure only: it loads the kubernetes client, which host-only work never needs.
     from nodeboot.cluster.retry import describe
@@ -246,8 +274,12 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
                 outcomes.append(report(ctx, outcome))
                 index += 1
                 continue
-            batch = [phase, *batch_followers(phases[index + 1:], ctx)] if phase.batched else [phase]
-            done, failure = run_batch(batch, ctx) if phase.batched else run_one(phase, ctx)
+            if dry_running(phase, ctx):  # its script in dry-run mode, with the dry-run phases after it
+                batch = [phase, *batch_followers(phases[index + 1:], ctx, dry_running)]
+                done, failure = run_batch(batch, ctx, dry=True)
+            else:
+                batch = [phase, *batch_followers(phases[index + 1:], ctx)] if phase.batched else [phase]
+                done, failure = run_batch(batch, ctx) if phase.batched else run_one(phase, ctx)
             for started in batch[len(done):]:  # announced with the batch, never run on the host
                 ctx.emit("phase", phase=started.name, status=PhaseStatus.NOT_RUN, detail="after failure")
             outcomes += done
@@ -268,12 +300,18 @@ def report(ctx: HostContext, outcome: PhaseOutcome) -> PhaseOutcome:
     return outcome
 
 
+def dry_running(phase: Phase, ctx: HostContext) -> bool:
+    """A dry run sends this phase's script in its dry-run mode."""
+    return ctx.options.dry_run and phase.dry_run_mode and not phase.reads_only
+
+
 def decide(phase: Phase, ctx: HostContext) -> PhaseOutcome | None:
-    """The outcome of a phase with nothing to run (satisfied, or a dry run), else None."""
+    """The outcome of a phase with nothing to send the host (satisfied, or a dry run of a
+    phase without a dry-run mode), else None."""
     reason = None if phase.reads_only else phase.satisfied(ctx)
     if reason:
         return PhaseOutcome(phase.name, PhaseStatus.OK, reason)
-    if ctx.options.dry_run and not phase.reads_only:
+    if ctx.options.dry_run and not phase.reads_only and not phase.dry_run_mode:
         return PhaseOutcome(phase.name, PhaseStatus.WOULD_RUN, phase.dry_run_detail(ctx))
     return None
 
@@ -283,13 +321,15 @@ def failed(ctx: HostContext, phase: Phase, exc: Exception) -> tuple[PhaseOutcome
     return PhaseOutcome(phase.name, PhaseStatus.FAILED, ctx.redactor.redact(str(error))), error
 
 
-def batch_followers(rest: list[Phase], ctx: HostContext) -> list[Phase]:
-    """The batched phases right after a batched one that have work to do, up to the
-    first that is not batched, is skipped, or has nothing to do (it is then
-    reported on its own, and a new batch may start after it)."""
+def batch_followers(rest: list[Phase], ctx: HostContext,
+                    joins: Callable[[Phase, HostContext], bool] = lambda p, _c: p.batched) -> list[Phase]:
+    """The phases right after a batched one that `joins` the batch and have work to do, up
+    to the first that does not join, is skipped, or has nothing to do (it is then
+    reported on its own, and a new batch may start after it). A dry run's batch is its
+    phases' dry-run scripts: they only read, so they share a round trip whatever the phase."""
     followers: list[Phase] = []
     for phase in rest:
-        if not phase.batched or phase.name in ctx.options.skip_phases or ctx.cancelled.is_set():
+        if not joins(phase, ctx) or phase.name in ctx.options.skip_phases or ctx.cancelled.is_set():
             break
         try:
             if decide(phase, ctx) is not None:
@@ -310,14 +350,23 @@ def run_one(phase: Phase, ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseEr
     return [report(ctx, PhaseOutcome(phase.name, PhaseStatus.CHANGED if changed else PhaseStatus.OK))], None
 
 
-def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseError | None]:
-    """Batched phases in one round trip; outcomes up to and including the first failure."""
+def dry_run_done(phase: Phase, ctx: HostContext, call: ScriptCall, result: ExecResult) -> PhaseOutcome:
+    """A dry-run script's answer: would-run with its would-lines, or ok when it found nothing to do."""
+    parsed = ctx.check(call, result)
+    if not parsed.changed:
+        return PhaseOutcome(phase.name, PhaseStatus.OK, "dry run: nothing to change")
+    return PhaseOutcome(phase.name, PhaseStatus.WOULD_RUN, phase.dry_run_detail(ctx, parsed))
+
+
+def run_batch(batch: list[Phase], ctx: HostContext, dry: bool = False) -> tuple[list[PhaseOutcome], PhaseError | None]:
+    """Batched phases in one round trip (a dry run: their dry-run scripts); outcomes up to and
+    including the first failure."""
     calls: list[ScriptCall] = []
     outcomes: list[PhaseOutcome] = []
     prepare_error: Exception | None = None
     for phase in batch:
         try:
-            calls.append(phase.host_script(ctx))
+            calls.append(phase.dry_run_script(ctx) if dry else phase.host_script(ctx))
         except Exception as exc:  # this phase fails; the ones before it still run
             prepare_error = exc
             break
@@ -331,11 +380,15 @@ def run_batch(batch: list[Phase], ctx: HostContext) -> tuple[list[PhaseOutcome],
     for phase, call, result in zip(batch[:len(calls)], calls, results, strict=True):
         try:
             assert result is not None, "a batch goes on only after a success"
-            changed = phase.script_done(ctx, call, result)
+            if dry:
+                done = dry_run_done(phase, ctx, call, result)
+            else:
+                done = PhaseOutcome(phase.name, PhaseStatus.CHANGED if phase.script_done(ctx, call, result)
+                                    else PhaseStatus.OK)
         except Exception as exc:
             outcome, error = failed(ctx, phase, exc)
             return [*outcomes, report(ctx, outcome)], error
-        outcomes.append(report(ctx, PhaseOutcome(phase.name, PhaseStatus.CHANGED if changed else PhaseStatus.OK)))
+        outcomes.append(report(ctx, done))
     if prepare_error is not None:
         outcome, error = failed(ctx, batch[len(calls)], prepare_error)
         return [*outcomes, report(ctx, outcome)], error

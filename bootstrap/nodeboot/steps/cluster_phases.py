@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from nodeboot.cluster import nodes, tokens
-from nodeboot.cluster.joinconfig import JoinSpec, render
+from nodeboot.cluster.joinconfig import JoinSpec, api_version_for, render
 from nodeboot.errors import NodebootError
+from nodeboot.scripts import ScriptResult
 from nodeboot.steps import preflight
 from nodeboot.steps.base import HostContext, Phase
 
@@ -62,10 +63,21 @@ def node_registered(ctx: HostContext) -> bool:
     return ctx.nodes().get(name) is not None or nodes.read_node(ctx.kube(), name) is not None
 
 
+def config_minor(kubeadm_version: str) -> int:
+    """The kubeadm minor a JoinConfiguration is rendered for (v1beta4's when the version is unknown)."""
+    return (preflight.minor_of(kubeadm_version) or (1, 31))[1]
+
+
+def join_config_plan(ctx: HostContext, kubeadm_version: str) -> str:
+    """What make_join_config would make, for a dry run (which makes no token)."""
+    return (f"would create a bootstrap token for {ctx.host.node_name} (deleted once it is Ready) and a "
+            f"JoinConfiguration ({api_version_for(config_minor(kubeadm_version))}, API server {ctx.run.endpoint})")
+
+
 def make_join_config(ctx: HostContext, kubeadm_version: str) -> str:
     """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration,
     in the API version the node's kubeadm reads (v1beta4 when its version is unknown)."""
-    kubeadm_minor = (preflight.minor_of(kubeadm_version) or (1, 31))[1]
+    kubeadm_minor = config_minor(kubeadm_version)
     token = ctx.ledger().create(ctx.host.node_name)
     ctx.state.token = token
     ctx.redactor.add(token.secret)
@@ -94,6 +106,9 @@ class WaitReady(Phase):
     def satisfied(self, ctx: HostContext) -> str | None:
         return "Ready" if nodes.is_ready(ctx.nodes().get(ctx.host.node_name)) else None
 
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        return f"would wait up to {ctx.options.ready_timeout:g}s for Node {ctx.host.node_name} to be Ready"
+
     def run(self, ctx: HostContext) -> bool:
         ctx.nodes().wait_ready(ctx.host.node_name, ctx.options.ready_timeout, ctx.cancelled)
         return False
@@ -113,6 +128,14 @@ class LabelAndTaint(Phase):
         if not nodes.missing_labels(node, ctx.host.labels) and not nodes.missing_taints(node, ctx.host.taints):
             return "labels and taints in place"
         return None
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        node = self._node(ctx)
+        labels = nodes.missing_labels(node, ctx.host.labels) if node is not None else ctx.host.labels
+        taints = nodes.missing_taints(node, ctx.host.taints) if node is not None else ctx.host.taints
+        what = [f"labels {', '.join(f'{k}={v}' for k, v in labels.items())}" if labels else "",
+                f"taints {', '.join(map(str, taints))}" if taints else ""]
+        return f"would add to Node {ctx.host.node_name} " + " and ".join(filter(None, what))
 
     def run(self, ctx: HostContext) -> bool:
         node = nodes.read_node(ctx.kube(), ctx.host.node_name)
@@ -153,6 +176,10 @@ class Drain(Phase):
     def satisfied(self, ctx: HostContext) -> str | None:
         return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
 
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        return (f"would cordon Node {ctx.host.node_name} and evict its pods (DaemonSet pods stay), "
+                f"waiting up to {ctx.options.drain_timeout:g}s")
+
     def run(self, ctx: HostContext) -> bool:
         result = nodes.drain(ctx.kube(), ctx.host.node_name, force=ctx.options.force,
                              timeout=ctx.options.drain_timeout, cancelled=ctx.cancelled,
@@ -171,6 +198,9 @@ class DeleteNode(Phase):
 
     def satisfied(self, ctx: HostContext) -> str | None:
         return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        return f"would delete Node {ctx.host.node_name}"
 
     def run(self, ctx: HostContext) -> bool:
         return nodes.delete_node(ctx.kube(), ctx.host.node_name)

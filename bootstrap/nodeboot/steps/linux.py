@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from nodeboot.cluster.joinconfig import PATCHES_DIR, kubelet_patch
 from nodeboot.node_layout import LINUX_CRI_SOCKET
+from nodeboot.scripts import ScriptResult
 from nodeboot.steps import cluster_phases, linux_install, preflight
-from nodeboot.steps.base import HostContext, Phase
+from nodeboot.steps.base import HostContext, Phase, in_dry_run_mode
 from nodeboot.transport import ExecResult, ScriptCall
 
 MODULES_FILE = "/etc/modules-load.d/nodeboot-ipvs.conf"
@@ -56,6 +57,7 @@ class ProxyPrereqs(Phase):
     name = "proxy-prereqs"
     title = "kube-proxy mode prerequisites"
     batched = True
+    dry_run_mode = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         mode = wanted_proxy_mode(ctx)
@@ -70,22 +72,38 @@ class ProxyPrereqs(Phase):
             "NB_MODULES_FILE": MODULES_FILE,
         })
 
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        return in_dry_run_mode(self.host_script(ctx))
+
 
 class KubeadmJoin(Phase):
     name = "kubeadm-join"
     title = "kubeadm join"
     batched = True
+    dry_run_mode = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
+    def _variables(self, ctx: HostContext) -> dict[str, str]:
+        return {"NB_RUN_ID": ctx.options.run_id, "NB_KUBELET_PATCH": kubelet_patch(ctx.host.kubelet_config),
+                "NB_PATCHES_DIR": PATCHES_DIR}
+
+    def _kubeadm(self, ctx: HostContext) -> str:
+        return ctx.state.installed_kubeadm_version or ctx.facts.get("kubeadm_version", "")
+
     def host_script(self, ctx: HostContext) -> ScriptCall:
-        kubeadm = ctx.state.installed_kubeadm_version or ctx.facts.get("kubeadm_version", "")
-        config = cluster_phases.make_join_config(ctx, kubeadm)
-        return ctx.call("join.sh", {"NB_RUN_ID": ctx.options.run_id,
-                                    "NB_KUBELET_PATCH": kubelet_patch(ctx.host.kubelet_config),
-                                    "NB_PATCHES_DIR": PATCHES_DIR},
-                        secret_variables={"NB_JOIN_CONFIG": config})
+        config = cluster_phases.make_join_config(ctx, self._kubeadm(ctx))
+        return ctx.call("join.sh", self._variables(ctx), secret_variables={"NB_JOIN_CONFIG": config})
+
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        # No token and no configuration: join.sh says what it would clear, write and run.
+        return ctx.call("join.sh", {**self._variables(ctx), "NB_DRY_RUN": "1"})
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        kubeadm = self._kubeadm(ctx) or linux_install.planned_kubeadm(ctx)
+        first = cluster_phases.join_config_plan(ctx, kubeadm)
+        return "; ".join(filter(None, [first, super().dry_run_detail(ctx, result)]))
 
     def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
         changed = ctx.check(call, result).changed
@@ -108,6 +126,7 @@ class KubeadmReset(Phase):
     name = "kubeadm-reset"
     title = "kubeadm reset and CNI cleanup"
     batched = True
+    dry_run_mode = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         facts = ctx.facts
@@ -118,11 +137,15 @@ class KubeadmReset(Phase):
         return ctx.call("reset.sh", {"NB_RUN_ID": ctx.options.run_id,
                                      "NB_CRI_SOCKET": LINUX_CRI_SOCKET})
 
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        return in_dry_run_mode(self.host_script(ctx))
+
 
 class ProxyCleanup(Phase):
     name = "proxy-cleanup"
     title = "remove kube-proxy's rules, kube-ipvs0 and ipsets"
     batched = True
+    dry_run_mode = True
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return ctx.call("proxy-cleanup.sh", {
@@ -130,6 +153,9 @@ class ProxyCleanup(Phase):
             "NB_REMOVE_MODULES_FILE": "1" if ctx.options.remove_modules_file else "0",
             "NB_MODULES_FILE": MODULES_FILE,
         })
+
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        return in_dry_run_mode(self.host_script(ctx))
 
 
 def reset_phases() -> list[Phase]:

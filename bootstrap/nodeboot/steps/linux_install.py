@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from nodeboot import node_install
 from nodeboot.steps import preflight
-from nodeboot.steps.base import HostContext, Phase
+from nodeboot.steps.base import HostContext, Phase, in_dry_run_mode
 from nodeboot.transport import ExecResult, ScriptCall
 
 
@@ -79,19 +79,24 @@ def missing_parts_problems(ctx: HostContext) -> list[str]:
     return [f"missing {', '.join(missing)}: {node_install.INSTALL_HINT}"]
 
 
+def planned_kubeadm(ctx: HostContext) -> str:
+    """The kubeadm version the install would put on the host ('' when none is asked)."""
+    return plan(ctx).kubernetes_version if ctx.host.install.enabled else ""
+
+
 class Install(Phase):
     name = "install"
     title = "install containerd, runc, the CNI plugins, kubelet and kubeadm"
     batched = True
+    dry_run_mode = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         if not ctx.host.install.enabled:
             return "not asked (--install)"
         return skip_reason(plan(ctx), ctx.facts)
 
-    def dry_run_detail(self, ctx: HostContext) -> str:
-        wanted = plan(ctx)
-        return node_install.plan_text(wanted.settings, wanted.kubernetes_version, wanted.arch)
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        return in_dry_run_mode(self.host_script(ctx))
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         wanted = plan(ctx)

@@ -18,7 +18,7 @@ from nodeboot import node_install
 from nodeboot.cluster import windows as cluster_windows
 from nodeboot.errors import UsageError
 from nodeboot.node_layout import WINDOWS_CONTAINERD_DIR, WINDOWS_CRI_SOCKET, WINDOWS_KUBE_DIR
-from nodeboot.scripts import SCRIPTS_DIR
+from nodeboot.scripts import SCRIPTS_DIR, ScriptResult
 from nodeboot.steps import cluster_phases, preflight
 from nodeboot.steps.base import HostContext, Phase, RunOptions, WindowsClusterOnce
 from nodeboot.transport import Rebootable
@@ -32,6 +32,7 @@ CONTAINERD_DIR = WINDOWS_CONTAINERD_DIR
 CSI_PIPES = tuple(f"csi-proxy-{g}-v1" for g in ("disk", "volume", "filesystem", "smb"))
 REBOOT_TIMEOUT = 900.0
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+CNI_HNS_NETWORKS = ("vxlan0", "cbr0", "flannel.4096", "Calico")  # what reset.ps1 removes, besides the inventory's
 # Files the node keeps as they are sent (not scripts run over WinRM).
 START_KUBELET = "StartKubelet.ps1"
 SERVICE_HOST = "ServiceHost.cs"
@@ -156,6 +157,12 @@ class Prepare(Phase):
             return "Containers feature installed"
         return None
 
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        state = ctx.facts.get("containers_feature")
+        if state == "Installed":
+            return "would restart the host (a restart is pending)"
+        return f"would install the Windows feature Containers (now {state}) and restart the host for it"
+
     def run(self, ctx: HostContext) -> bool:
         result = ctx.script("prepare.ps1", {"NB_FEATURES": "Containers"})
         if result.facts.get("reboot_required"):
@@ -182,6 +189,22 @@ class Containerd(Phase):
             return "containerd configured and running"
         return None
 
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        facts, service = ctx.facts, _service(ctx, "containerd")
+        lines = []
+        if not facts.get("containerd_version"):
+            lines.append(f"would download containerd.exe, containerd-shim-runhcs-v1.exe and ctr.exe "
+                         f"from {artifacts_url(ctx) or '(no --artifacts-url: the run would fail)'}")
+        if not facts.get("containerd_configured"):
+            lines.append(f"would write {CONTAINERD_DIR}\\config.toml")
+        if not service:
+            lines.append("would register the containerd service (automatic start, restart on failure) and start it")
+        elif service.get("status") != "Running":
+            lines.append("would start containerd")
+        elif not facts.get("containerd_configured"):
+            lines.append("would restart containerd for its new config")
+        return "; ".join(lines) or "would wait for containerd's pipe"
+
     def run(self, ctx: HostContext) -> bool:
         variables = {**_artifacts(ctx), "NB_CONTAINERD_DIR": CONTAINERD_DIR}
         return ctx.script("containerd.ps1", variables).changed
@@ -202,6 +225,22 @@ class Kubelet(Phase):
             return "kubelet service in place, starting through StartKubelet.ps1"
         return None
 
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        facts, url, lines = ctx.facts, artifacts_url(ctx), []
+        for exe in ("kubelet", "kubeadm"):
+            have = str(facts.get(f"{exe}_version") or "")
+            want = wanted_version(ctx) if url else have
+            if have != want:
+                lines.append(f"would {'replace' if have else 'install'} {exe}.exe {have + ' with ' if have else ''}"
+                             f"{want} from {url}")
+        if facts.get("kubelet_start_script") != hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest():
+            lines.append(f"would write {KUBE_DIR}\\{START_KUBELET}")
+        if not (_service(ctx, "kubelet") and facts.get("kubelet_service_wrapper")):
+            lines.append("would create the kubelet service, starting through StartKubelet.ps1")
+        if not facts.get("firewall_kubelet"):
+            lines.append("would allow TCP 10250 in the firewall (rule nodeboot-kubelet-10250)")
+        return "; ".join(lines)
+
     def run(self, ctx: HostContext) -> bool:
         manager = str(ctx.host.vars.get("nodeboot_windows_service_manager", "auto"))
         variables = {**_artifacts(ctx), "NB_SERVICE_MANAGER": manager, "NB_KUBERNETES_VERSION": wanted_version(ctx),
@@ -220,6 +259,17 @@ class CsiProxy(Phase):
         if _service(ctx, "csiproxy").get("status") == "Running" and set(CSI_PIPES) <= pipes:
             return "csiproxy running, pipes up"
         return None
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        lines = []
+        if not ctx.facts.get("csi_proxy_installed"):
+            lines.append(f"would download csi-proxy.exe from {artifacts_url(ctx) or '(no --artifacts-url)'}")
+        service = _service(ctx, "csiproxy")
+        if not service:
+            lines.append("would create the csiproxy service (automatic start, restart on failure)")
+        if service.get("status") != "Running":
+            lines.append("would start csiproxy")
+        return "; ".join(lines) or "would wait for csiproxy's pipes"
 
     def run(self, ctx: HostContext) -> bool:
         return ctx.script("csi-proxy.ps1", _artifacts(ctx)).changed
@@ -247,6 +297,17 @@ def cluster_side_once(cluster: Cluster, options: RunOptions,
     return WindowsClusterOnce(changes=tuple(changes))
 
 
+def plan_lines(plan: cluster_windows.Plan) -> list[str]:
+    """What apply() would do with this plan, for a dry run (apply says the same once done)."""
+    ref = cluster_windows._ref  # noqa: SLF001 - the object names apply() reports
+    return ([f"would create {doc['kind']} {ref(doc)}" for doc in plan.create]
+            + [f"would update DaemonSet {ref(doc)}" for doc in plan.update]
+            + ([f"would set flannel's VXLAN backend to VNI {cluster_windows.FLANNEL_VNI}, port "
+                f"{cluster_windows.FLANNEL_PORT}"] if plan.flannel_backend else [])
+            + [f"would pin DaemonSet {ns}/{name} to {cluster_windows.OS_LABEL}=linux" for ns, name in plan.pin_linux]
+            + (["would set the Calico Installation's windowsDataplane to HNS"] if plan.calico_patch else []))
+
+
 class ClusterSide(Phase):
     name = "windows-cluster"
     title = "kube-proxy for Windows, the CNI's Windows side, Linux DaemonSets pinned to Linux"
@@ -257,8 +318,12 @@ class ClusterSide(Phase):
             if once.error is not None:
                 return None
             return f"reconciled once for this run ({len(once.changes)} changes)"
-        plan = cluster_windows.plan(ctx.kube(), ctx.options.cni)
+        plan = ctx.state.windows_plan = cluster_windows.plan(ctx.kube(), ctx.options.cni)
         return None if plan.pending() else "in place"
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        plan = ctx.state.windows_plan or cluster_windows.plan(ctx.kube(), ctx.options.cni)
+        return "; ".join(plan_lines(plan))
 
     def run(self, ctx: HostContext) -> bool:
         once = ctx.run.windows_cluster
@@ -276,6 +341,12 @@ class KubeadmJoin(Phase):
 
     def satisfied(self, ctx: HostContext) -> str | None:
         return "already joined" if cluster_phases.is_joined(ctx) else None
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        kubeadm = str(ctx.facts.get("kubeadm_version") or "") or (wanted_version(ctx) if artifacts_url(ctx) else "")
+        return (cluster_phases.join_config_plan(ctx, kubeadm) + f"; would run kubeadm join {kubeadm} with it in a "
+                f"file under {KUBE_DIR} only SYSTEM and Administrators read (removed afterwards; a failed join is "
+                "undone with kubeadm reset -f)")
 
     def run(self, ctx: HostContext) -> bool:
         config = cluster_phases.make_join_config(ctx, ctx.facts.get("kubeadm_version", ""))
@@ -309,11 +380,23 @@ class WindowsReset(Phase):
             return None
         return "not joined"
 
-    def run(self, ctx: HostContext) -> bool:
+    def _extra_networks(self, ctx: HostContext) -> list[str]:
         extra = ctx.host.vars.get("nodeboot_windows_hns_networks") or []
-        if isinstance(extra, str):
-            extra = [extra]
-        result = ctx.script("reset.ps1", {"NB_KUBE_DIR": KUBE_DIR, "NB_HNS_NETWORKS": ",".join(map(str, extra)),
+        return [extra] if isinstance(extra, str) else [str(e) for e in extra]
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        facts, services = ctx.facts, ctx.facts.get("services") or {}
+        lines = ["would run kubeadm reset -f"] if facts.get("joined") or facts.get("kubelet_configured") else []
+        lines += [f"would stop and remove the {name} service" for name in ("kubelet", "kube-proxy", "csiproxy")
+                  if name in services]
+        networks = ", ".join([*CNI_HNS_NETWORKS, *self._extra_networks(ctx)])
+        lines.append(f"would remove the HNS networks among {networks}, with their endpoints and policy lists")
+        lines.append("would empty C:\\etc\\cni\\net.d and C:\\var\\lib\\kubelet")
+        return "; ".join(lines)
+
+    def run(self, ctx: HostContext) -> bool:
+        extra = self._extra_networks(ctx)
+        result = ctx.script("reset.ps1", {"NB_KUBE_DIR": KUBE_DIR, "NB_HNS_NETWORKS": ",".join(extra),
                                           "NB_CRI_SOCKET": WINDOWS_CRI_SOCKET})
         if result.facts.get("hns_removed") or result.facts.get("hns_kept"):
             ctx.emit("progress", phase=self.name,
