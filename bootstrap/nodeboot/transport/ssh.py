@@ -14,10 +14,12 @@ import hashlib
 import logging
 import os
 import select
+import shlex
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,8 +112,8 @@ class SSHTransport:
         opts = self.options
         if opts.proxy_command:
             try:
-                # Run by paramiko through shlex, without a shell, on the controller.
-                return paramiko.ProxyCommand(opts.proxy_command)
+                # On the controller, through sh as ssh runs it (pipes and quotes as the operator wrote them).
+                return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + opts.proxy_command]))
             except (paramiko.SSHException, OSError, ValueError) as exc:
                 raise TransportError(f"{self.name}: ProxyCommand could not start: {exc}", False) from None
         via: SSHTransport | None = None
@@ -173,7 +175,10 @@ class SSHTransport:
             transport.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            ended = self._proxy_ended(stream)
             transport.close()
+            if ended:
+                raise TransportError(f"{self.name}: ProxyCommand to {self.host}:{opts.port} {ended}") from None
             if not first.startswith(b"SSH-"):
                 raise TransportError(f"{self.name}: {self.host}:{opts.port} is not an SSH server "
                                      f"(it said {printable(first)!r})", retryable=False) from None
@@ -181,6 +186,24 @@ class SSHTransport:
                                  f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
         transport.set_keepalive(opts.keepalive)
         return transport
+
+    @staticmethod
+    def _proxy_ended(stream: object) -> str:
+        """'exited with status N: <its first stderr line>' when a ProxyCommand is why the
+        handshake failed (the command's own text stays out: it is the operator's)."""
+        if not isinstance(stream, paramiko.ProxyCommand):
+            return ""
+        try:
+            status = stream.process.wait(timeout=2)
+            said = b""
+            if stream.process.stderr is not None:
+                # Non-blocking: a child the command left behind may still hold its stderr open.
+                os.set_blocking(stream.process.stderr.fileno(), False)
+                said = stream.process.stderr.read(4096) or b""
+        except (subprocess.TimeoutExpired, OSError, ValueError):  # still running, or its pipe is gone
+            return ""
+        line = printable(said.strip(), limit=200)
+        return f"exited with status {status}" + (f": {line}" if line else "")
 
     def _await_banner(self, sock: socket.socket) -> bytes:
         """The first bytes the server sends, left in the socket for paramiko (MSG_PEEK):
@@ -410,10 +433,10 @@ class SSHTransport:
         deadline = time.monotonic() + timeout
         with self._run_lock:
             channel, frames = self._start_shell()
-            data = b"".join(frames.frame(script, payload, after_success=i > 0)
-                            for i, (script, payload) in enumerate(frames_out))
+            chunks = coalesce(part for i, (script, payload) in enumerate(frames_out)
+                              for part in frames.frame_parts(script, payload, after_success=i > 0))
             self.stats.execs += 1
-            self.stats.bytes_sent += len(data)
+            self.stats.bytes_sent += sum(len(c) for c in chunks)
             results: list[FrameResult] = []
 
             def done(out: bytearray, err: bytearray) -> bool:
@@ -425,7 +448,10 @@ class SSHTransport:
             # next ones': the shell goes, and the next script opens a new one.
             with self._closing_on_failure(self._close_shell):
                 channel.settimeout(min(5.0, timeout))
-                channel.sendall(data)
+                for chunk in chunks:
+                    # A memoryview: paramiko's sendall drops what it sent with s = s[sent:],
+                    # which for bytes copies the rest every packet (16 MiB per 1 MiB upload).
+                    channel.sendall(memoryview(chunk))
                 _out, err = self._pump(channel, done, deadline, timeout)
             if len(results) < len(frames_out):
                 # The shell itself ended (killed, or it could not start): say what it printed.
@@ -478,6 +504,24 @@ class SSHTransport:
 
     def close(self) -> None:
         self._drop()
+
+
+def coalesce(parts: Iterable[bytes], large: int = 1 << 16) -> list[bytes]:
+    """Frames' parts as few buffers to send: small ones joined, a large one (an
+    upload's payload) kept as it is rather than copied into a joined buffer."""
+    out: list[bytes] = []
+    small: list[bytes] = []
+    for part in parts:
+        if len(part) < large:
+            small.append(part)
+            continue
+        if small:
+            out.append(b"".join(small))
+            small = []
+        out.append(part)
+    if small:
+        out.append(b"".join(small))
+    return out
 
 
 def upload_call(data: bytes, remote_path: str, mode: int = 0o644) -> ScriptCall:

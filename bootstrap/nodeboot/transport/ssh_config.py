@@ -233,7 +233,9 @@ def _resolve_jumps(config: paramiko.SSHConfig, config_path: str, name: str, jump
             if before:
                 key = f"{hop.address}:{hop.port}"
                 if key in seen or len(seen) >= _MAX_HOPS:
-                    raise UsageError(f"host {name}: jump hosts form a loop or a chain longer than {_MAX_HOPS}")
+                    # ssh stops here too ("jumphost loop"): `Host *` with a ProxyJump and no `!bastion`.
+                    raise UsageError(f"{where}: its ProxyJump leads back to a jump host already on the way "
+                                     f"(a loop), or the chain is longer than {_MAX_HOPS}")
                 hops.extend(_resolve_jumps(config, config_path, name, before, key_file, seen | {key}))
         hops.append(hop)
     if len(hops) > _MAX_HOPS:
