@@ -7,6 +7,7 @@ column and the JSON key), a status (pass | fail | warn | not-run) and a detail.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -27,6 +28,9 @@ from nodeboot.steps.base import HostContext, Phase
 
 CERT_WARN_DAYS = 30
 KUBE_PROXY_SELECTOR = "k8s-app=kube-proxy"
+# On a dual-stack cluster the `kubernetes` Service has one family only: the other family's
+# connect goes to kube-system/kube-dns, else to a Service carrying this label.
+VERIFY_SERVICE_LABEL = "nodeboot.io/verify"
 
 LINUX_CHECKS = ("node-ready", "kube-proxy-pod", "kube-proxy-mode", "service-reachable", "cni-config",
                 "cgroup-driver", "kubelet-cert", "clock-skew")
@@ -58,6 +62,19 @@ class NodeReport:
 
 
 @dataclass
+class ServiceTarget:
+    """A Service a node connects to by its ClusterIP."""
+
+    name: str  # namespace/name
+    ip: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
+
+
+@dataclass
 class ClusterView:
     """What every node's checks compare against, read once per run."""
 
@@ -66,6 +83,8 @@ class ClusterView:
     service_port: int
     api_offset: float  # API server's clock minus ours, in seconds (its Date header: 1 s resolution)
     api_offset_slack: float
+    # The other IP family's Service, for dual-stack nodes (None: the cluster shows none).
+    second: ServiceTarget | None = None
 
     @classmethod
     def read(cls, cluster: Cluster) -> ClusterView:
@@ -80,7 +99,30 @@ class ClusterView:
             raise ClusterError(f"cannot read Service default/kubernetes: {short_api_error(exc)}") from None
         port = next((p.port for p in svc.spec.ports or [] if p.name == "https"), 443)
         offset, slack = api_clock_offset(cluster)
-        return cls(mode, svc.spec.cluster_ip or "", port, offset, slack)
+        ip = svc.spec.cluster_ip or ""
+        return cls(mode, ip, port, offset, slack, other_family_service(cluster, is_ipv6(ip)))
+
+
+def is_ipv6(ip: str) -> bool:
+    return ":" in ip
+
+
+def other_family_service(cluster: Cluster, primary_v6: bool) -> ServiceTarget | None:
+    """A Service with a ClusterIP of the family the `kubernetes` Service lacks, if the cluster has one:
+    kube-system/kube-dns, else the first labelled VERIFY_SERVICE_LABEL. Best effort: reading fails
+    (no such Service, no rights) mean none; single-stack nodes never use it."""
+    candidates = []
+    with contextlib.suppress(Exception):  # a cluster without kube-dns
+        candidates.append(cluster.core.read_namespaced_service("kube-dns", "kube-system"))
+    with contextlib.suppress(Exception):
+        candidates += cluster.core.list_service_for_all_namespaces(label_selector=VERIFY_SERVICE_LABEL).items
+    for svc in candidates:
+        ips = [ip for ip in (svc.spec.cluster_i_ps or [svc.spec.cluster_ip or ""]) if ip and ip != "None"]
+        other = next((ip for ip in ips if is_ipv6(ip) != primary_v6), None)
+        tcp = [p for p in svc.spec.ports or [] if (p.protocol or "TCP") == "TCP"]
+        if other and tcp:
+            return ServiceTarget(f"{svc.metadata.namespace}/{svc.metadata.name}", other, tcp[0].port)
+    return None
 
 
 def api_clock_offset(cluster: Cluster) -> tuple[float, float]:
@@ -133,11 +175,31 @@ def kube_proxy_mode(facts: dict, wanted: str) -> Check:
     return Check("kube-proxy-mode", "pass", got)
 
 
-def service_reachable(facts: dict, view: ClusterView) -> Check:
-    target = f"{view.service_ip}:{view.service_port}"
-    if facts.get("service_reachable") is True:
-        return Check("service-reachable", "pass", f"{target} in {facts.get('service_connect_ms')} ms")
-    return Check("service-reachable", "fail", facts.get("service_error") or f"{target} not reachable")
+def service_reachable(facts: dict, view: ClusterView, dual_stack: bool = False) -> Check:
+    """The `kubernetes` Service's ClusterIP from the node; on a dual-stack node also the other
+    family's Service (view.second), when the cluster has one."""
+    target = ServiceTarget("default/kubernetes", view.service_ip, view.service_port).address
+    if facts.get("service_reachable") is not True:
+        return Check("service-reachable", "fail", facts.get("service_error") or f"{target} not reachable")
+    detail = f"{target} in {facts.get('service_connect_ms')} ms"
+    if not dual_stack:
+        return Check("service-reachable", "pass", detail)
+    family = "IPv4" if is_ipv6(view.service_ip) else "IPv6"
+    second = view.second
+    if second is None:
+        return Check("service-reachable", "pass", f"{detail}; {family} not checked: no Service with an {family} "
+                     f"ClusterIP (kube-system/kube-dns, or one labelled {VERIFY_SERVICE_LABEL})")
+    if facts.get("service2_reachable") is not True:
+        return Check("service-reachable", "fail", f"{family}: {second.name} " + (
+            facts.get("service2_error") or f"{second.address} not reachable"))
+    return Check("service-reachable", "pass",
+                 f"{detail}; {second.address} ({second.name}) in {facts.get('service2_connect_ms')} ms")
+
+
+def dual_stack_node(node) -> bool:
+    """Whether the node has an InternalIP of each family (the kubelet's --node-ip v4,v6)."""
+    internal = [a.address for a in (node.status.addresses or []) if a.type == "InternalIP"] if node else []
+    return len({is_ipv6(a) for a in internal}) == 2
 
 
 def cni_config(facts: dict) -> Check:
@@ -190,11 +252,16 @@ def clock_skew(facts: dict, sent: float, received: float, view: ClusterView) -> 
 # ---- per node -----------------------------------------------------------------
 
 def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check]:
+    return node_and_cluster_checks(cluster, node_name, node_os)[1]
+
+
+def node_and_cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> tuple[object, list[Check]]:
+    """The Node (None when it cannot be read) and the checks made from the cluster's side."""
     try:
         node = with_retry(lambda: cluster.core.read_node(node_name))
     except Exception as exc:  # noqa: BLE001
         if getattr(exc, "status", None) != 404:
-            return [Check("node-ready", "fail", short_api_error(exc))]
+            return None, [Check("node-ready", "fail", short_api_error(exc))]
         node = None
     on_node = f"spec.nodeName={node_name}"
     if node_os == "windows":
@@ -204,23 +271,26 @@ def cluster_checks(cluster: Cluster, node_name: str, node_os: str) -> list[Check
     else:
         pods = with_retry(lambda: cluster.core.list_namespaced_pod(
             "kube-system", label_selector=KUBE_PROXY_SELECTOR, field_selector=on_node)).items
-    return [node_ready(node), kube_proxy_pod(pods)]
+    return node, [node_ready(node), kube_proxy_pod(pods)]
 
 
 def linux_node_checks(ctx: HostContext, view: ClusterView, warn_days: int = CERT_WARN_DAYS,
                       expected_mode: str | None = None) -> list[Check]:
     """Every check for one Linux node: the cluster's view of it, then verify.sh on it."""
-    checks = cluster_checks(ctx.kube(), ctx.host.node_name, "linux")
+    node, checks = node_and_cluster_checks(ctx.kube(), ctx.host.node_name, "linux")
+    dual_stack = dual_stack_node(node)
     if not view.proxy_mode:
         checks = [c if c.name != "kube-proxy-pod" else Check(c.name, "not-run", "the cluster has no kube-proxy "
                                                                                  "ConfigMap") for c in checks]
     sent = time.time()
-    facts = ctx.script("verify.sh", {"NB_SERVICE_ADDR": view.service_ip, "NB_SERVICE_PORT": str(view.service_port)},
-                       timeout=60).facts
+    inputs = {"NB_SERVICE_ADDR": view.service_ip, "NB_SERVICE_PORT": str(view.service_port)}
+    if dual_stack and view.second:
+        inputs |= {"NB_SERVICE2_ADDR": view.second.ip, "NB_SERVICE2_PORT": str(view.second.port)}
+    facts = ctx.script("verify.sh", inputs, timeout=60).facts
     received = time.time()
     checks += [
         kube_proxy_mode(facts, expected_mode or view.proxy_mode),
-        service_reachable(facts, view),
+        service_reachable(facts, view, dual_stack),
         cni_config(facts),
         cgroup_driver(facts),
         kubelet_cert(facts, received, warn_days),

@@ -3,12 +3,15 @@
 # Inputs (NB_* variables):
 #   NB_SERVICE_ADDR   the `kubernetes` Service's ClusterIP (IPv4 or IPv6); empty: skip the connect
 #   NB_SERVICE_PORT   its port (default 443)
+#   NB_SERVICE2_ADDR  on a dual-stack node: a Service ClusterIP of the other IP family; empty: none
+#   NB_SERVICE2_PORT  its port
 #   NB_PROXY_METRICS  where kube-proxy answers /proxyMode (default 127.0.0.1:10249)
 #   NB_TIMEOUT        seconds for each network try (default 2)
 #
 # Facts: time (epoch seconds, for the clock skew), proxy_mode (what kube-proxy says,
 # "" if it did not answer), proxy_mode_error, service_reachable, service_connect_ms,
-# service_error, cni_configs (file names in /etc/cni/net.d), containerd_systemd_cgroup
+# service_error (service2_reachable, service2_connect_ms, service2_error for NB_SERVICE2_ADDR),
+# cni_configs (file names in /etc/cni/net.d), containerd_systemd_cgroup
 # ("true" | "false" | "" when containerd's config could not be read), containerd_config_source,
 # kubelet_cgroup_driver ("" when /var/lib/kubelet/config.yaml is missing), kubelet_cert_not_after
 # (epoch seconds, "" when the certificate is missing or unreadable), kubelet_cert_error.
@@ -42,23 +45,24 @@ check_proxy_mode() {
     nb_fact_str proxy_mode_error "nothing answers on $METRICS (kube-proxy not running on this node?)"
 }
 
+# check_service FACT ADDR PORT: the facts FACT_reachable, FACT_connect_ms, FACT_error.
 check_service() {
-    local started ended
-    if [[ -z $SERVICE_ADDR ]]; then
-        nb_fact service_reachable null
-        nb_fact_str service_error "no Service address given"
+    local fact=$1 addr=$2 port=$3 started ended
+    if [[ -z $addr ]]; then
+        nb_fact "${fact}_reachable" null
+        nb_fact_str "${fact}_error" "no Service address given"
         return
     fi
     started=$(date +%s%N)
-    if tcp_try "$SERVICE_ADDR" "$SERVICE_PORT"; then
+    if tcp_try "$addr" "$port"; then
         ended=$(date +%s%N)
-        nb_fact service_reachable true
-        nb_fact service_connect_ms "$(((ended - started) / 1000000))"
-        nb_fact_str service_error ""
+        nb_fact "${fact}_reachable" true
+        nb_fact "${fact}_connect_ms" "$(((ended - started) / 1000000))"
+        nb_fact_str "${fact}_error" ""
     else
-        nb_fact service_reachable false
-        nb_fact service_connect_ms null
-        nb_fact_str service_error "TCP connect to $SERVICE_ADDR:$SERVICE_PORT failed within ${TIMEOUT}s"
+        nb_fact "${fact}_reachable" false
+        nb_fact "${fact}_connect_ms" null
+        nb_fact_str "${fact}_error" "TCP connect to $addr:$port failed within ${TIMEOUT}s"
     fi
 }
 
@@ -120,7 +124,11 @@ main() {
     [[ $METRICS == *:* ]] || nb_die "NB_PROXY_METRICS must be HOST:PORT, got '$METRICS'"
     nb_fact_str time "$(date +%s.%N)"
     check_proxy_mode
-    check_service
+    check_service service "$SERVICE_ADDR" "$SERVICE_PORT"
+    if [[ -n ${NB_SERVICE2_ADDR:-} ]]; then
+        [[ ${NB_SERVICE2_PORT:-} =~ ^[0-9]+$ ]] || nb_die "NB_SERVICE2_PORT must be a port number, got '${NB_SERVICE2_PORT:-}'"
+        check_service service2 "$NB_SERVICE2_ADDR" "$NB_SERVICE2_PORT"
+    fi
     check_cni
     check_containerd
     check_kubelet
