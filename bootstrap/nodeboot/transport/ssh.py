@@ -308,8 +308,11 @@ class SSHTransport:
                 raise TransportError(
                     f"{self.name}: {opts.user}@{self.host} refused key {opts.key_file}", retryable=False
                 ) from None
-        if any(self._offer(transport, key) for key in self._keys_from(opts.key_files)):
-            return
+        refused = [opts.key_file] if opts.key_file else []
+        for path, key in self._keys_from(opts.key_files):
+            if self._offer(transport, key):
+                return
+            refused.append(path)
         if opts.password:
             try:
                 transport.auth_password(opts.user, opts.password)
@@ -320,9 +323,11 @@ class SSHTransport:
             if any(self._offer(transport, key) for key in paramiko.Agent().get_keys()):
                 return
             if not opts.key_file and not opts.key_files and any(
-                    self._offer(transport, key) for key in self._keys_from(self.DEFAULT_KEY_FILES)):
+                    self._offer(transport, key) for _, key in self._keys_from(self.DEFAULT_KEY_FILES)):
                 return
-        raise TransportError(f"{self.name}: no usable credentials for {opts.user}@{self.host}", retryable=False)
+        tried = f" (it refused {', '.join(refused)})" if refused else ""
+        raise TransportError(f"{self.name}: no usable credentials for {opts.user}@{self.host}{tried}",
+                             retryable=False)
 
     def _offer(self, transport: paramiko.Transport, key: paramiko.PKey) -> bool:
         try:
@@ -332,11 +337,11 @@ class SSHTransport:
             return False
 
     @staticmethod
-    def _keys_from(paths: tuple[str, ...]) -> Iterator[paramiko.PKey]:
+    def _keys_from(paths: tuple[str, ...]) -> Iterator[tuple[str, paramiko.PKey]]:
         """The keys that load without a passphrase; ssh would ask for one, nodeboot cannot."""
         for path in paths:
             try:
-                yield paramiko.PKey.from_path(os.path.expanduser(path))
+                yield path, paramiko.PKey.from_path(os.path.expanduser(path))
             except (OSError, paramiko.SSHException, ValueError):
                 continue
 
