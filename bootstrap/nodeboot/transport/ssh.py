@@ -172,7 +172,11 @@ class SSHTransport:
             self._check_host_key(transport)
             self._authenticate(transport)
         except TransportError:
+            # A ProxyCommand that ended before the key exchange is the cause, not the kex timeout.
+            ended = "" if transport.initial_kex_done else self._proxy_ended(stream)
             transport.close()
+            if ended:
+                raise TransportError(f"{self.name}: ProxyCommand to {self.host}:{opts.port} {ended}") from None
             raise
         except (paramiko.SSHException, OSError, EOFError) as exc:
             ended = self._proxy_ended(stream)
@@ -182,8 +186,10 @@ class SSHTransport:
             if not first.startswith(b"SSH-"):
                 raise TransportError(f"{self.name}: {self.host}:{opts.port} is not an SSH server "
                                      f"(it said {printable(first)!r})", retryable=False) from None
+            # A ProxyCommandFailure's text holds the command: only its error is shown.
+            cause = exc.error if isinstance(exc, paramiko.ProxyCommandFailure) else str(exc)
             raise TransportError(f"{self.name}: SSH to {self.host}:{opts.port} failed: "
-                                 f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+                                 f"{' '.join(str(cause).split()) or type(exc).__name__}") from None
         transport.set_keepalive(opts.keepalive)
         return transport
 
