@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nodeboot.facts import LinuxFacts, as_linux_facts
 from nodeboot.node_layout import LINUX_CRI_SOCKET_PATH
 from nodeboot.scripts import script_text
 
@@ -204,34 +206,37 @@ def install_key(inputs: dict[str, str]) -> str:
     return hashlib.sha256((body + script_text("linux", "install.sh")).encode()).hexdigest()
 
 
-def missing_parts(facts: dict[str, Any]) -> list[str]:
+def missing_parts(facts: LinuxFacts | Mapping[str, Any]) -> list[str]:
     """The node parts a join needs that the host lacks (facts.sh's view)."""
+    facts = as_linux_facts(facts)
     missing = []
-    if not facts.get("kubelet_version"):
+    if not facts.kubelet_version:
         missing.append("kubelet")
-    if not facts.get("kubeadm_version"):
+    if not facts.kubeadm_version:
         missing.append("kubeadm")
-    if not facts.get("cri_socket"):
+    if not facts.cri_socket:
         missing.append(f"containerd (no CRI socket at {LINUX_CRI_SOCKET_PATH})")
-    if facts.get("runc") is False:
+    if facts.runc is False:
         missing.append("runc")
     return missing
 
 
-def missing_cni_plugins(facts: dict[str, Any]) -> list[str]:
-    present = facts.get("cni_plugins")
+def missing_cni_plugins(facts: LinuxFacts | Mapping[str, Any]) -> list[str]:
+    present = as_linux_facts(facts).cni_plugins
     if present is None:  # an older facts.sh: nothing known
         return []
     return [p for p in CNI_CORE_PLUGINS if p not in present]
 
 
-def installed_as_asked(facts: dict[str, Any], inputs: dict[str, str], k8s_version: str) -> str | None:
+def installed_as_asked(facts: LinuxFacts | Mapping[str, Any], inputs: dict[str, str],
+                       k8s_version: str) -> str | None:
     """Why the host needs no install (facts alone decide), or None."""
-    if facts.get("install_key") != inputs["NB_INSTALL_KEY"] or not facts.get("install_files_ok"):
+    facts = as_linux_facts(facts)
+    if facts.install_key != inputs["NB_INSTALL_KEY"] or not facts.install_files_ok:
         return None
-    if missing_parts(facts) or missing_cni_plugins(facts) or not facts.get("runc"):
+    if missing_parts(facts) or missing_cni_plugins(facts) or not facts.runc:
         return None
-    if facts.get("kubelet_version") != k8s_version or facts.get("kubeadm_version") != k8s_version:
+    if facts.kubelet_version != k8s_version or facts.kubeadm_version != k8s_version:
         return None
     return f"installed: Kubernetes {k8s_version}, containerd {_version_of(inputs, 'containerd')}"
 

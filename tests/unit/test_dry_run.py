@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from localshell import LocalShell
+from nodeboot.facts import parse_linux_facts
 from nodeboot.inventory import Host
 from nodeboot.redact import Redactor
 from nodeboot.scripts import ScriptResult
@@ -64,6 +65,7 @@ def context(host: Host, facts: dict, transport, events: list[dict], dry_run: boo
                        tokens=NoTokens(), options=RunOptions(dry_run=dry_run, run_id="dry"),  # type: ignore[arg-type]
                        redactor=Redactor(), cancelled=threading.Event(),
                        emit=lambda kind, **f: events.append({"event": kind, **f}), facts=dict(facts),
+                       host_facts=parse_linux_facts(facts, host.name),
                        run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2", endpoint="10.0.0.1:6443"))
 
 

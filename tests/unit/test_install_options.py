@@ -17,6 +17,7 @@ from nodeboot import node_install
 from nodeboot.cli import main
 from nodeboot.cluster.joinconfig import JoinSpec, kubelet_patch, render
 from nodeboot.errors import InventoryError
+from nodeboot.facts import parse_linux_facts
 from nodeboot.inventory import load_inventory
 from nodeboot.scripts import parse_result, script_text, shell_preamble
 from nodeboot.steps import linux_install
@@ -124,7 +125,9 @@ def test_the_layout_is_upstreams() -> None:
 def fake_ctx(facts: dict, install: node_install.InstallSettings | None = None) -> SimpleNamespace:
     events: list[tuple[str, dict]] = []
     host = SimpleNamespace(name="node-1", node_name="node-1", install=install or node_install.InstallSettings())
-    return SimpleNamespace(facts=facts, host=host, run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2"),
+    typed = parse_linux_facts(facts, host.name)
+    return SimpleNamespace(facts=facts, linux_facts=lambda: typed, host=host,
+                           run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2"),
                            state=HostState(),
                            emit=lambda kind, **f: events.append((kind, f)), events=events)
 

@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from nodeboot.errors import PhaseError, ScriptError, UsageError
+from nodeboot.facts import HostFacts, LinuxFacts, WindowsFacts
 from nodeboot.scripts import ScriptResult, parse_result, script_text
 from nodeboot.transport import ExecResult, ScriptCall
 
@@ -98,9 +99,28 @@ class HostContext:
     redactor: Redactor
     cancelled: threading.Event
     emit: Callable[..., None]
-    facts: dict[str, Any] = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)  # the facts script's object as printed (proxy status)
+    host_facts: HostFacts | None = None  # the same, typed: what the phases decide with
     run: ClusterFacts = field(default_factory=ClusterFacts)
     state: HostState = field(default_factory=HostState)
+
+    def gathered(self) -> HostFacts:
+        """The host's facts, gathered by the workflow's first phase."""
+        if self.host_facts is None:
+            raise RuntimeError(f"{self.host.name}: no facts gathered before a phase that needs them")
+        return self.host_facts
+
+    def linux_facts(self) -> LinuxFacts:
+        facts = self.gathered()
+        if not isinstance(facts, LinuxFacts):
+            raise RuntimeError(f"{self.host.name}: a Linux phase on a host with {type(facts).__name__}")
+        return facts
+
+    def windows_facts(self) -> WindowsFacts:
+        facts = self.gathered()
+        if not isinstance(facts, WindowsFacts):
+            raise RuntimeError(f"{self.host.name}: a Windows phase on a host with {type(facts).__name__}")
+        return facts
 
     def kube(self) -> Cluster:
         """The run's cluster, for a phase that needs it (a host-only run has none)."""

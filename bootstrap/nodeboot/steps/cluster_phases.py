@@ -7,6 +7,7 @@ import time
 from nodeboot.cluster import nodes, tokens
 from nodeboot.cluster.joinconfig import JoinSpec, api_version_for, render
 from nodeboot.errors import NodebootError
+from nodeboot.facts import LinuxFacts, parse_facts
 from nodeboot.scripts import ScriptResult
 from nodeboot.steps import preflight
 from nodeboot.steps.base import HostContext, Phase
@@ -17,15 +18,18 @@ class PreflightError(NodebootError):
 
 
 def gather_facts(ctx: HostContext, script: str, variables: dict[str, str]) -> None:
-    """Run the OS's facts script (one round trip) and note when, for the clock-skew check."""
+    """Run the OS's facts script (one round trip), note when (for the clock-skew check), and read
+    its facts into the OS's typed facts (a malformed field fails the phase, naming the host)."""
     sent = time.time()
     result = ctx.script(script, variables)
-    ctx.facts.update(result.facts)
-    ctx.facts["_sent_at"], ctx.facts["_received_at"] = sent, time.time()
+    received = time.time()
+    ctx.facts = dict(result.facts)
+    ctx.host_facts = parse_facts(ctx.host.os, ctx.facts, ctx.host.name)
+    ctx.host_facts.sent_at, ctx.host_facts.received_at = sent, received
 
 
 def is_joined(ctx: HostContext) -> bool:
-    return bool(ctx.facts.get("joined")) and node_registered(ctx)
+    return ctx.gathered().joined and node_registered(ctx)
 
 
 class JoinPreflight(Phase):
@@ -42,17 +46,19 @@ class JoinPreflight(Phase):
     def run(self, ctx: HostContext) -> bool:
         if is_joined(ctx):
             return False
-        if ctx.facts.get("joined"):
+        facts = ctx.gathered()
+        if facts.joined:
             raise PreflightError(
                 f"{ctx.host.name} has {self.kubelet_conf} but no Node {ctx.host.node_name} exists in this cluster: "
                 "it belongs to another cluster or was deleted; run nodeboot reset on it first"
             )
-        problems = self.problems(ctx) + preflight.common_problems(ctx.facts, ctx.host.node_name)
-        problems += filter(None, [preflight.ipv6_forwarding_problem(ctx.facts, ctx.host.node_ips),
+        linux = facts if isinstance(facts, LinuxFacts) else None
+        problems = self.problems(ctx) + preflight.common_problems(facts, ctx.host.node_name)
+        problems += filter(None, [preflight.ipv6_forwarding_problem(linux, ctx.host.node_ips) if linux else None,
                                   ctx.run.ca_problem])
         if problems:
             raise PreflightError("; ".join(problems))
-        warning = preflight.cri_warning(ctx.facts)
+        warning = preflight.cri_warning(linux) if linux else None
         if warning:
             ctx.emit("progress", phase=self.name, detail=warning)
         return False

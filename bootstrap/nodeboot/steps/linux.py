@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from nodeboot.cluster.joinconfig import PATCHES_DIR, kubelet_patch
+from nodeboot.facts import LinuxFacts, as_linux_facts
 from nodeboot.node_layout import LINUX_CRI_SOCKET
 from nodeboot.scripts import ScriptResult
 from nodeboot.steps import cluster_phases, linux_install, preflight
@@ -30,21 +34,22 @@ class Preflight(cluster_phases.JoinPreflight):
         if ctx.host.install.enabled:  # what the install sets up is not checked
             return linux_install.preflight_problems(ctx)
         return (linux_install.missing_parts_problems(ctx)
-                + preflight.linux_problems(ctx.facts, ctx.run.server_minor, node_parts=False))
+                + preflight.linux_problems(ctx.linux_facts(), ctx.run.server_minor, node_parts=False))
 
 
 def wanted_proxy_mode(ctx: HostContext) -> str | None:
     return ctx.host.proxy_mode or ctx.options.proxy_mode
 
 
-def proxy_prereqs_met(facts: dict, mode: str | None) -> bool:
+def proxy_prereqs_met(facts: LinuxFacts | Mapping[str, Any], mode: str | None) -> bool:
     if mode in (None, "iptables"):
         return True
-    tools = set(facts.get("tools") or [])
+    facts = as_linux_facts(facts)
+    tools = set(facts.tools)
     if mode == "nftables":
-        return "nft" in tools and kernel_at_least(facts.get("kernel", ""), (5, 13))
-    loaded = set(facts.get("modules_loaded") or [])
-    return (set(IPVS_MODULES) <= loaded and "nf_conntrack" in loaded and bool(facts.get("modules_file"))
+        return "nft" in tools and kernel_at_least(facts.kernel, (5, 13))
+    loaded = set(facts.modules_loaded)
+    return (set(IPVS_MODULES) <= loaded and "nf_conntrack" in loaded and facts.modules_file
             and {"ipset", "ipvsadm"} <= tools)
 
 
@@ -63,7 +68,7 @@ class ProxyPrereqs(Phase):
         mode = wanted_proxy_mode(ctx)
         if mode in (None, "iptables"):
             return "no IPVS or nftables mode asked"
-        return f"{mode} prerequisites in place" if proxy_prereqs_met(ctx.facts, mode) else None
+        return f"{mode} prerequisites in place" if proxy_prereqs_met(ctx.linux_facts(), mode) else None
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return ctx.call("proxy-prereqs.sh", {
@@ -90,7 +95,7 @@ class KubeadmJoin(Phase):
                 "NB_PATCHES_DIR": PATCHES_DIR}
 
     def _kubeadm(self, ctx: HostContext) -> str:
-        return ctx.state.installed_kubeadm_version or ctx.facts.get("kubeadm_version", "")
+        return ctx.state.installed_kubeadm_version or ctx.linux_facts().kubeadm_version
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         config = cluster_phases.make_join_config(ctx, self._kubeadm(ctx))
@@ -107,7 +112,7 @@ class KubeadmJoin(Phase):
 
     def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
         changed = ctx.check(call, result).changed
-        ctx.facts["joined"] = True
+        ctx.linux_facts().joined = True
         return changed
 
 
@@ -129,8 +134,8 @@ class KubeadmReset(Phase):
     dry_run_mode = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        facts = ctx.facts
-        return None if (facts.get("joined") or facts.get("kubelet_configured") or facts.get("cni_leftovers")) \
+        facts = ctx.linux_facts()
+        return None if (facts.joined or facts.kubelet_configured or facts.cni_leftovers) \
             else "not joined, no CNI leftovers"
 
     def host_script(self, ctx: HostContext) -> ScriptCall:

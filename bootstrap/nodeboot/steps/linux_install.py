@@ -9,19 +9,25 @@ the options only, so it goes to the host with proxy-prereqs and kubeadm-join.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from nodeboot import node_install
+from nodeboot.facts import LinuxFacts, as_linux_facts
+from nodeboot.scripts import ScriptResult
 from nodeboot.steps import preflight
-from nodeboot.steps.base import HostContext, Phase, in_dry_run_mode
+from nodeboot.steps.base import HostContext, Phase, in_dry_run_mode, would_lines
 from nodeboot.transport import ExecResult, ScriptCall
 
 
 class InstallPlan:
     """What install.sh is asked to do on one host: the version, the arch and the script's inputs."""
 
-    def __init__(self, settings: node_install.InstallSettings, facts: dict, server_version: str) -> None:
+    def __init__(self, settings: node_install.InstallSettings, facts: LinuxFacts | Mapping[str, Any],
+                 server_version: str) -> None:
         self.settings = settings
         self.kubernetes_version = node_install.wanted_kubernetes_version(settings, server_version)
-        self.arch = node_install.arch_of(facts.get("arch", ""))
+        self.arch = node_install.arch_of(as_linux_facts(facts).arch)
         self.inputs = node_install.script_inputs(settings, self.kubernetes_version, self.arch)
 
 
@@ -29,18 +35,19 @@ def plan(ctx: HostContext) -> InstallPlan:
     """The host's plan, made once per run (a bad setting raises ValueError naming it)."""
     found = ctx.state.install_plan
     if found is None:
-        found = ctx.state.install_plan = InstallPlan(ctx.host.install, ctx.facts, ctx.run.server_version)
+        found = ctx.state.install_plan = InstallPlan(ctx.host.install, ctx.linux_facts(), ctx.run.server_version)
     return found
 
 
-def request_problems(wanted: InstallPlan, facts: dict, server_minor: tuple[int, int]) -> list[str]:
+def request_problems(wanted: InstallPlan, facts: LinuxFacts | Mapping[str, Any],
+                     server_minor: tuple[int, int]) -> list[str]:
     """With --install: the request must make sense; what the install itself sets up is not checked.
     (The native phase and the playbooks' `nodeboot node plan-join` both ask this.)"""
     problems: list[str] = []
     skew = preflight.version_skew_problem(wanted.kubernetes_version, server_minor)
     if skew:
         problems.append(skew.replace("kubelet", "--kubernetes-version", 1))
-    if facts.get("swap_on") and not wanted.settings.disable_swap:
+    if as_linux_facts(facts).swap_on and not wanted.settings.disable_swap:
         problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): "
                         "swapoff -a, or --disable-swap (nodeboot_disable_swap: true) to turn it off for good")
     return problems
@@ -51,23 +58,24 @@ def preflight_problems(ctx: HostContext) -> list[str]:
         wanted = plan(ctx)
     except ValueError as exc:
         return [str(exc)]
-    return request_problems(wanted, ctx.facts, ctx.run.server_minor)
+    return request_problems(wanted, ctx.linux_facts(), ctx.run.server_minor)
 
 
-def skip_reason(wanted: InstallPlan, facts: dict) -> str | None:
+def skip_reason(wanted: InstallPlan, facts: LinuxFacts | Mapping[str, Any]) -> str | None:
     """Why an enabled install need not run on this host (facts alone decide), or None."""
+    facts = as_linux_facts(facts)
     done = node_install.installed_as_asked(facts, wanted.inputs, wanted.kubernetes_version)
     if done:
         return done
-    if facts.get("joined"):
+    if facts.joined:
         return "already a node: left as it is (reset it first to reinstall)"
     return None
 
 
 def missing_parts_problems(ctx: HostContext) -> list[str]:
     """Without --install: the node parts the host lacks, named in one line with the flag that installs them."""
-    missing = node_install.missing_parts(ctx.facts)
-    cni = node_install.missing_cni_plugins(ctx.facts)
+    missing = node_install.missing_parts(ctx.linux_facts())
+    cni = node_install.missing_cni_plugins(ctx.linux_facts())
     if cni and not missing:
         # A CNI DaemonSet (Flannel, Calico...) may bring its plugins itself: a warning, not a refusal.
         ctx.emit("warning", detail=f"{ctx.host.name}: no CNI plugins {', '.join(cni)} in /opt/cni/bin; "
@@ -93,10 +101,16 @@ class Install(Phase):
     def satisfied(self, ctx: HostContext) -> str | None:
         if not ctx.host.install.enabled:
             return "not asked (--install)"
-        return skip_reason(plan(ctx), ctx.facts)
+        return skip_reason(plan(ctx), ctx.linux_facts())
 
     def dry_run_script(self, ctx: HostContext) -> ScriptCall:
         return in_dry_run_mode(self.host_script(ctx))
+
+    def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        # install.sh's own lines; without them, the plan as the controller reads it.
+        said = would_lines(result) if result is not None else ""
+        wanted = plan(ctx)
+        return said or node_install.plan_text(wanted.settings, wanted.kubernetes_version, wanted.arch)
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         wanted = plan(ctx)
@@ -106,6 +120,7 @@ class Install(Phase):
 
     def script_done(self, ctx: HostContext, call: ScriptCall, result: ExecResult) -> bool:
         changed = ctx.check(call, result).changed
-        version = plan(ctx).kubernetes_version
-        ctx.facts.update(kubelet_version=version, kubeadm_version=version, cri_socket=True, runc=True)
+        facts, version = ctx.linux_facts(), plan(ctx).kubernetes_version
+        facts.kubelet_version = facts.kubeadm_version = version
+        facts.cri_socket = facts.runc = True
         return changed

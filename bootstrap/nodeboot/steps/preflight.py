@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from nodeboot import validate
+from nodeboot.facts import HostFacts, LinuxFacts, as_linux_facts
 from nodeboot.node_layout import LINUX_CRI_SOCKET_PATH
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
@@ -45,29 +48,31 @@ def clock_skew(host_time: str, sent_at: float, received_at: float) -> float:
     return 0.0 if abs(skew) <= slack else skew
 
 
-def common_problems(facts: dict, node_name: str) -> list[str]:
+def common_problems(facts: HostFacts | Mapping[str, Any], node_name: str) -> list[str]:
     """Checks that do not depend on the OS: the node name and the host's clock."""
+    facts = facts if isinstance(facts, HostFacts) else as_linux_facts(facts)
     problems = []
     try:
         validate.node_name(node_name)
     except ValueError as exc:
         problems.append(str(exc))
-    drift = clock_skew(facts.get("time", ""), facts.get("_sent_at", 0.0), facts.get("_received_at", 0.0))
+    drift = clock_skew(facts.time, facts.sent_at, facts.received_at)
     if abs(drift) > MAX_CLOCK_SKEW:
         problems.append(f"clock is {drift:+.1f}s off from this machine; fix time sync first (certificates will fail)")
     return problems
 
 
-def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = True,
+def linux_problems(facts: LinuxFacts | Mapping[str, Any], server_minor: tuple[int, int], need_cri: bool = True,
                    node_parts: bool = True) -> list[str]:
     """node_parts=False leaves the CRI socket, kubeadm and a missing kubelet to the caller
     (nodeboot names all missing parts in one line, with the flag that installs them)."""
+    facts = as_linux_facts(facts)
     problems = []
-    if facts.get("swap_on"):
+    if facts.swap_on:
         problems.append("swap is on (the kubelet refuses to start with swap unless configured for it): swapoff -a")
-    if facts.get("ip_forward") != "1":
-        problems.append(f"net.ipv4.ip_forward is {facts.get('ip_forward')!r}, must be 1")
-    bridge = facts.get("bridge_nf_call_iptables")
+    if facts.ip_forward != "1":
+        problems.append(f"net.ipv4.ip_forward is {facts.ip_forward!r}, must be 1")
+    bridge = facts.bridge_nf_call_iptables
     if bridge == "missing":
         problems.append("net.bridge.bridge-nf-call-iptables is missing: br_netfilter is not loaded (modprobe "
                         "br_netfilter, and name it in /etc/modules-load.d/ so it loads at boot)")
@@ -77,39 +82,41 @@ def linux_problems(facts: dict, server_minor: tuple[int, int], need_cri: bool = 
     cri = cri_problem(facts)
     if need_cri and cri:
         problems.append(cri)
-    if need_cri and node_parts and not facts.get("cri_socket"):
+    if need_cri and node_parts and not facts.cri_socket:
         problems.append(f"no container runtime: {LINUX_CRI_SOCKET_PATH} is missing (is containerd running?)")
-    if node_parts and not facts.get("kubeadm_version"):
+    if node_parts and not facts.kubeadm_version:
         problems.append("kubeadm is not installed")
     skew = None
-    if node_parts or facts.get("kubelet_version"):
-        skew = version_skew_problem(facts.get("kubelet_version", ""), server_minor)
+    if node_parts or facts.kubelet_version:
+        skew = version_skew_problem(facts.kubelet_version, server_minor)
     if skew:
         problems.append(skew)
     return problems
 
 
-def cri_problem(facts: dict) -> str | None:
+def cri_problem(facts: LinuxFacts | Mapping[str, Any]) -> str | None:
     """The runtime behind the socket was asked (facts.sh: crictl's CRI Version call, or containerd's
     ctr) and did not answer. A missing socket is the missing-parts check's to report."""
-    if not facts.get("cri_socket") or facts.get("cri_check", "socket") == "socket" or facts.get("cri_answered"):
+    facts = as_linux_facts(facts)
+    if not facts.cri_socket or facts.cri_check == "socket" or facts.cri_answered:
         return None
     return (f"the container runtime at {LINUX_CRI_SOCKET_PATH} does not answer "
-            f"({facts['cri_check']} version: {facts.get('cri_version') or 'no output'}); is containerd running?")
+            f"({facts.cri_check} version: {facts.cri_version or 'no output'}); is containerd running?")
 
 
-def cri_warning(facts: dict) -> str | None:
-    if facts.get("cri_socket") and facts.get("cri_check", "socket") == "socket":
+def cri_warning(facts: LinuxFacts | Mapping[str, Any]) -> str | None:
+    facts = as_linux_facts(facts)
+    if facts.cri_socket and facts.cri_check == "socket":
         return ("neither crictl nor ctr is on the host: only the runtime's socket was checked, "
                 "not that the runtime answers")
     return None
 
 
-def ipv6_forwarding_problem(facts: dict, node_ips: list[str]) -> str | None:
+def ipv6_forwarding_problem(facts: LinuxFacts | Mapping[str, Any], node_ips: list[str]) -> str | None:
     """A node with an IPv6 node IP routes pod traffic over IPv6: forwarding must be on.
-    (Facts without ipv6_forward, e.g. Windows, are not judged here.)"""
+    (Facts without ipv6_forward are not judged here.)"""
     v6 = [ip for ip in node_ips if ":" in ip]
-    value = facts.get("ipv6_forward")
+    value = as_linux_facts(facts).ipv6_forward
     if not v6 or value is None or value == "1":
         return None
     return (f"node IP {v6[0]} is IPv6 but net.ipv6.conf.all.forwarding is {value!r}, must be 1 "

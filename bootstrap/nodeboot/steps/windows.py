@@ -97,8 +97,10 @@ def gather(ctx: HostContext) -> None:
     cluster_phases.gather_facts(ctx, "facts.ps1", _paths())
 
 
-def _service(ctx: HostContext, name: str) -> dict:
-    return (ctx.facts.get("services") or {}).get(name) or {}
+def _status(ctx: HostContext, name: str) -> str:
+    """A service's status from the facts ('' when the service does not exist)."""
+    service = ctx.windows_facts().service(name)
+    return service.status if service else ""
 
 
 class Facts(Phase):
@@ -112,17 +114,16 @@ class Facts(Phase):
 
 
 def windows_problems(ctx: HostContext) -> list[str]:
-    facts = ctx.facts
+    facts = ctx.windows_facts()
     problems = []
-    problem = builds.build_problem(int(facts.get("os_build") or 0), str(facts.get("os_caption") or ""),
-                                   ctx.run.server_minor)
+    problem = builds.build_problem(facts.os_build, facts.os_caption, ctx.run.server_minor)
     if problem:
         problems.append(problem)
     if not artifacts_url(ctx):
-        if not facts.get("kubelet_version"):
+        if not facts.kubelet_version:
             problems.append(f"{KUBE_DIR}\\kubelet.exe is missing: install it or give --artifacts-url")
         else:  # kept as it is: it must suit the API server
-            skew = preflight.version_skew_problem(facts["kubelet_version"], ctx.run.server_minor)
+            skew = preflight.version_skew_problem(facts.kubelet_version, ctx.run.server_minor)
             if skew:
                 problems.append(skew)
     return problems
@@ -131,7 +132,7 @@ def windows_problems(ctx: HostContext) -> list[str]:
 def hostname_note(ctx: HostContext) -> str | None:
     """The node name may differ from the Windows hostname: kubeadm then writes --hostname-override
     into kubeadm-flags.env, and the kubelet only ever starts from that file (StartKubelet.ps1)."""
-    hostname = str(ctx.facts.get("hostname") or "")
+    hostname = ctx.windows_facts().hostname
     if hostname and hostname.lower() != ctx.host.node_name:
         return (f"node name {ctx.host.node_name} differs from the Windows hostname {hostname}: the kubelet "
                 "registers as the node name through --hostname-override in kubeadm-flags.env")
@@ -153,12 +154,13 @@ class Prepare(Phase):
     title = "Containers feature (and the reboot it needs)"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        if ctx.facts.get("containers_feature") == "Installed" and not ctx.facts.get("reboot_pending"):
+        facts = ctx.windows_facts()
+        if facts.containers_feature == "Installed" and not facts.reboot_pending:
             return "Containers feature installed"
         return None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
-        state = ctx.facts.get("containers_feature")
+        state = ctx.windows_facts().containers_feature
         if state == "Installed":
             return "would restart the host (a restart is pending)"
         return f"would install the Windows feature Containers (now {state}) and restart the host for it"
@@ -172,8 +174,8 @@ class Prepare(Phase):
                 raise cluster_phases.PreflightError(f"{ctx.host.name}: its connection cannot wait for a restart")
             ctx.transport.wait_for_reboot(REBOOT_TIMEOUT)
             gather(ctx)  # resume from what the host is after the restart
-            if ctx.facts.get("containers_feature") != "Installed":
-                feature = ctx.facts.get("containers_feature")
+            feature = ctx.windows_facts().containers_feature
+            if feature != "Installed":
                 raise cluster_phases.PreflightError(
                     f"the Containers feature is {feature} after the restart, not Installed")
         return True
@@ -184,24 +186,24 @@ class Containerd(Phase):
     title = "containerd config and service"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        if (ctx.facts.get("containerd_configured") and _service(ctx, "containerd").get("status") == "Running"
-                and ctx.facts.get("cri_pipe")):
+        facts = ctx.windows_facts()
+        if facts.containerd_configured and _status(ctx, "containerd") == "Running" and facts.cri_pipe:
             return "containerd configured and running"
         return None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
-        facts, service = ctx.facts, _service(ctx, "containerd")
+        facts, status = ctx.windows_facts(), _status(ctx, "containerd")
         lines = []
-        if not facts.get("containerd_version"):
+        if not facts.containerd_version:
             lines.append(f"would download containerd.exe, containerd-shim-runhcs-v1.exe and ctr.exe "
                          f"from {artifacts_url(ctx) or '(no --artifacts-url: the run would fail)'}")
-        if not facts.get("containerd_configured"):
+        if not facts.containerd_configured:
             lines.append(f"would write {CONTAINERD_DIR}\\config.toml")
-        if not service:
+        if not status:
             lines.append("would register the containerd service (automatic start, restart on failure) and start it")
-        elif service.get("status") != "Running":
+        elif status != "Running":
             lines.append("would start containerd")
-        elif not facts.get("containerd_configured"):
+        elif not facts.containerd_configured:
             lines.append("would restart containerd for its new config")
         return "; ".join(lines) or "would wait for containerd's pipe"
 
@@ -215,29 +217,29 @@ class Kubelet(Phase):
     title = "kubelet binaries of the cluster's version, start wrapper, service and firewall"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        facts = ctx.facts
+        facts = ctx.windows_facts()
         wrapper = hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest()
-        versions_ok = all(facts.get(k) == wanted_version(ctx) for k in ("kubelet_version", "kubeadm_version"))
+        want = wanted_version(ctx)
+        versions_ok = facts.kubelet_version == want and facts.kubeadm_version == want
         if not artifacts_url(ctx):
-            versions_ok = bool(facts.get("kubelet_version") and facts.get("kubeadm_version"))
-        if (_service(ctx, "kubelet") and facts.get("kubelet_service_wrapper") and versions_ok
-                and facts.get("kubelet_start_script") == wrapper and facts.get("firewall_kubelet")):
+            versions_ok = bool(facts.kubelet_version and facts.kubeadm_version)
+        if (facts.service("kubelet") and facts.kubelet_service_wrapper and versions_ok
+                and facts.kubelet_start_script == wrapper and facts.firewall_kubelet):
             return "kubelet service in place, starting through StartKubelet.ps1"
         return None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
-        facts, url, lines = ctx.facts, artifacts_url(ctx), []
-        for exe in ("kubelet", "kubeadm"):
-            have = str(facts.get(f"{exe}_version") or "")
+        facts, url, lines = ctx.windows_facts(), artifacts_url(ctx), []
+        for exe, have in (("kubelet", facts.kubelet_version), ("kubeadm", facts.kubeadm_version)):
             want = wanted_version(ctx) if url else have
             if have != want:
                 lines.append(f"would {'replace' if have else 'install'} {exe}.exe {have + ' with ' if have else ''}"
                              f"{want} from {url}")
-        if facts.get("kubelet_start_script") != hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest():
+        if facts.kubelet_start_script != hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest():
             lines.append(f"would write {KUBE_DIR}\\{START_KUBELET}")
-        if not (_service(ctx, "kubelet") and facts.get("kubelet_service_wrapper")):
+        if not (facts.service("kubelet") and facts.kubelet_service_wrapper):
             lines.append("would create the kubelet service, starting through StartKubelet.ps1")
-        if not facts.get("firewall_kubelet"):
+        if not facts.firewall_kubelet:
             lines.append("would allow TCP 10250 in the firewall (rule nodeboot-kubelet-10250)")
         return "; ".join(lines)
 
@@ -246,7 +248,9 @@ class Kubelet(Phase):
         variables = {**_artifacts(ctx), "NB_SERVICE_MANAGER": manager, "NB_KUBERNETES_VERSION": wanted_version(ctx),
                      "NB_START_KUBELET": host_file(START_KUBELET), "NB_SERVICE_HOST_CS": host_file(SERVICE_HOST)}
         result = ctx.script("kubelet.ps1", variables)
-        ctx.facts.update({k: result.facts[k] for k in ("kubelet_version", "kubeadm_version") if k in result.facts})
+        facts = ctx.windows_facts()
+        facts.kubelet_version = str(result.facts.get("kubelet_version", facts.kubelet_version))
+        facts.kubeadm_version = str(result.facts.get("kubeadm_version", facts.kubeadm_version))
         return result.changed
 
 
@@ -255,19 +259,18 @@ class CsiProxy(Phase):
     title = "csi-proxy service and pipes"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        pipes = set(ctx.facts.get("csi_proxy_pipes") or [])
-        if _service(ctx, "csiproxy").get("status") == "Running" and set(CSI_PIPES) <= pipes:
+        if _status(ctx, "csiproxy") == "Running" and set(CSI_PIPES) <= set(ctx.windows_facts().csi_proxy_pipes):
             return "csiproxy running, pipes up"
         return None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
         lines = []
-        if not ctx.facts.get("csi_proxy_installed"):
+        if not ctx.windows_facts().csi_proxy_installed:
             lines.append(f"would download csi-proxy.exe from {artifacts_url(ctx) or '(no --artifacts-url)'}")
-        service = _service(ctx, "csiproxy")
-        if not service:
+        status = _status(ctx, "csiproxy")
+        if not status:
             lines.append("would create the csiproxy service (automatic start, restart on failure)")
-        if service.get("status") != "Running":
+        if status != "Running":
             lines.append("would start csiproxy")
         return "; ".join(lines) or "would wait for csiproxy's pipes"
 
@@ -343,15 +346,15 @@ class KubeadmJoin(Phase):
         return "already joined" if cluster_phases.is_joined(ctx) else None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
-        kubeadm = str(ctx.facts.get("kubeadm_version") or "") or (wanted_version(ctx) if artifacts_url(ctx) else "")
+        kubeadm = ctx.windows_facts().kubeadm_version or (wanted_version(ctx) if artifacts_url(ctx) else "")
         return (cluster_phases.join_config_plan(ctx, kubeadm) + f"; would run kubeadm join {kubeadm} with it in a "
                 f"file under {KUBE_DIR} only SYSTEM and Administrators read (removed afterwards; a failed join is "
                 "undone with kubeadm reset -f)")
 
     def run(self, ctx: HostContext) -> bool:
-        config = cluster_phases.make_join_config(ctx, ctx.facts.get("kubeadm_version", ""))
+        config = cluster_phases.make_join_config(ctx, ctx.windows_facts().kubeadm_version)
         result = ctx.script("join.ps1", {"NB_KUBE_DIR": KUBE_DIR}, secret_variables={"NB_JOIN_CONFIG": config})
-        ctx.facts["joined"] = True
+        ctx.windows_facts().joined = True
         return result.changed
 
 
@@ -374,9 +377,9 @@ class WindowsReset(Phase):
     title = "kubeadm reset, services, HNS networks, CNI config"
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        services = ctx.facts.get("services") or {}
-        if (ctx.facts.get("joined") or ctx.facts.get("kubelet_configured")
-                or any(name in services for name in ("kubelet", "kube-proxy", "csiproxy"))):
+        facts = ctx.windows_facts()
+        if (facts.joined or facts.kubelet_configured
+                or any(name in facts.services for name in ("kubelet", "kube-proxy", "csiproxy"))):
             return None
         return "not joined"
 
@@ -385,10 +388,10 @@ class WindowsReset(Phase):
         return [extra] if isinstance(extra, str) else [str(e) for e in extra]
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
-        facts, services = ctx.facts, ctx.facts.get("services") or {}
-        lines = ["would run kubeadm reset -f"] if facts.get("joined") or facts.get("kubelet_configured") else []
+        facts = ctx.windows_facts()
+        lines = ["would run kubeadm reset -f"] if facts.joined or facts.kubelet_configured else []
         lines += [f"would stop and remove the {name} service" for name in ("kubelet", "kube-proxy", "csiproxy")
-                  if name in services]
+                  if name in facts.services]
         networks = ", ".join([*CNI_HNS_NETWORKS, *self._extra_networks(ctx)])
         lines.append(f"would remove the HNS networks among {networks}, with their endpoints and policy lists")
         lines.append("would empty C:\\etc\\cni\\net.d and C:\\var\\lib\\kubelet")
