@@ -1,5 +1,9 @@
 """The glue between the command line and the workflows: builds the run's
-hosts, cluster connection, output and fleet, and returns an exit code."""
+hosts, cluster connection, output and fleet, and returns an exit code.
+
+The cluster modules (and with them the kubernetes client) are imported by the
+functions that talk to a cluster: importing this module, selecting hosts and
+checking flags load no kubernetes client."""
 
 from __future__ import annotations
 
@@ -7,19 +11,21 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeboot import inventory, runlog, validate
-from nodeboot.cluster import tokens
-from nodeboot.cluster.client import Cluster
 from nodeboot.errors import EXIT_USAGE, UsageError
 from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.runner import Fleet, FleetReport, summarise
-from nodeboot.steps import linux
 from nodeboot.steps.base import ClusterFacts, Phase, RunOptions
 from nodeboot.transport.factory import ConnectionDefaults, check_passwords
+from nodeboot.workflows import phases_for, workflow_for
+
+if TYPE_CHECKING:
+    from nodeboot.cluster.client import Cluster
+    from nodeboot.request import JoinRequest, ResetRequest
 
 
 @dataclass
@@ -88,6 +94,8 @@ def make_output(settings: RunSettings, redactor: Redactor) -> Output:
 
 def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> ClusterFacts:
     """What every host of a run shares: the server's version, and for a join the endpoint and CA pin."""
+    from nodeboot.cluster import tokens
+
     major, minor, git_version = cluster.version
     if not need_join:
         return ClusterFacts(server_minor=(major, minor), server_version=git_version)
@@ -107,26 +115,10 @@ def run_hosts(cluster: Cluster, hosts: list[Host], settings: RunSettings, output
     return fleet.run(hosts, workflow, title, facts or cluster_facts(cluster, settings.options, need_join=False))
 
 
-def workflow_for(action: str):
-    """The phases for each host, by its OS."""
-    def phases(host: Host) -> list[Phase]:
-        if host.os == "windows":
-            from nodeboot.steps import windows
-
-            return windows.join_phases() if action == "join" else windows.reset_phases()
-        if action == "join":
-            return linux.join_phases()
-        if action == "reset":
-            return linux.reset_phases()
-        if action == "proxy-prereqs":
-            return linux.proxy_prereq_phases()
-        raise UsageError(f"unknown action {action}")
-
-    return phases
-
-
 def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: list[Host] | None = None,
               redactor: Redactor | None = None) -> tuple[int, FleetReport | None]:
+    from nodeboot.cluster.client import Cluster
+
     redactor = redactor or Redactor()
     hosts = hosts if hosts is not None else select_hosts(sel)
     check_skip_phases(action, hosts, settings.options.skip_phases)
@@ -177,11 +169,10 @@ def parse_skip_phases(value: str | None) -> frozenset[str]:
 def check_skip_phases(action: str, hosts: list[Host], skip: frozenset[str]) -> None:
     """--skip-phases names only phases of this action's workflow (for these hosts' OSes):
     a typo must not silently run the phase it meant to skip."""
+    names = list(dict.fromkeys(p.name for os_name in sorted({h.os for h in hosts})
+                               for p in phases_for(os_name, action)))  # an unknown (OS, action): an error
     if not skip:
         return
-    workflow = workflow_for(action)
-    names = list(dict.fromkeys(p.name for os_name in sorted({h.os for h in hosts})
-                               for p in workflow(next(h for h in hosts if h.os == os_name))))
     unknown = sorted(skip - set(names))
     if unknown:
         raise UsageError(f"--skip-phases: no phase {', '.join(unknown)} in {action}; its phases are: "
@@ -202,4 +193,45 @@ def check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> str 
     return check_flag(flag, lambda v: validate.one_of(v, choices), value)
 
 
-__all__ = ["EXIT_USAGE", "HostSelection", "RunSettings", "run_fleet", "select_hosts"]
+def join(req: JoinRequest) -> int:
+    """`nodeboot join`: the flags checked, then the hosts joined by the engine asked for."""
+    from nodeboot import request
+
+    proxy_mode = check_choice("--proxy-mode", req.proxy_mode, validate.PROXY_MODES)
+    extra_vars = {"nodeboot_labels": req.labels, "nodeboot_taints": req.taints, **request.install_vars(req.install)}
+    if req.node_name:
+        extra_vars["nodeboot_node_name"] = req.node_name
+    discovery_timeout = check_flag("--discovery-timeout", validate.duration, req.discovery_timeout)
+    settings = request.run_settings(
+        req.hosts, req.run, api_server_endpoint=req.api_server_endpoint, proxy_mode=proxy_mode,
+        install_packages=req.install_packages, ready_timeout=req.ready_timeout, discovery_timeout=discovery_timeout,
+        ca_cert_hashes=tuple(req.ca_cert_hashes), cni=req.cni, artifacts_url=req.install.artifacts_url)
+    sel = request.selection(req.hosts, extra_vars)
+    if req.engine == "ansible":
+        from nodeboot import ansible_engine
+
+        return ansible_engine.run("join", sel, settings)
+    return run_fleet("join", sel, settings)[0]
+
+
+def reset(req: ResetRequest, confirm: Callable[[str], None]) -> int:
+    """`nodeboot reset`; confirm(question) returns only if the operator said yes (not asked with
+    --yes or --dry-run)."""
+    from nodeboot import request
+
+    sel = request.selection(req.hosts)
+    hosts = select_hosts(sel)
+    if not req.yes and not req.run.dry_run:
+        confirm(f"Reset and remove {len(hosts)} node(s): {', '.join(h.name for h in hosts)}?")
+    settings = request.run_settings(req.hosts, req.run, force=req.force, drain_timeout=req.drain_timeout,
+                                    remove_modules_file=not req.keep_modules_file,
+                                    delete_emptydir_data=req.delete_emptydir_data, grace_period=req.grace_period)
+    if req.engine == "ansible":
+        from nodeboot import ansible_engine
+
+        return ansible_engine.run("reset", sel, settings)
+    return run_fleet("reset", sel, settings, hosts=hosts)[0]
+
+
+__all__ = ["EXIT_USAGE", "HostSelection", "RunSettings", "join", "reset", "run_fleet", "select_hosts",
+           "workflow_for"]

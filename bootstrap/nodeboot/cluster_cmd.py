@@ -1,4 +1,5 @@
-"""Cluster-side steps as small commands, for the Ansible playbooks (and scripts).
+"""Cluster-side steps as small commands, for the Ansible playbooks (and scripts): their work
+(cli/plumbing.py parses their flags and prints what they return).
 
 The playbooks run the host work through scripts/; everything that talks to the
 Kubernetes API runs on the controller through these commands, so it is the same
@@ -16,12 +17,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
-import click
-
 from nodeboot import inventory, node_install, validate
-from nodeboot.cli_options import Seconds, ipvs_options
 from nodeboot.cluster import joinconfig, nodes, tokens
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
@@ -29,10 +28,6 @@ from nodeboot.inventory import Host
 from nodeboot.steps import linux_install, preflight
 
 STDIN_SOURCE = "stdin"
-
-
-def emit(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, sort_keys=True))
 
 
 def read_stdin_json() -> dict[str, Any]:
@@ -76,33 +71,11 @@ def checked_node_name(name: str) -> str:
         raise UsageError(f"NODE: {exc}") from None
 
 
-kubeconfig_option = click.option("--kubeconfig", metavar="FILE", help="Default: $KUBECONFIG, then ~/.kube/config.")
-check_option = click.option("--check", is_flag=True, help="Report what would change; change nothing.")
-
-
-@click.group("join-config")
-def join_config() -> None:
-    """The JoinConfiguration for one host (stdin: the host as JSON)."""
-
-
-@join_config.command("create")
-@click.option("--kubeadm-version", required=True, help="The node's kubeadm version (picks v1beta4 or v1beta3).")
-@click.option("--api-server-endpoint", metavar="HOST:PORT", help="Endpoint nodes join (default: from cluster-info).")
-@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
-              help="Pin the CA by hash instead of reading it from the kubeconfig.")
-@click.option("--discovery-timeout", default="5m0s", show_default=True, metavar="DURATION",
-              help="How long kubeadm join may take to reach and verify the API server.")
-@kubeconfig_option
 def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca_cert_hashes: tuple[str, ...],
-                       discovery_timeout: str, kubeconfig: str | None) -> None:
-    """Create a 15-minute token for the host's node and print its JoinConfiguration.
-
-    The output holds the token: read it with no_log and hand it to the host in a
-    0600 file or on stdin, never in argv."""
+                       discovery_timeout: str, kubeconfig: str | None) -> dict[str, Any]:
+    """A 15-minute token for the stdin host's node and its JoinConfiguration (the answer holds the token).
+    The pins' form was checked with the flags (cli.options.check_ca_hash)."""
     minor = kubeadm_minor(kubeadm_version)
-    for value in ca_cert_hashes:
-        if not value.startswith("sha256:") or len(value) != 71:
-            raise UsageError(f"--ca-cert-hash {value!r}: expected sha256:<64 hex digits>")
     try:
         discovery_timeout = validate.duration(discovery_timeout)
     except ValueError as exc:
@@ -123,24 +96,15 @@ def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca
                                kubelet_extra_args=host.kubelet_extra_args,
                                ignore_preflight_errors=host.ignore_preflight_errors,
                                discovery_timeout=discovery_timeout, kubelet_config=host.kubelet_config)
-    emit({"node": host.node_name, "token_id": token.token_id, "endpoint": endpoint,
-          "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-          "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor),
-          # join.sh writes it where the config's patches.directory points (NB_KUBELET_PATCH).
-          "kubelet_patch": joinconfig.kubelet_patch(host.kubelet_config)})
+    return {"node": host.node_name, "token_id": token.token_id, "endpoint": endpoint,
+            "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "api_version": joinconfig.api_version_for(minor), "join_config": joinconfig.render(spec, minor),
+            # join.sh writes it where the config's patches.directory points (NB_KUBELET_PATCH).
+            "kubelet_patch": joinconfig.kubelet_patch(host.kubelet_config)}
 
 
-@click.group("node")
-def node() -> None:
-    """One Node in the cluster: join plan, wait Ready, labels and taints, drain, delete."""
-
-
-@node.command("plan-join")
-@click.option("--ca-cert-hash", "ca_cert_hashes", multiple=True, metavar="sha256:HEX",
-              help="The pins join-config create will use (default: the kubeconfig's CA).")
-@kubeconfig_option
-def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> None:
-    """From the host (stdin, with 'facts' from facts.sh and the controller's 'sent_at'/'received_at'):
+def plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> dict[str, Any]:
+    """From the stdin host (with 'facts' from facts.sh and the controller's 'sent_at'/'received_at'):
     is its Node registered and Ready, and what would stop it joining."""
     data = read_stdin_json()
     host = host_from_stdin(data)
@@ -174,9 +138,9 @@ def node_plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> N
         source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
         pins = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
         problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
-    emit({"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
-          "joined": bool(facts.get("joined")) and registered, "problems": problems,
-          "server_version": server_version, "install": install_answer(install, facts)})
+    return {"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
+            "joined": bool(facts.get("joined")) and registered, "problems": problems,
+            "server_version": server_version, "install": install_answer(install, facts)}
 
 
 def install_plan(host: Host, facts: dict[str, Any], server_version: str) -> linux_install.InstallPlan | str | None:
@@ -207,146 +171,74 @@ def install_answer(install: linux_install.InstallPlan | str | None, facts: dict[
             "kubernetes_version": install.kubernetes_version, "inputs": install.inputs}
 
 
-@node.command("wait-ready")
-@click.argument("name")
-@click.option("--timeout", default="5m", show_default=True, type=Seconds(1, 3600),
-              help="How long the node may take to become Ready.")
-@kubeconfig_option
-def node_wait_ready(name: str, timeout: float, kubeconfig: str | None) -> None:
+def wait_ready(name: str, timeout: float, kubeconfig: str | None) -> dict[str, Any]:
     """Wait (a watch, not polling) until the Node is Ready."""
     name = checked_node_name(name)
     cluster = Cluster.from_kubeconfig(kubeconfig)
     if nodes.is_ready(nodes.read_node(cluster, name)):
-        emit({"node": name, "ready": True, "changed": False})
-        return
+        return {"node": name, "ready": True, "changed": False}
     watcher = nodes.NodeWatcher(cluster)
     try:
         watcher.wait_ready(name, timeout)
     finally:
         watcher.stop()  # ends the watch thread, even one inside a TLS read: nothing left at exit
-    emit({"node": name, "ready": True, "changed": False})
+    return {"node": name, "ready": True, "changed": False}
 
 
-@node.command("label-taint")
-@check_option
-@kubeconfig_option
-def node_label_taint(check: bool, kubeconfig: str | None) -> None:
-    """Add the host's labels and taints (stdin) that its Node lacks; never removes any."""
+def label_taint(check: bool, kubeconfig: str | None) -> dict[str, Any]:
+    """Add the stdin host's labels and taints that its Node lacks; never removes any."""
     host = host_from_stdin(read_stdin_json())
     cluster = Cluster.from_kubeconfig(kubeconfig)
     current = nodes.read_node(cluster, host.node_name)
     if current is None:
         if check:
-            emit({"node": host.node_name, "changed": bool(host.labels or host.taints), "registered": False})
-            return
+            return {"node": host.node_name, "changed": bool(host.labels or host.taints), "registered": False}
         raise UsageError(f"node {host.node_name} is not registered")
     missing = bool(nodes.missing_labels(current, host.labels) or nodes.missing_taints(current, host.taints))
     changed = missing if check else nodes.apply_labels_and_taints(cluster, current, host.labels, host.taints)
-    emit({"node": host.node_name, "changed": changed, "registered": True})
+    return {"node": host.node_name, "changed": changed, "registered": True}
 
 
-@node.command("drain")
-@click.argument("name")
-@click.option("--force", is_flag=True, help="Drain even pods that no controller manages.")
-@click.option("--delete-emptydir-data", is_flag=True, help="Drain even pods with emptyDir volumes (their data goes).")
-@click.option("--grace-period", type=click.IntRange(0, 86400), default=None,
-              help="Seconds each pod gets to stop (default: the pod's own).")
-@click.option("--timeout", default="5m", show_default=True, type=Seconds(1, 86400),
-              help="How long the drain may take.")
-@check_option
-@kubeconfig_option
-def node_drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,
-               check: bool, kubeconfig: str | None) -> None:
+def drain(name: str, force: bool, delete_emptydir_data: bool, grace_period: int | None, timeout: float,
+          check: bool, kubeconfig: str | None) -> dict[str, Any]:
     """Cordon and evict through the Eviction API (PodDisruptionBudgets hold; DaemonSet pods stay)."""
     name = checked_node_name(name)
     cluster = Cluster.from_kubeconfig(kubeconfig)
     if nodes.read_node(cluster, name) is None:
-        emit({"node": name, "changed": False, "registered": False})
-        return
+        return {"node": name, "changed": False, "registered": False}
     if check:
-        emit({"node": name, "changed": True, "registered": True})
-        return
+        return {"node": name, "changed": True, "registered": True}
     result = nodes.drain(cluster, name, force=force, timeout=timeout, delete_emptydir_data=delete_emptydir_data,
                          grace_period=grace_period)
-    emit({"node": name, "changed": True, "registered": True,
-          "evicted": len(result.evicted) + len(result.deleted_bare), "daemonset_pods": len(result.skipped_daemonset)})
+    return {"node": name, "changed": True, "registered": True,
+            "evicted": len(result.evicted) + len(result.deleted_bare),
+            "daemonset_pods": len(result.skipped_daemonset)}
 
 
-@node.command("uncordon")
-@click.argument("names", nargs=-1, required=True, metavar="NODE...")
-@kubeconfig_option
-def node_uncordon(names: tuple[str, ...], kubeconfig: str | None) -> None:
-    """Make drained nodes schedulable again (a reset stopped after its drain leaves them cordoned)."""
+def uncordon(names: tuple[str, ...], kubeconfig: str | None) -> Iterator[dict[str, Any]]:
+    """Make drained nodes schedulable again (a reset stopped after its drain leaves them cordoned);
+    one answer per node, as each is done."""
     checked = [checked_node_name(n) for n in names]
     cluster = Cluster.from_kubeconfig(kubeconfig)
     for name in checked:
-        emit({"node": name, "changed": nodes.uncordon(cluster, name)})
+        yield {"node": name, "changed": nodes.uncordon(cluster, name)}
 
 
-@node.command("delete")
-@click.argument("name")
-@check_option
-@kubeconfig_option
-def node_delete(name: str, check: bool, kubeconfig: str | None) -> None:
+def delete(name: str, check: bool, kubeconfig: str | None) -> dict[str, Any]:
     """Delete the Node object (no change if there is none)."""
     name = checked_node_name(name)
     cluster = Cluster.from_kubeconfig(kubeconfig)
     if check:
-        emit({"node": name, "changed": nodes.read_node(cluster, name) is not None})
-        return
-    emit({"node": name, "changed": nodes.delete_node(cluster, name)})
+        return {"node": name, "changed": nodes.read_node(cluster, name) is not None}
+    return {"node": name, "changed": nodes.delete_node(cluster, name)}
 
 
-@node.command("windows-cluster")
-@click.option("--cni", type=click.Choice(["flannel", "calico"]), default=None, help="The cluster's CNI.")
-@check_option
-@kubeconfig_option
-def node_windows_cluster(cni: str | None, check: bool, kubeconfig: str | None) -> None:
-    """The cluster side Windows nodes need (kube-proxy for Windows, the CNI's Windows part,
-    Linux DaemonSets pinned to Linux): what nodeboot's windows-cluster phase does."""
+def windows_cluster(cni: str | None, check: bool, kubeconfig: str | None) -> dict[str, Any]:
+    """The cluster side Windows nodes need: what nodeboot's windows-cluster phase does."""
     from nodeboot.cluster import windows as cluster_windows
 
     cluster = Cluster.from_kubeconfig(kubeconfig)
     if check:
-        emit({"changed": bool(cluster_windows.plan(cluster, cni).pending()), "changes": []})
-        return
+        return {"changed": bool(cluster_windows.plan(cluster, cni).pending()), "changes": []}
     changes = cluster_windows.apply(cluster, cni)
-    emit({"changed": bool(changes), "changes": changes})
-
-
-@click.command("apply-config")
-@click.argument("mode")
-@ipvs_options
-@check_option
-@kubeconfig_option
-def proxy_apply_config(mode: str, check: bool, kubeconfig: str | None, **kw) -> None:
-    """Only the cluster half of `proxy set-mode`: patch kube-proxy's config.conf and roll the DaemonSet.
-    The nodes' prerequisites and the old mode's cleanup are the playbook's (or set-mode's) job."""
-    from nodeboot import proxy_cmd
-    from nodeboot.cluster import kubeproxy
-
-    change = proxy_cmd.parse_change(mode, kw)  # flags first: bad input never waits on the cluster
-    cluster = Cluster.from_kubeconfig(kubeconfig)
-    server = cluster.version[:2]
-    proxy_cmd.fit_to_server(change, server)
-    cm, config = kubeproxy.read_config(cluster)
-    old_mode = config.get("mode") or "iptables"
-    new_config = kubeproxy.apply_change(config, change)
-    notice = kubeproxy.ipvs_notice(server) if mode == "ipvs" else None
-    result = {"mode": mode, "old_mode": old_mode, "notice": notice or ""}
-    if check:
-        emit({**result, "changed": new_config != config})
-        return
-    changed = kubeproxy.write_config(cluster, cm, new_config)
-    if changed:
-        generation = kubeproxy.restart_daemonset(cluster)
-        kubeproxy.wait_rollout(cluster, generation, timeout=kw["rollout_timeout"])
-    emit({**result, "changed": changed})
-
-
-def register(cli: click.Group) -> None:
-    cli.add_command(join_config)
-    cli.add_command(node)
-    proxy_group = cli.commands.get("proxy")
-    if isinstance(proxy_group, click.Group):
-        proxy_group.add_command(proxy_apply_config)
+    return {"changed": bool(changes), "changes": changes}

@@ -1,40 +1,62 @@
-"""`nodeboot proxy set-mode|status`: kube-proxy's mode across the cluster."""
+"""`nodeboot proxy set-mode|status|apply-config`: kube-proxy's mode across the cluster.
+
+The commands' work; what they show and ask goes through the callbacks the cli hands in."""
 
 from __future__ import annotations
 
-import json
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-import click
 import yaml
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from nodeboot import app, validate
 from nodeboot.cluster import kubeproxy
 from nodeboot.cluster.client import Cluster
 from nodeboot.errors import EXIT_HOST_FAILED, ClusterError, NodebootError, UsageError
 from nodeboot.redact import Redactor
+from nodeboot.request import IpvsArgs
 from nodeboot.steps import linux
 from nodeboot.steps.base import HostContext, Phase
 
 
-def parse_change(mode: str, kw: dict) -> kubeproxy.ModeChange:
+@dataclass(frozen=True)
+class SwitchRequest:
+    """`proxy set-mode`'s own flags."""
+
+    mode: str
+    ipvs: IpvsArgs = field(default_factory=IpvsArgs)
+    dry_run: bool = False
+    yes: bool = False
+    max_unavailable: int = 1
+    no_rollback: bool = False
+    probe_interval_ms: int = 100
+    verify_timeout: float = 30.0
+
+
+@dataclass
+class SwitchView:
+    """What set-mode shows and asks, handed in by the cli: the plan, the question, the outcomes."""
+
+    plan: Callable[..., None]
+    confirm: Callable[[str, bool], None]
+    outcomes: Callable[[list[NodeOutcome], str], None]
+
+
+def parse_change(mode: str, ipvs: IpvsArgs) -> kubeproxy.ModeChange:
     """The change the flags ask for, checked before anything talks to the cluster."""
     app.check_choice("MODE", mode, validate.PROXY_MODES)
     change = kubeproxy.ModeChange(
         mode=mode,
-        scheduler=app.check_choice("--scheduler", kw.get("scheduler"), validate.IPVS_SCHEDULERS),
-        strict_arp=kw.get("strict_arp"),
-        sync_period=app.check_flag("--sync-period", validate.duration, kw.get("sync_period")),
-        min_sync_period=app.check_flag("--min-sync-period", validate.duration, kw.get("min_sync_period")),
-        exclude_cidrs=app.check_flag("--exclude-cidrs", validate.cidrs, kw.get("exclude_cidrs")),
-        tcp_timeout=app.check_flag("--tcp-timeout", validate.duration, kw.get("tcp_timeout")),
-        tcp_fin_timeout=app.check_flag("--tcp-fin-timeout", validate.duration, kw.get("tcp_fin_timeout")),
-        udp_timeout=app.check_flag("--udp-timeout", validate.duration, kw.get("udp_timeout")),
+        scheduler=app.check_choice("--scheduler", ipvs.scheduler, validate.IPVS_SCHEDULERS),
+        strict_arp=ipvs.strict_arp,
+        sync_period=app.check_flag("--sync-period", validate.duration, ipvs.sync_period),
+        min_sync_period=app.check_flag("--min-sync-period", validate.duration, ipvs.min_sync_period),
+        exclude_cidrs=app.check_flag("--exclude-cidrs", validate.cidrs, ipvs.exclude_cidrs),
+        tcp_timeout=app.check_flag("--tcp-timeout", validate.duration, ipvs.tcp_timeout),
+        tcp_fin_timeout=app.check_flag("--tcp-fin-timeout", validate.duration, ipvs.tcp_fin_timeout),
+        udp_timeout=app.check_flag("--udp-timeout", validate.duration, ipvs.udp_timeout),
     )
     ipvs_only = [change.scheduler, change.strict_arp, change.exclude_cidrs, change.tcp_timeout,
                  change.tcp_fin_timeout, change.udp_timeout]
@@ -102,31 +124,6 @@ def collect_plans(cluster: Cluster, hosts, settings: app.RunSettings, redactor: 
     return plans
 
 
-def print_plan(old: str, new: str, hosts, plans: dict, warnings: list[str], max_unavailable: int,
-               output_mode: str = "human") -> None:
-    if output_mode == "json":
-        print(json.dumps({"event": "proxy-plan", "from": old, "to": new, "max_unavailable": max_unavailable,
-                          "cleanup": kubeproxy.cleanup_plan(old, new), "warnings": warnings,
-                          "nodes": [{"host": h.name, "node": h.node_name, **plans[h.name]} for h in hosts]}))
-        return
-    console = Console()
-    console.print(f"kube-proxy mode {escape(old)} -> {escape(new)}: ConfigMap kube-system/kube-proxy patched once, "
-                  f"then the kube-proxy pod restarted node by node ({max_unavailable} at a time), each node "
-                  "verified and cleaned before the next")
-    console.print(f"cleaned on each node: {escape(kubeproxy.cleanup_plan(old, new))}")
-    table = Table(box=None, header_style="bold")
-    for col in ("host", "node", "kube-proxy pod", "kernel", "will prepare", "problems"):
-        table.add_column(col)
-    for h in hosts:
-        plan = plans[h.name]
-        table.add_row(escape(h.name), escape(h.node_name), escape(plan.get("kube_proxy_pod") or "-"),
-                      escape(plan.get("kernel") or ""), escape(", ".join(plan.get("would_prepare") or []) or "-"),
-                      escape("; ".join(plan.get("problems") or []) or "-"))
-    console.print(table)
-    for text in warnings:
-        console.print(f"[yellow]warning:[/] {escape(text)}")
-
-
 # ---- the roll ---------------------------------------------------------------------
 
 @dataclass
@@ -152,21 +149,21 @@ class SwitchNode(Phase):
     name = "proxy-switch"
     title = "restart kube-proxy in the new mode and verify"
 
-    def __init__(self, old: str, new: str, view, outcomes: dict[str, NodeOutcome], kw: dict) -> None:
-        self.old, self.new, self.view, self.outcomes, self.kw = old, new, view, outcomes, kw
+    def __init__(self, old: str, new: str, view, outcomes: dict[str, NodeOutcome], req: SwitchRequest) -> None:
+        self.old, self.new, self.view, self.outcomes, self.req = old, new, view, outcomes, req
 
     def run(self, ctx: HostContext) -> bool:
         from nodeboot import verify
 
         out = self.outcomes[ctx.host.name] = NodeOutcome(ctx.host.name, ctx.host.node_name)
         target = f"{self.view.service_ip}:{self.view.service_port}"
-        interval = int(self.kw.get("probe_interval_ms") or 100)
+        interval = self.req.probe_interval_ms
         ctx.script("proxy-probe.sh", {"NB_PROBE_ACTION": "start", "NB_PROBE_TARGET": target,
                                       "NB_PROBE_INTERVAL_MS": str(interval), "NB_PROBE_MAX": "3000",
                                       "NB_PROBE_MAX_SECONDS": "600"})
         try:
             out.pod, out.restart_s = kubeproxy.restart_on_node(ctx.kube(), ctx.host.node_name,
-                                                               float(self.kw.get("rollout_timeout") or 300))
+                                                               self.req.ipvs.rollout_timeout)
             checks = self.wait_for_mode(ctx, verify)
         except NodebootError as exc:
             out.error = str(exc)
@@ -184,7 +181,7 @@ class SwitchNode(Phase):
 
     def wait_for_mode(self, ctx: HostContext, verify) -> list:
         """kube-proxy needs a moment after Running to program its rules: ask again for up to --verify-timeout."""
-        deadline = time.monotonic() + float(self.kw.get("verify_timeout") or 30)
+        deadline = time.monotonic() + self.req.verify_timeout
         while True:
             checks = verify.linux_node_checks(ctx, self.view, expected_mode=self.new)
             gates = [c for c in checks if c.name in MIGRATION_GATES]
@@ -193,10 +190,11 @@ class SwitchNode(Phase):
             time.sleep(1.0)
 
 
-def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: dict) -> int:
+def set_mode(req: SwitchRequest, sel: app.HostSelection, settings: app.RunSettings, show: SwitchView) -> int:
     from nodeboot import verify
 
-    change = parse_change(mode, kw)
+    mode = req.mode
+    change = parse_change(mode, req.ipvs)
     hosts = [h for h in app.select_hosts(sel) if h.os == "linux"]
     if not hosts:
         raise UsageError("no Linux hosts selected: kube-proxy's mode is switched on Linux nodes")
@@ -218,17 +216,17 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
         return 0
     warnings = kubeproxy.mode_warnings(config, new_config, kubeproxy.metallb_present(cluster))
     plans = collect_plans(cluster, hosts, settings, redactor, mode)
-    max_unavailable = int(kw.get("max_unavailable") or 1)
-    print_plan(old_mode, mode, hosts, plans, warnings, max_unavailable, settings.output)
+    max_unavailable = req.max_unavailable
+    show.plan(old_mode, mode, hosts, plans, warnings, max_unavailable, settings.output)
     blocked = {h: p["problems"] for h, p in plans.items() if p["problems"]}
-    if kw.get("dry_run"):
+    if req.dry_run:
         output.message("dry run: nothing changed", "green")
         return EXIT_HOST_FAILED if blocked else 0
     if blocked:
         output.message(f"kube-proxy left unchanged: {len(blocked)} node(s) cannot run {mode} (see problems above)",
                        "bold red")
         return EXIT_HOST_FAILED
-    confirm(f"Switch kube-proxy from {old_mode} to {mode} on {len(hosts)} node(s)?", kw.get("yes", False))
+    show.confirm(f"Switch kube-proxy from {old_mode} to {mode} on {len(hosts)} node(s)?", req.yes)
     # 1. Every node gets the new mode's prerequisites before anything switches.
     code, _ = app.run_fleet("proxy-prereqs", sel, settings, hosts=hosts, redactor=redactor)
     if code != 0:
@@ -246,7 +244,7 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
         batch = hosts[batch_start:batch_start + max_unavailable]
         rolled += batch
         code = run_on_hosts(cluster, batch, settings, redactor, lambda _h: [SwitchNode(old_mode, mode, view,
-                                                                                        outcomes, kw)],
+                                                                                        outcomes, req)],
                             f"kube-proxy {old_mode} -> {mode}")
         for h in batch:
             out = outcomes.get(h.name) or NodeOutcome(h.name, h.node_name, error="not switched (see the log)")
@@ -261,22 +259,13 @@ def set_mode(mode: str, sel: app.HostSelection, settings: app.RunSettings, kw: d
         if code != 0 or not all(outcomes[h.name].ok for h in batch):
             failed = True
             break
-    if failed and not kw.get("no_rollback"):
-        rollback(cluster, rolled, old_text, old_mode, mode, settings, redactor, output, kw)
+    if failed and not req.no_rollback:
+        rollback(cluster, rolled, old_text, old_mode, mode, settings, redactor, output, req.ipvs.rollout_timeout)
     elif failed:
         output.message(f"--no-rollback: {len(rolled)} node(s) left as they are; the ConfigMap says {mode}",
                        "bold red")
-    print_outcomes(list(outcomes.values()), settings.output)
+    show.outcomes(list(outcomes.values()), settings.output)
     return EXIT_HOST_FAILED if failed else 0
-
-
-def confirm(question: str, yes: bool) -> None:
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError("proxy set-mode needs --yes when there is no terminal to confirm on")
-    if not click.confirm(question, default=False):
-        raise UsageError("nothing done")
 
 
 def run_on_hosts(cluster: Cluster, hosts, settings: app.RunSettings, redactor: Redactor, workflow, title: str) -> int:
@@ -294,47 +283,39 @@ class RestoreNode(Phase):
     name = "proxy-rollback"
     title = "restart kube-proxy in the old mode"
 
-    def __init__(self, old: str, new: str, kw: dict, outcomes: dict[str, dict]) -> None:
-        self.old, self.new, self.kw, self.outcomes = old, new, kw, outcomes
+    def __init__(self, old: str, new: str, rollout_timeout: float, outcomes: dict[str, dict]) -> None:
+        self.old, self.new, self.rollout_timeout, self.outcomes = old, new, rollout_timeout, outcomes
 
     def run(self, ctx: HostContext) -> bool:
-        _, seconds = kubeproxy.restart_on_node(ctx.kube(), ctx.host.node_name,
-                                               float(self.kw.get("rollout_timeout") or 300))
+        _, seconds = kubeproxy.restart_on_node(ctx.kube(), ctx.host.node_name, self.rollout_timeout)
         cleaned = cleanup_node(ctx, self.new, self.old).facts
         self.outcomes[ctx.host.name] = {"restart_s": round(seconds, 1), "cleanup": cleaned.get("actions", [])}
         return True
 
 
 def rollback(cluster: Cluster, rolled, old_text: str, old: str, new: str, settings: app.RunSettings,
-             redactor: Redactor, output, kw: dict) -> None:
+             redactor: Redactor, output, rollout_timeout: float) -> None:
     output.message(f"rolling back: ConfigMap to mode {old}, kube-proxy restarted on {len(rolled)} node(s)",
                    "bold yellow")
     kubeproxy.write_config_text(cluster, old_text)
     restored: dict[str, dict] = {}
-    code = run_on_hosts(cluster, rolled, settings, redactor, lambda _h: [RestoreNode(old, new, kw, restored)],
-                        f"kube-proxy back to {old}")
+    code = run_on_hosts(cluster, rolled, settings, redactor,
+                        lambda _h: [RestoreNode(old, new, rollout_timeout, restored)], f"kube-proxy back to {old}")
     if code == 0:
         output.message(f"rolled back: {len(rolled)} node(s) run {old} again", "yellow")
     else:
         output.message("rollback incomplete: see the failed nodes above", "bold red")
 
 
-def print_outcomes(outcomes: list[NodeOutcome], output_mode: str) -> None:
-    if output_mode == "json":
-        print(json.dumps({"event": "proxy-switch", "nodes": [asdict(o) for o in outcomes]}))
-        return
-    table = Table(title="kube-proxy switch per node", box=None, header_style="bold")
-    for col in ("host", "node", "result", "restart s", "gap ms", "failed probes", "error"):
-        table.add_column(col)
-    for o in outcomes:
-        gap = o.gap or {}
-        table.add_row(escape(o.host), escape(o.node), "ok" if o.ok else "failed", f"{o.restart_s:.1f}",
-                      str(gap.get("longest_gap_ms", "-")), f"{gap.get('failures', '-')}/{gap.get('probes', '-')}",
-                      escape(o.error))
-    Console().print(table)
+@dataclass
+class ProxyStatus:
+    mode: str
+    scheduler: str
+    rows: list[dict[str, Any]]
+    failed: bool
 
 
-def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) -> int:
+def status(sel: app.HostSelection, settings: app.RunSettings) -> ProxyStatus:
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)
     _, config = kubeproxy.read_config(cluster)
     mode = config.get("mode") or "iptables"
@@ -362,20 +343,24 @@ def status(sel: app.HostSelection, settings: app.RunSettings, output_mode: str) 
         rows.append({"host": h.host.name, "node": h.host.node_name, "mode": mode, "scheduler": scheduler,
                      "modules": facts.get("modules_loaded", []), "virtual_servers": facts.get("virtual_servers"),
                      "error": h.detail if h.result == "failed" else ""})
-    if output_mode == "json":
-        print(json.dumps({"mode": mode, "scheduler": scheduler, "nodes": rows}, indent=2))
-    else:
-        print_status_table(mode, scheduler, rows)
-    return 0 if not report.failed else EXIT_HOST_FAILED
+    return ProxyStatus(mode, scheduler, rows, bool(report.failed))
 
 
-def print_status_table(mode: str, scheduler: str, rows: list[dict], console: Console | None = None) -> None:
-    table = Table(title=f"kube-proxy mode: {mode}" + (f" (scheduler {scheduler})" if scheduler else ""), box=None)
-    for col in ("host", "node", "ipvs modules", "virtual servers", "error"):
-        table.add_column(col)
-    for r in rows:
-        mods = ",".join(m for m in r["modules"] if m.startswith("ip_vs")) or "-"
-        servers = str(r["virtual_servers"]) if r["virtual_servers"] is not None else "-"
-        # Names and errors come from the inventory and the hosts: text, never markup.
-        table.add_row(escape(r["host"]), escape(r["node"]), escape(mods), servers, escape(r["error"]))
-    (console or Console()).print(table)
+def apply_config(mode: str, ipvs: IpvsArgs, check: bool, kubeconfig: str | None) -> dict[str, Any]:
+    """Only the cluster half of set-mode (for the playbooks): patch config.conf, roll the DaemonSet."""
+    change = parse_change(mode, ipvs)  # flags first: bad input never waits on the cluster
+    cluster = Cluster.from_kubeconfig(kubeconfig)
+    server = cluster.version[:2]
+    fit_to_server(change, server)
+    cm, config = kubeproxy.read_config(cluster)
+    old_mode = config.get("mode") or "iptables"
+    new_config = kubeproxy.apply_change(config, change)
+    notice = kubeproxy.ipvs_notice(server) if mode == "ipvs" else None
+    result = {"mode": mode, "old_mode": old_mode, "notice": notice or ""}
+    if check:
+        return {**result, "changed": new_config != config}
+    changed = kubeproxy.write_config(cluster, cm, new_config)
+    if changed:
+        generation = kubeproxy.restart_daemonset(cluster)
+        kubeproxy.wait_rollout(cluster, generation, timeout=ipvs.rollout_timeout)
+    return {**result, "changed": changed}

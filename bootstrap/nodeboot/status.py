@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 from nodeboot.cluster import nodes
 from nodeboot.cluster.client import Cluster
 from nodeboot.inventory import Host
@@ -29,15 +25,3 @@ def node_status(hosts: list[Host], kubeconfig: str | None) -> list[dict]:
             "unschedulable": bool(node.spec.unschedulable) if node is not None else False,
         })
     return rows
-
-
-def print_table(rows: list[dict], console: Console | None = None) -> None:
-    table = Table(box=None, header_style="bold")
-    for col in ("host", "node", "ready", "kubelet", "os", "taints"):
-        table.add_column(col)
-    for r in rows:
-        ready = "[green]Ready[/]" if r["ready"] else ("[red]NotReady[/]" if r["registered"] else "[dim]absent[/]")
-        # Names and taints come from the inventory and the cluster: text, never markup.
-        table.add_row(escape(r["host"]), escape(r["node"]), ready, escape(r["kubelet"]), escape(r["os"]),
-                      escape(", ".join(r["taints"])))
-    (console or Console()).print(table)

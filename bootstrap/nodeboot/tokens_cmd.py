@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
-import click
+from dataclasses import dataclass
 
 from nodeboot import validate
 from nodeboot.cluster import tokens
@@ -12,8 +10,27 @@ from nodeboot.cluster.client import Cluster
 from nodeboot.errors import UsageError
 
 
-def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None, output: str = "text") -> None:
-    """One token for one node; output: text (the kubeadm join line), json or yaml (one document)."""
+@dataclass(frozen=True)
+class Grant:
+    """What a node needs to join: the endpoint, a fresh token and the CA pins."""
+
+    node: str
+    endpoint: str
+    token: tokens.BootstrapToken
+    ca_cert_hashes: list[str]
+
+    def document(self) -> dict:
+        return {"endpoint": self.endpoint, "token": self.token.value, "token_id": self.token.token_id,
+                "ca_cert_hashes": self.ca_cert_hashes,
+                "expires": self.token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"), "node": self.node}
+
+    def join_line(self) -> str:
+        return (f"kubeadm join {self.endpoint} --token {self.token.value} "
+                + " ".join(f"--discovery-token-ca-cert-hash {h}" for h in self.ca_cert_hashes))
+
+
+def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None) -> Grant:
+    """One short-lived token for one node, signed into cluster-info."""
     try:
         validate.node_name(node_name)
     except ValueError as exc:
@@ -24,26 +41,7 @@ def create(node_name: str, kubeconfig: str | None, endpoint_override: str | None
     ledger = tokens.TokenLedger(cluster)
     token = ledger.create(node_name)
     tokens.wait_signed(cluster, token)
-    if output in ("json", "yaml"):
-        document = {
-            "endpoint": endpoint,
-            "token": token.value,
-            "token_id": token.token_id,
-            "ca_cert_hashes": hashes,
-            "expires": token.expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "node": node_name,
-        }
-        if output == "yaml":
-            import yaml
-
-            click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
-        else:
-            click.echo(json.dumps(document))
-        return
-    click.echo(f"kubeadm join {endpoint} --token {token.value} "
-               + " ".join(f"--discovery-token-ca-cert-hash {h}" for h in hashes))
-    click.echo(f"(token {token.token_id} expires {token.expires:%H:%M:%S} UTC; delete it once the node is Ready: "
-               f"nodeboot token delete {token.token_id})", err=True)
+    return Grant(node_name, endpoint, token, hashes)
 
 
 def delete(token_id: str, kubeconfig: str | None) -> None:
@@ -52,4 +50,3 @@ def delete(token_id: str, kubeconfig: str | None) -> None:
     cluster = Cluster.from_kubeconfig(kubeconfig)
     ledger = tokens.TokenLedger(cluster)
     ledger.delete(tokens.BootstrapToken(token_id, "", "", tokens.dt.datetime.now(tokens.dt.UTC)))
-    click.echo(f"token {token_id} deleted", err=True)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from nodeboot import app
 from nodeboot.ansible_engine import extra_vars, runner_env
 from nodeboot.cli import main
-from nodeboot.cluster_cmd import join_config
+from nodeboot.cli.plumbing import join_config
 from nodeboot.errors import UsageError
 
 

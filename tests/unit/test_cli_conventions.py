@@ -16,7 +16,7 @@ import yaml
 from click.testing import CliRunner
 
 from nodeboot.cli import PLUMBING, cli
-from nodeboot.cli_options import walk_commands
+from nodeboot.cli.options import walk_commands
 from nodeboot.cluster.client import CONTEXT_ENV, Cluster
 from nodeboot.errors import UsageError
 
@@ -150,7 +150,7 @@ KUBERNETES_DURATIONS = {"--discovery-timeout", "--tcp-timeout", "--tcp-fin-timeo
 
 
 def test_every_timeout_takes_a_duration_and_a_bare_number_is_seconds() -> None:
-    from nodeboot.cli_options import Seconds
+    from nodeboot.cli.options import Seconds
 
     timeouts = [(path, param) for path, command in commands() for param in command.params
                 if isinstance(param, click.Option) and param.opts[-1].endswith("-timeout")

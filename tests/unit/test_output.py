@@ -59,8 +59,8 @@ def test_quiet_mode_prints_no_events_and_keeps_them_in_the_log(tmp_path) -> None
 
 
 def test_status_and_proxy_tables_print_names_and_errors_literally() -> None:
-    from nodeboot.proxy_cmd import print_status_table
-    from nodeboot.status import print_table
+    from nodeboot.cli.fleet import print_status_table as print_table
+    from nodeboot.cli.proxy import print_status_table
 
     console = Console(file=io.StringIO(), width=400)
     print_table([{"host": "web[1]", "node": "[b]n", "ready": False, "registered": True, "kubelet": "v1.37.2",

@@ -152,9 +152,9 @@ def test_a_fleet_taller_than_the_terminal_gets_totals_instead_of_rows() -> None:
 
 def test_a_flags_warning_is_an_event_with_json_output_not_stderr_text(tmp_path, capsys) -> None:
     from nodeboot import app
-    from nodeboot.cli import settings
+    from nodeboot.request import HostArgs, RunArgs, run_settings
 
-    run = settings({"insecure_skip_tls_verify": True, "output_mode": "json", "log_dir": str(tmp_path)})
+    run = run_settings(HostArgs(insecure_skip_tls_verify=True), RunArgs(output="json", log_dir=str(tmp_path)))
     app.make_output(run, Redactor()).end()
     app.make_output(run, Redactor()).end()  # a later stage of the same run: said once
     captured = capsys.readouterr()

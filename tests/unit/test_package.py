@@ -51,7 +51,7 @@ from pathlib import Path
 
 import nodeboot
 from nodeboot import runner
-from nodeboot.app import workflow_for
+from nodeboot.workflows import workflow_for
 from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
@@ -109,7 +109,7 @@ def test_the_wheel_holds_nodeboot_and_its_data_and_no_lab(dist):
     names = wheel.namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"nodeboot", next(t for t in tops if t.endswith(".dist-info"))}, tops
-    for needed in ("nodeboot/py.typed", "nodeboot/cli.py", "nodeboot/scripts/linux/join.sh",
+    for needed in ("nodeboot/py.typed", "nodeboot/cli/__init__.py", "nodeboot/scripts/linux/join.sh",
                    "nodeboot/playbooks/join.yml", "nodeboot/manifests/rbac.yaml"):
         assert needed in names, needed
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
@@ -124,7 +124,7 @@ def test_the_wheel_holds_nodeboot_and_its_data_and_no_lab(dist):
 def test_the_sdist_holds_the_source_license_and_changelog(dist):
     with tarfile.open(next(dist.glob("nodeboot-*.tar.gz"))) as sdist:
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
-    assert {"LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "bootstrap/nodeboot/cli.py"} <= names
+    assert {"LICENSE", "CHANGELOG.md", "README.md", "pyproject.toml", "bootstrap/nodeboot/cli/__init__.py"} <= names
     assert not [n for n in names if n.startswith(("lab/", "tests/", "bench/"))]
 
 

@@ -20,7 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from nodeboot import proxy_cmd, verify
+from nodeboot import verify
+from nodeboot.cli.proxy import confirm
 from nodeboot.cluster import kubeproxy
 from nodeboot.errors import UsageError
 from nodeboot.scripts import parse_result, script_text, shell_preamble
@@ -133,8 +134,8 @@ def test_warnings_for_what_users_notice() -> None:
 def test_without_a_terminal_set_mode_needs_yes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", SimpleNamespace(isatty=lambda: False))
     with pytest.raises(UsageError, match="needs --yes"):
-        proxy_cmd.confirm("switch?", yes=False)
-    proxy_cmd.confirm("switch?", yes=True)  # no question asked
+        confirm("switch?", yes=False)
+    confirm("switch?", yes=True)  # no question asked
 
 
 # ---- the node scripts, for real ------------------------------------------------------------
