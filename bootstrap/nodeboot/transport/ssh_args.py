@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 # ssh(1) options that take an argument; the rest are flags.
 _WITH_ARGUMENT = set("BbcDEeFIiJLlmOopQRSWw")
@@ -84,11 +86,11 @@ def parse_ssh_args(value: object) -> SSHArgs:
         words = shlex.split(text)
     except ValueError as exc:
         raise ValueError(f"cannot split {text!r}: {exc}") from None
-    found: dict[str, object] = {}
+    found: dict[str, Any] = {}  # option -> the first value given
     identity: list[str] = []
     ignored: list[str] = []
 
-    def first(key: str, item: object) -> None:
+    def first(key: str, item: Any) -> None:
         found.setdefault(key, item)  # ssh keeps the first value it is given, as ssh_config does
 
     i = 0
@@ -129,18 +131,19 @@ def parse_ssh_args(value: object) -> SSHArgs:
         else:
             ignored.append(f"-{letter}")
     return SSHArgs(
-        user=found.get("user"),  # type: ignore[arg-type]
-        port=found.get("port"),  # type: ignore[arg-type]
+        user=found.get("user"),
+        port=found.get("port"),
         identity_files=tuple(identity),
-        proxy_jump=found.get("proxy_jump"),  # type: ignore[arg-type]
-        proxy_command=found.get("proxy_command"),  # type: ignore[arg-type]
-        config_file=found.get("config_file"),  # type: ignore[arg-type]
-        known_hosts=found.get("known_hosts"),  # type: ignore[arg-type]
+        proxy_jump=found.get("proxy_jump"),
+        proxy_command=found.get("proxy_command"),
+        config_file=found.get("config_file"),
+        known_hosts=found.get("known_hosts"),
         ignored=tuple(dict.fromkeys(ignored)),
     )
 
 
-def _option(key: str, value: str, first, identity: list[str], ignored: list[str]) -> None:
+def _option(key: str, value: str, first: Callable[[str, Any], None], identity: list[str],
+            ignored: list[str]) -> None:
     name = key.lower()
     if name == "proxyjump":
         first("proxy_jump", parse_jumps(value))
@@ -164,17 +167,17 @@ def join_args(*values: SSHArgs | None) -> SSHArgs:
     if not given:
         return SSHArgs()
 
-    def pick(attr: str) -> object:
+    def pick(attr: str) -> Any:
         return next((getattr(v, attr) for v in given if getattr(v, attr) is not None), None)
 
     return SSHArgs(
-        user=pick("user"),  # type: ignore[arg-type]
-        port=pick("port"),  # type: ignore[arg-type]
+        user=pick("user"),
+        port=pick("port"),
         identity_files=tuple(f for v in given for f in v.identity_files),
-        proxy_jump=pick("proxy_jump"),  # type: ignore[arg-type]
-        proxy_command=pick("proxy_command"),  # type: ignore[arg-type]
-        config_file=pick("config_file"),  # type: ignore[arg-type]
-        known_hosts=pick("known_hosts"),  # type: ignore[arg-type]
+        proxy_jump=pick("proxy_jump"),
+        proxy_command=pick("proxy_command"),
+        config_file=pick("config_file"),
+        known_hosts=pick("known_hosts"),
         ignored=tuple(dict.fromkeys(x for v in given for x in v.ignored)),
     )
 
