@@ -4,6 +4,14 @@ before it connects upstream (a host slow to accept). Used where the kernel has
 no netem, and for B3's straggler.
 
 It runs an asyncio loop in a thread of the bench process; stop() ends it.
+
+It also counts, per connection, the client's turns: bursts of client data that
+follow data from the server after the client was silent for at least 0.8 of
+the added round trip (the first burst counts too). A request that had to wait
+for an answer is one turn, so the turns are the round trips a tool waits for,
+the SSH handshake included; pipelined data (several requests sent before any
+answer, or an upload the server acknowledges with window adjusts as it goes)
+is one turn, as it costs one.
 """
 
 from __future__ import annotations
@@ -24,6 +32,8 @@ class DelayProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, name="delayproxy", daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.connections = 0
+        self.turns = 0  # client turns over all connections (see the module's docstring)
 
     def start(self) -> DelayProxy:
         self._thread.start()
@@ -46,6 +56,8 @@ class DelayProxy:
             self._writers.discard(writer)
             return
         self._writers.add(up_writer)
+        self.connections += 1
+        last = ["server", 0.0]  # who sent last, when the client last sent; the first burst is a turn
         for w in (writer, up_writer):
             sock = w.get_extra_info("socket")
             if sock is not None:
@@ -53,13 +65,15 @@ class DelayProxy:
 
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            await asyncio.gather(self._pump(reader, up_writer), self._pump(up_reader, writer), return_exceptions=True)
+            await asyncio.gather(self._pump(reader, up_writer, last, "client"),
+                                 self._pump(up_reader, writer, last, "server"), return_exceptions=True)
         finally:
             for w in (writer, up_writer):
                 w.close()
                 self._writers.discard(w)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, last: list,
+                    side: str) -> None:
         queue: asyncio.Queue = asyncio.Queue()
 
         async def deliver() -> None:
@@ -82,7 +96,14 @@ class DelayProxy:
         try:
             while True:
                 data = await reader.read(65536)
-                await queue.put((time.monotonic() + self.one_way, data or None))
+                now = time.monotonic()
+                if data and side == "client":
+                    if last[0] == "server" and now - last[1] >= 1.6 * self.one_way:
+                        self.turns += 1
+                    last[1] = now
+                if data:
+                    last[0] = side
+                await queue.put((now + self.one_way, data or None))
                 if not data:
                     break
         except (ConnectionError, OSError):

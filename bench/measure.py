@@ -1,5 +1,5 @@
 """Run one tool and measure it: wall time, controller CPU, peak RSS, peak fds,
-time to its first failure line on screen.
+peak threads, time to its first failure line on screen.
 
 This process is a child subreaper, so whatever the tool leaves running (SSH
 ControlMasters that fork into the background) is re-parented here, sampled,
@@ -44,16 +44,17 @@ def descendants(root: int) -> list[int]:
     return out
 
 
-def rss_and_fds(pids: list[int]) -> tuple[int, int]:
-    rss = fds = 0
+def rss_fds_threads(pids: list[int]) -> tuple[int, int, int]:
+    rss = fds = threads = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/statm") as fh:
                 rss += int(fh.read().split()[1]) * PAGE
             fds += len(os.listdir(f"/proc/{pid}/fd"))
+            threads += len(os.listdir(f"/proc/{pid}/task"))
         except (FileNotFoundError, ProcessLookupError):
             pass
-    return rss, fds
+    return rss, fds, threads
 
 
 def main() -> int:
@@ -61,14 +62,15 @@ def main() -> int:
     argv = sys.argv[sys.argv.index("--") + 1:]
     ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     me = os.getpid()
-    peak = {"rss": 0, "fds": 0}
+    peak = {"rss": 0, "fds": 0, "threads": 0}
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            rss, fds = rss_and_fds(descendants(me))
+            rss, fds, threads = rss_fds_threads(descendants(me))
             peak["rss"] = max(peak["rss"], rss)
             peak["fds"] = max(peak["fds"], fds)
+            peak["threads"] = max(peak["threads"], threads)
             done.wait(0.02)
 
     started = time.monotonic()
@@ -114,7 +116,8 @@ def main() -> int:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     Path(out_path).write_text(json.dumps({
         "status": status, "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "peak_rss": peak["rss"],
-        "max_single_rss": ru.ru_maxrss * 1024, "peak_fds": peak["fds"], "first_failure": first_failure,
+        "max_single_rss": ru.ru_maxrss * 1024, "peak_fds": peak["fds"], "peak_threads": peak["threads"],
+        "first_failure": first_failure,
         "left_behind": len(left), "lines": lines, "tail": tail, "failures": failures,
         "timed_out": time.monotonic() > deadline,
     }))

@@ -1,6 +1,6 @@
 """nodeboot's benchmarks: prints the figures, writes them to a JSON file.
 
-    PYTHONPATH=bootstrap python bench/run.py [--quick] [--only b1,b2,b3,winrm,ready,big]
+    PYTHONPATH=bootstrap python bench/run.py [--quick] [--only b1,cpu,b1rtt,b2,b3,winrm,ready,big]
 
 Run as root (sshd hosts, a network namespace for B2). The peers (ansible-core,
 pyinfra, matplotlib) come from bench/.venv (bench/setup.sh makes it).
@@ -14,7 +14,13 @@ pyinfra, matplotlib) come from bench/.venv (bench/setup.sh makes it).
 - B3: one host slow to connect, one failing: total time, first failure on screen.
 - WinRM: HTTP requests per command, reused shell vs pywinrm run_ps (lab endpoint).
 - Ready: Node Ready in the API -> NodeWatcher noticed (needs the lab: --lab-state).
-- Big: 500 hosts in one nodeboot run: fds, peak RSS.
+- cpu: controller CPU of cold runs at N=200, nodeboot against the floor, 5 runs
+  interleaved (b1_more.py).
+- b1rtt: B1 at N=50 with 50 ms added to every host's round trip (a delay relay
+  per host), nodeboot against the floor: wall, and round trips per host as the
+  relay counts them (b1_more.py).
+- Big: 1000 hosts in one run, all at once (--big, --big-parallel), nodeboot
+  against the floor: wall, peak RSS, fds and threads.
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ class Bench:
         self.artifact = workload.ensure_artifact(self.state)
         self.facts = workload.local_facts()
         self.results: dict = {"machine": machine(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        self.profiles = 0
 
     # -- one measured tool run --------------------------------------------------
     def spec(self, hosts, name: str, overrides: dict | None = None) -> Path:
@@ -93,6 +100,15 @@ class Bench:
         argv = [python, str(BENCH / "tools" / driver), str(spec), str(parallel), *extra]
         if tool.startswith("nodeboot"):
             argv += ["--stats", str(stats)]
+        if self.args.profile and tool in self.args.profile.split(","):
+            # py-spy samples every thread of the tool (and its native frames) into a
+            # collapsed-stack file; its own CPU is in the run's figures, so a profiled
+            # run is for finding hot spots, not for the tables.
+            self.profiles += 1
+            folded = self.state / "profiles" / f"{spec.parent.name}-{tool}-{self.profiles}.txt"
+            folded.parent.mkdir(exist_ok=True)
+            argv = [self.args.py_spy, "record", "-r", "200", "--gil", "--native", "-f", "raw", "-o", str(folded),
+                    "--", *argv]
         env = dict(os.environ, PYTHONPATH=f"{ROOT / 'bootstrap'}:{BENCH / 'tools'}", LANG="C.UTF-8",
                    HOME=os.environ.get("HOME", "/root"))
         env.pop("SSH_AUTH_SOCK", None)
@@ -106,14 +122,14 @@ class Bench:
             m["nodeboot_stats"] = json.loads(stats.read_text())
         return m
 
-    def checked_run(self, tool: str, hosts, kind: str, name: str, parallel: int) -> dict:
+    def checked_run(self, tool: str, hosts, kind: str, name: str, parallel: int, overrides: dict | None = None) -> dict:
         """One measured run (cold or no-change) with host CPU, sshd's counts, round trips
         and the end-state check of every host; "ok" only when the tool did the work."""
         before = None
         if kind == "no-change":
             before = {h.name: workload.check_host(h.root, self.facts).mtimes for h in hosts}
             self.pool.reset_counters(hosts)
-        spec = self.spec(hosts, name)
+        spec = self.spec(hosts, name, overrides)
         host_cpu = self.pool.host_cpu(hosts)
         m = self.measure(tool, spec, parallel, self.args.timeout)
         m["host_cpu"] = self.pool.host_cpu(hosts) - host_cpu
@@ -141,16 +157,18 @@ class Bench:
         out: dict = {}
         for n in self.args.sizes:
             hosts = self.pool.start(n)
-            for tool in self.args.tools:
-                runs = self.args.ansible_runs if tool == "ansible" else self.args.runs
-                if tool == "ansible" and n > self.args.ansible_max_n:
-                    continue
-                cells = {"cold": [], "no-change": []}
-                for r in range(runs):
+            tools = [t for t in self.args.tools if not (t == "ansible" and n > self.args.ansible_max_n)]
+            cells = {t: {"cold": [], "no-change": []} for t in tools}
+            # Runs interleave (run 1 of every tool, then run 2, ...): load from other
+            # work on the machine then falls on every tool alike.
+            for r in range(max(self.args.runs, self.args.ansible_runs)):
+                for tool in tools:
+                    if r >= (self.args.ansible_runs if tool == "ansible" else self.args.runs):
+                        continue
                     self.pool.reset(hosts)
                     for kind in ("cold", "no-change"):
                         m = self.checked_run(tool, hosts, kind, f"b1-{tool}-{n}", n)
-                        cells[kind].append(m)
+                        cells[tool][kind].append(m)
                         log(f"B1 N={n:<3} {tool:<15} {kind:<9} run {r + 1}: "
                             + (f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s host-cpu {m['host_cpu']:.2f}s "
                                f"rss {m['peak_rss'] / 2**20:.0f}MiB "
@@ -158,8 +176,20 @@ class Bench:
                                f"round trips/host {m['round_trips']:.1f}"
                                if m["ok"] else f"FAILED: {m['problems'][:2]} {m['tail'][-3:]}")
                             + f" (load {m['load']})")
-                out.setdefault(str(n), {})[tool] = {k: summarise(v) for k, v in cells.items()}
+            for tool in tools:
+                out.setdefault(str(n), {})[tool] = {k: summarise(v) for k, v in cells[tool].items()}
         self.results["b1"] = out
+
+    # -- issue 17: controller CPU, B1 behind added delay --------------------------
+    def cpu(self) -> None:
+        from b1_more import measure_cpu
+
+        self.results["cpu"] = measure_cpu(self, self.args.cpu_n, self.args.cpu_runs, log)
+
+    def b1rtt(self) -> None:
+        from b1_more import measure_rtt
+
+        self.results["b1rtt"] = measure_rtt(self, self.args.rtt_n, [0.0, self.args.rtt_ms], self.args.rtt_runs, log)
 
     # -- B2 ------------------------------------------------------------------
     def b2(self) -> None:
@@ -212,27 +242,34 @@ class Bench:
 
         self.results["ready"] = measure_ready(Path(self.args.lab_state), self.args.ready_reps, log)
 
-    # -- 500 hosts -----------------------------------------------------------
+    # -- many hosts in one run ------------------------------------------------
     def big(self) -> None:
         n = self.args.big
         t = time.monotonic()
         hosts = self.pool.start(n)
         log(f"big: {n} sshd hosts up in {time.monotonic() - t:.1f}s")
-        out = {}
-        for tool in ("nodeboot", "paramiko-floor"):
-            if tool not in self.args.tools:
-                continue
-            self.pool.reset(hosts)
-            for kind in ("cold", "no-change"):
-                m = self.checked_run(tool, hosts, kind, f"big-{tool}", self.args.big_parallel)
-                m["failure_lines"] = m["failures"][:5]
-                out.setdefault(tool, {})[kind] = {k: m[k] for k in (
-                    "wall", "cpu", "peak_rss", "peak_fds", "ok", "problems", "load", "conns", "execs",
-                    "failure_lines")}
-                log(f"big N={n} {tool:<15} {kind:<9} {'ok' if m['ok'] else 'FAILED ' + str(m['problems'][:2])}: "
-                    f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s peak RSS {m['peak_rss'] / 2**20:.0f} MiB, "
-                    f"peak fds {m['peak_fds']} (load {m['load']})")
-        self.results["big"] = {"hosts": n, "parallel": self.args.big_parallel,
+        out: dict = {}
+        for r in range(self.args.big_runs):
+            # Interleaved, the order alternating: the same load falls on both tools.
+            for tool in [t for t in ("nodeboot", "paramiko-floor") if t in self.args.tools][::1 if r % 2 == 0 else -1]:
+                self.pool.reset(hosts)
+                for kind in ("cold", "no-change"):
+                    m = self.checked_run(tool, hosts, kind, f"big-{tool}", self.args.big_parallel)
+                    m["failure_lines"] = m["failures"][:5]
+                    cell = {k: m[k] for k in ("wall", "cpu", "peak_rss", "peak_fds", "peak_threads", "ok", "problems",
+                                              "load", "conns", "execs", "failure_lines")}
+                    out.setdefault(tool, {}).setdefault(kind, []).append(cell)
+                    log(f"big N={n} {tool:<15} {kind:<9} run {r + 1} "
+                        f"{'ok' if m['ok'] else 'FAILED ' + str(m['problems'][:2])}: "
+                        f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s peak RSS {m['peak_rss'] / 2**20:.0f} MiB, "
+                        f"peak fds {m['peak_fds']}, peak threads {m['peak_threads']} (load {m['load']})")
+        for kinds in out.values():
+            for kind, cells in kinds.items():
+                ok = [c for c in cells if c["ok"]]
+                kinds[kind] = {"runs": cells, "ok": len(ok) == len(cells)} | (
+                    {k: statistics.median(c[k] for c in ok) for k in ("wall", "cpu", "peak_rss", "peak_fds",
+                                                                     "peak_threads")} if ok else {})
+        self.results["big"] = {"hosts": n, "parallel": self.args.big_parallel, "runs": self.args.big_runs,
                                "nofile": self.results["machine"]["nofile"], "tools": out}
 
 
@@ -278,7 +315,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="N=10,50, 1 run, Ansible at N=10 only, 10 hosts in B3, 100 in the big run (a few minutes)")
-    p.add_argument("--only", default="b1,b2,b3,winrm,ready,big")
+    p.add_argument("--only", default="b1,cpu,b1rtt,b2,b3,winrm,ready,big")
     p.add_argument("--tools", default=",".join(TOOLS),
                    help=f"of {','.join(TOOLS)}")
     p.add_argument("--sizes", default="10,50,200")
@@ -293,14 +330,23 @@ def main() -> int:
     p.add_argument("--winrm-commands", type=int, default=20)
     p.add_argument("--lab-state", default="/tmp/nb-lab-bench")
     p.add_argument("--ready-reps", type=int, default=15)
-    p.add_argument("--big", type=int, default=500)
-    p.add_argument("--big-parallel", type=int, default=100, help="hosts at once in the 500-host run")
+    p.add_argument("--big", type=int, default=1000, help="hosts in the one-run scale test")
+    p.add_argument("--big-parallel", type=int, default=1000, help="hosts at once in the scale test")
+    p.add_argument("--big-runs", type=int, default=1)
+    p.add_argument("--cpu-n", type=int, default=200, help="hosts in the cold controller-CPU comparison")
+    p.add_argument("--cpu-runs", type=int, default=5)
+    p.add_argument("--rtt-n", type=int, default=50, help="hosts in B1 behind added delay")
+    p.add_argument("--rtt-ms", type=float, default=50.0, help="added round trip per host, ms (B1 behind delay)")
+    p.add_argument("--rtt-runs", type=int, default=3)
+    p.add_argument("--profile", default="", help="tools to run under py-spy (e.g. nodeboot): <state>/profiles/*.txt")
+    p.add_argument("--py-spy", default=str(BENCH / ".venv" / "bin" / "py-spy"))
     p.add_argument("--state", default="/tmp/nbb")
     p.add_argument("--out", default=str(BENCH / "results.json"))
     args = p.parse_args()
     if args.quick:
         args.sizes, args.runs, args.b2_reps, args.ready_reps, args.ansible_max_n = "10,50", 1, 5, 5, 10
         args.b3_hosts, args.big, args.big_parallel = 10, 100, 100
+        args.cpu_n, args.cpu_runs, args.rtt_n, args.rtt_runs = 50, 2, 10, 1
     args.sizes = [int(x) for x in args.sizes.split(",")]
     args.delays = [float(x) for x in args.delays.split(",")]
     args.tools = args.tools.split(",")
@@ -310,7 +356,7 @@ def main() -> int:
     bench = Bench(args)
     started = time.monotonic()
     try:
-        for section in ("b1", "b2", "b3", "winrm", "ready", "big"):
+        for section in ("b1", "cpu", "b1rtt", "b2", "b3", "winrm", "ready", "big"):
             if section in only:
                 log(f"== {section} (load {loadavg()})")
                 t = time.monotonic()

@@ -11,7 +11,7 @@ from pathlib import Path
 from localshell import LocalShell, run_loop
 from nodeboot.transport import ScriptCall
 from nodeboot.transport.framed_shell import NOT_RUN, ShellFrames
-from nodeboot.transport.ssh import SSHOptions, SSHTransport
+from nodeboot.transport.ssh import SSHOptions, SSHTransport, coalesce
 
 
 def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
@@ -59,6 +59,25 @@ def test_frame_result_waits_for_both_streams() -> None:
     assert first is not None and (first.exit_status, first.stdout, first.stderr) == (3, b"x", b"e")
     assert second is not None and (second.exit_status, second.stdout) == (NOT_RUN, b"next")
     assert not out and not err
+
+
+def test_frame_result_skips_marker_look_alikes() -> None:
+    # The marker followed by something that is not a status is a script's own output.
+    frames = ShellFrames("MARK")
+    out, err = bytearray(b"a\nMARK x\nb\nMARK 12x\nc\nMARK 0\nrest"), bytearray(b"\nMARK\n")
+    result = frames.take(out, err)
+    assert result is not None and result.exit_status == 0
+    assert result.stdout == b"a\nMARK x\nb\nMARK 12x\nc" and out == b"rest"
+    assert frames.take(bytearray(b"\nMARK 7"), bytearray(b"\nMARK\n")) is None  # its line not complete yet
+
+
+def test_coalesce_keeps_a_large_payload_out_of_the_joined_buffers() -> None:
+    payload = os.urandom(1 << 17)
+    parts = [p for i, (s, pl) in enumerate([(b"one", b""), (b"two", payload), (b"three", b"")])
+             for p in ShellFrames.frame_parts(s, pl, i > 0)]
+    chunks = coalesce(parts)
+    assert b"".join(chunks) == b"".join(parts)
+    assert len(chunks) == 3 and chunks[1] is payload  # sent as it is, not copied
 
 
 def test_batch_stops_on_the_host_at_the_first_failure(tmp_path: Path) -> None:

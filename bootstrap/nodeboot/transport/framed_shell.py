@@ -26,7 +26,6 @@ password line sent ahead of the loop is read by the loop and dropped, never run.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -77,7 +76,9 @@ class ShellFrames:
     def __init__(self, marker: str | None = None) -> None:
         # Random per shell, so a script's own output cannot end a frame by accident.
         self.marker = marker or f"__nodeboot_{secrets.token_hex(12)}__"
-        self._out_end = re.compile(rb"\n" + re.escape(self.marker.encode()) + rb" (\d+|skip)\n")
+        # Plain byte searches, not a regex: a marker is new for every shell, so a
+        # pattern would be compiled once per host (re's cache cannot help).
+        self._out_end = b"\n" + self.marker.encode() + b" "
         self._err_end = b"\n" + self.marker.encode() + b"\n"
 
     def loop(self) -> str:
@@ -91,19 +92,35 @@ class ShellFrames:
 
     @staticmethod
     def frame(script: bytes, payload: bytes = b"", after_success: bool = False) -> bytes:
-        return b"NB %d %d %d\n" % (len(script), len(payload), after_success) + payload + script
+        return b"".join(ShellFrames.frame_parts(script, payload, after_success))
+
+    @staticmethod
+    def frame_parts(script: bytes, payload: bytes = b"", after_success: bool = False) -> tuple[bytes, bytes, bytes]:
+        """A frame as (header, payload, script), in sending order: a large payload can
+        then go out as it is, without being copied into one buffer with the rest."""
+        return b"NB %d %d %d\n" % (len(script), len(payload), after_success), payload, script
 
     def take(self, out: bytearray, err: bytearray) -> FrameResult | None:
         """Remove the first complete frame's output from out and err and return it,
         or None while either stream still lacks its end marker."""
-        end = self._out_end.search(out)
-        if end is None:
-            return None
+        at = 0
+        while True:  # the marker, then a status (digits or "skip"), then a newline
+            at = out.find(self._out_end, at)
+            if at < 0:
+                return None
+            first = at + len(self._out_end)
+            nl = out.find(b"\n", first)
+            if nl < 0:
+                return None  # the status line is still on its way
+            word = bytes(out[first:nl])
+            if word == b"skip" or word.isdigit():
+                break
+            at += 1  # a marker look-alike in the script's own output (not followed by a status)
         err_at = err.find(self._err_end)
         if err_at < 0:
             return None
-        status = NOT_RUN if end.group(1) == b"skip" else int(end.group(1))
-        result = FrameResult(status, bytes(out[: end.start()]), bytes(err[:err_at]))
-        del out[: end.end()]
+        status = NOT_RUN if word == b"skip" else int(word)
+        result = FrameResult(status, bytes(out[:at]), bytes(err[:err_at]))
+        del out[: nl + 1]
         del err[: err_at + len(self._err_end)]
         return result
