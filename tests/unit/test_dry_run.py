@@ -184,3 +184,30 @@ def test_a_dry_run_script_that_finds_the_phase_would_fail_fails_it() -> None:
     ])
     assert outcomes[0][:2] == ("a", "failed") and "needs ipvsadm" in outcomes[0][2]
     assert [o[:2] for o in outcomes[1:]] == [("b", "not-run"), ("c", "not-run")]
+
+
+class Forgetful(Scripted):
+    """A dry-run script that forgot its dry-run mode: never sent."""
+
+    def dry_run_script(self, ctx: HostContext) -> ScriptCall:
+        return ScriptCall("touch /tmp/nodeboot-must-not-exist\n", {}, name=self.name)
+
+
+def test_a_dry_run_script_without_nb_dry_run_is_refused_before_it_is_sent() -> None:
+    outcomes, transport = dry([Forgetful("a", "")])
+    assert outcomes[0][:2] == ("a", "failed") and "must have NB_DRY_RUN=1" in outcomes[0][2]
+    assert transport.stats.execs == 0
+
+
+def test_the_windows_cluster_sides_dry_run_names_what_it_would_create_and_patch() -> None:
+    from nodeboot.cluster.windows import Plan
+    from nodeboot.steps.windows import plan_lines
+
+    daemonset = {"kind": "DaemonSet", "metadata": {"name": "kube-proxy-windows", "namespace": "kube-system"}}
+    role = {"kind": "ClusterRole", "metadata": {"name": "flannel-windows"}}
+    lines = plan_lines(Plan(create=[daemonset, role], pin_linux=[("kube-system", "kube-proxy")],
+                            flannel_backend=True))
+    assert lines[:2] == ["would create DaemonSet kube-system/kube-proxy-windows",
+                         "would create ClusterRole flannel-windows"]
+    assert lines[2].startswith("would set flannel's VXLAN backend to VNI 4096")
+    assert lines[3] == "would pin DaemonSet kube-system/kube-proxy to kubernetes.io/os=linux"

@@ -370,6 +370,14 @@ def run_one(phase: Phase, ctx: HostContext) -> tuple[list[PhaseOutcome], PhaseEr
     return [report(ctx, PhaseOutcome(phase.name, PhaseStatus.CHANGED if changed else PhaseStatus.OK))], None
 
 
+def dry_run_call(phase: Phase, ctx: HostContext) -> ScriptCall:
+    """A phase's dry-run script, refused unless it is in its dry-run mode and carries no secret."""
+    call = phase.dry_run_script(ctx)
+    if call.variables.get("NB_DRY_RUN") != "1" or call.secret_variables:
+        raise RuntimeError(f"{phase.name}: its dry-run script must have NB_DRY_RUN=1 and no secret")
+    return call
+
+
 def dry_run_done(phase: Phase, ctx: HostContext, call: ScriptCall, result: ExecResult) -> PhaseOutcome:
     """A dry-run script's answer: would-run with its would-lines, or ok when it found nothing to do."""
     parsed = ctx.check(call, result)
@@ -386,7 +394,7 @@ def run_batch(batch: list[Phase], ctx: HostContext, dry: bool = False) -> tuple[
     prepare_error: Exception | None = None
     for phase in batch:
         try:
-            calls.append(phase.dry_run_script(ctx) if dry else phase.host_script(ctx))
+            calls.append(dry_run_call(phase, ctx) if dry else phase.host_script(ctx))
         except Exception as exc:  # this phase fails; the ones before it still run
             prepare_error = exc
             break
