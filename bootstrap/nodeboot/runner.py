@@ -196,7 +196,11 @@ class Fleet:
             detail = (f"stopped by Ctrl-C after {done[-1] if done else 'nothing'}; "
                       f"not run: {', '.join(left)}")
             return HostReport(host, "interrupted", left[0] if left else "", detail, result.outcomes, seconds=seconds)
-        return HostReport(host, "changed" if result.changed else "ok", "", "", result.outcomes, seconds=seconds)
+        detail = ""
+        if self.options.dry_run:  # the summary names the phases; each one's would-lines are in its phase event
+            would = [o.phase for o in result.outcomes if o.status is PhaseStatus.WOULD_RUN]
+            detail = f"dry run: would run {', '.join(would)}" if would else "dry run: nothing to do"
+        return HostReport(host, "changed" if result.changed else "ok", "", detail, result.outcomes, seconds=seconds)
 
     # -- Ctrl-C ---------------------------------------------------------------
     def _install_sigint(self):

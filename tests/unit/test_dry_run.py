@@ -211,3 +211,22 @@ def test_the_windows_cluster_sides_dry_run_names_what_it_would_create_and_patch(
                          "would create ClusterRole flannel-windows"]
     assert lines[2].startswith("would set flannel's VXLAN backend to VNI 4096")
     assert lines[3] == "would pin DaemonSet kube-system/kube-proxy to kubernetes.io/os=linux"
+
+
+def test_a_dry_runs_summary_names_the_phases_that_would_run() -> None:
+    from types import SimpleNamespace
+
+    from nodeboot.runner import Fleet
+    from nodeboot.steps.base import PhaseOutcome, PhaseStatus, WorkflowResult
+
+    host = Host(name="h1", address="127.0.0.1")
+    result = WorkflowResult([PhaseOutcome("facts", PhaseStatus.OK), PhaseOutcome("install", PhaseStatus.WOULD_RUN, "x"),
+                             PhaseOutcome("kubeadm-join", PhaseStatus.WOULD_RUN, "y"),
+                             PhaseOutcome("label-taint", PhaseStatus.OK, "nothing asked")])
+    fleet = SimpleNamespace(options=RunOptions(dry_run=True), redactor=Redactor())
+    report = Fleet._report(fleet, host, result, 0.0)  # type: ignore[arg-type]
+    assert (report.result, report.detail) == ("ok", "dry run: would run install, kubeadm-join")
+    nothing = Fleet._report(fleet, host, WorkflowResult([PhaseOutcome("facts", PhaseStatus.OK)]), 0.0)  # type: ignore[arg-type]
+    assert nothing.detail == "dry run: nothing to do"
+    fleet.options = RunOptions()
+    assert Fleet._report(fleet, host, result, 0.0).detail == ""  # type: ignore[arg-type]

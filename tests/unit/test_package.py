@@ -69,7 +69,8 @@ class LocalHost(LocalShell):
 runner.make_transport = lambda host, defaults, redactor: LocalHost()
 redactor = Redactor()
 output = Output(redactor=redactor, mode="json", log_dir=Path(tempfile.mkdtemp()))
-options = RunOptions(dry_run=True, proxy_mode=sys.argv[1])
+# proxy-prereqs.sh runs in its dry-run mode; it may install what this machine lacks (ipvsadm), as a real run would.
+options = RunOptions(dry_run=True, proxy_mode=sys.argv[1], install_packages=True)
 report = runner.Fleet(None, options, output, redactor, ConnectionDefaults(), 1).run(
     [Host(name="this-machine", address="127.0.0.1")], workflow_for("proxy-prereqs"), "dry run", {})
 host = report.hosts[0]
@@ -143,7 +144,12 @@ def test_the_installed_wheel_runs(venv):
 
 @pytest.mark.parametrize(("mode", "prereqs"), [("nftables", {"ok", "would-run"}), ("ipvs", {"ok", "would-run"})])
 def test_a_host_only_dry_run_from_the_installed_wheel(venv, tmp_path, mode, prereqs):
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TESTS), "HOME": str(tmp_path)}
+    # proxy-prereqs.sh's dry run reads the loaded modules; a machine without /proc/modules gets an
+    # lsmod that lists none (as the lab's hosts without IPVS do).
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "lsmod").write_text("#!/bin/sh\n/usr/sbin/lsmod 2>/dev/null || echo 'Module Size Used by'\n")
+    (tmp_path / "bin" / "lsmod").chmod(0o755)
+    env = {"PATH": f"{tmp_path}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": str(TESTS), "HOME": str(tmp_path)}
     done = run([str(venv / "bin" / "python"), "-c", HOST_ONLY_DRY_RUN, mode], env=env, cwd=tmp_path)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["module"].startswith(str(venv))
