@@ -48,8 +48,8 @@ def completion(shell: str) -> None:
     click.echo(completer(cli, {}, "nodeboot", "_NODEBOOT_COMPLETE").source())
 
 
-for command in (*FLEET_COMMANDS, inventory_command, token, proxy, *PLUMBING_COMMANDS, *WINDOWS_COMMANDS):
-    cli.add_command(command)
+for _command in (*FLEET_COMMANDS, inventory_command, token, proxy, *PLUMBING_COMMANDS, *WINDOWS_COMMANDS):
+    cli.add_command(_command)
 
 # The commands nodeboot's Ansible playbooks run: kept out of the top-level help (they still work,
 # and `nodeboot join-config --help` still shows them).
