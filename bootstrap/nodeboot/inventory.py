@@ -10,7 +10,7 @@ required inline: `nodeboot_password_env: VAR` (or Ansible's
 
 from __future__ import annotations
 
-import contextlib
+import copy
 import difflib
 import fnmatch
 import functools
@@ -19,18 +19,17 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from nodeboot import node_install, validate
-from nodeboot.errors import InventoryError, NodebootError, UsageError
+from nodeboot import inventory_vars, node_install, validate
+from nodeboot.errors import InventoryError, UsageError
 from nodeboot.inventory_read import read_inventory
-from nodeboot.transport.ssh_args import SSHArgs, ignored_option_warnings, join_args, parse_ssh_args
+from nodeboot.transport.ssh_args import SSHArgs, ignored_option_warnings, join_args
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
 _HOST_ARG = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
-CONNECTIONS = ("ssh", "winrm", "local")
+CONNECTIONS = inventory_vars.CONNECTIONS
 
 
 @dataclass
@@ -101,40 +100,14 @@ def load_inventory(path: str, warn: Warn | None = None) -> list[Host]:
     return hosts
 
 
-# Vars nodeboot reads outside host_from_vars (the steps, from Host.vars).
-READ_ELSEWHERE = ("nodeboot_windows_service_manager", "nodeboot_windows_sha256", "nodeboot_windows_checksums_file",
-                  "nodeboot_windows_hns_networks")
-
-
-class _KeyRecorder(dict):
-    """A vars mapping that notes every key asked for: run through host_from_vars, it lists the vars nodeboot
-    reads, so a var added there is known here without a second list to keep."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked: set[str] = set()
-
-    def __contains__(self, key: object) -> bool:
-        self.asked.add(str(key))
-        return super().__contains__(key)
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        self.asked.add(str(key))
-        return super().get(key, default)
-
-
 @functools.cache
 def known_nodeboot_vars() -> frozenset[str]:
-    """Every nodeboot_* var nodeboot or its playbooks read."""
-    recorder = _KeyRecorder()
-    # A var that needs another would stop the probe: the names asked until then still count.
-    with contextlib.suppress(NodebootError, ValueError):
-        host_from_vars("known vars", "probe", recorder, [])
+    """Every nodeboot_* var nodeboot (inventory_vars.VARS) or its playbooks read."""
     playbook_vars: set[str] = set()  # what the playbooks define or read (`nodeboot_cli | default(...)`)
     playbooks = Path(__file__).resolve().parent / "playbooks"
     for path in playbooks.rglob("*.y*ml") if playbooks.is_dir() else ():
         playbook_vars.update(re.findall(r"\bnodeboot_\w+", path.read_text(errors="replace")))
-    return frozenset({k for k in recorder.asked if k.startswith("nodeboot_")} | playbook_vars | set(READ_ELSEWHERE))
+    return frozenset({v.name for v in inventory_vars.VARS if v.name.startswith("nodeboot_")} | playbook_vars)
 
 
 def unknown_var_warnings(source: str, hostvars: dict[str, dict[str, Any]]) -> list[str]:
@@ -181,17 +154,24 @@ def _password_source(source: str, name: str, hvars: dict[str, Any]) -> tuple[str
     return None, None
 
 
+_UNSET: Any = object()
+VarReader = Callable[..., Any]
+
+
 def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[str]) -> Host:
-    def field_value(key: str, check, default=None):
+    def read(key: str, default: Any = _UNSET, check: Callable[[Any], Any] | None = None) -> Any:
+        """The host's value of a var of the table (inventory_vars.VARS), checked; unset or null: its default."""
+        var = inventory_vars.BY_NAME[key]
         if key not in hvars or hvars[key] is None:
-            return default
+            return copy.copy(var.default) if default is _UNSET else default  # a fresh {} or [] per host
+        check = check or var.check
         try:
-            return check(hvars[key])
+            return check(hvars[key]) if check else hvars[key]
         except ValueError as exc:
             raise InventoryError(source, name, key, str(exc)) from None
 
-    connection = field_value("ansible_connection", lambda v: validate.one_of(v, CONNECTIONS), None)
-    os_name = field_value("nodeboot_os", lambda v: validate.one_of(v, validate.OS_NAMES), None)
+    connection = read("ansible_connection")
+    os_name = read("nodeboot_os")
     if os_name is None:
         os_name = "windows" if connection == "winrm" or "windows" in groups else "linux"
     if connection is None:
@@ -199,35 +179,33 @@ def host_from_vars(source: str, name: str, hvars: dict[str, Any], groups: list[s
     if os_name == "windows" and connection == "ssh":
         raise InventoryError(source, name, "ansible_connection", "Windows hosts are reached over winrm")
     password_env, password = _password_source(source, name, hvars)
-    address = field_value("ansible_host", _address, name)
+    address = read("ansible_host", default=name)
     return Host(
         name=name,
         address=address,
         os=os_name,
         connection=connection,
-        port=field_value("ansible_port", validate.port),
-        user=field_value("ansible_user", _text),
-        key_file=field_value("ansible_ssh_private_key_file", _text),
-        known_hosts=field_value("nodeboot_known_hosts", _text),
-        ssh_args=join_args(field_value("ansible_ssh_common_args", parse_ssh_args),
-                           field_value("ansible_ssh_extra_args", parse_ssh_args)),
+        port=read("ansible_port"),
+        user=read("ansible_user"),
+        key_file=read("ansible_ssh_private_key_file"),
+        known_hosts=read("nodeboot_known_hosts"),
+        ssh_args=join_args(read("ansible_ssh_common_args"), read("ansible_ssh_extra_args")),
         password_env=password_env,
         password=password,
-        become=field_value("ansible_become", _boolean, False),
-        winrm_transport=field_value("ansible_winrm_transport", _winrm_transport, "ntlm"),
-        winrm_scheme=field_value("ansible_winrm_scheme", lambda v: validate.one_of(v, ("http", "https")), "https"),
-        winrm_ca=field_value("ansible_winrm_ca_trust_path", _text),
-        winrm_insecure=field_value("ansible_winrm_server_cert_validation",
-                                   lambda v: validate.one_of(v, ("validate", "ignore")), "validate") == "ignore",
-        node_name=field_value("nodeboot_node_name", validate.node_name, "") or _default_node_name(source, name),
-        labels=field_value("nodeboot_labels", validate.labels, {}),
-        taints=field_value("nodeboot_taints", validate.taints, []),
-        node_ips=field_value("nodeboot_node_ip", validate.ip_list, []),
-        kubelet_extra_args=field_value("nodeboot_kubelet_extra_args", validate.kubelet_args, {}),
-        proxy_mode=field_value("nodeboot_proxy_mode", lambda v: validate.one_of(v, validate.PROXY_MODES)),
-        ignore_preflight_errors=field_value("nodeboot_ignore_preflight_errors", _string_list, []),
-        install=_install_settings(field_value),
-        kubelet_config=field_value("nodeboot_kubelet_config", partial(_kubelet_config, os_name), {}),
+        become=read("ansible_become"),
+        winrm_transport=read("ansible_winrm_transport"),
+        winrm_scheme=read("ansible_winrm_scheme"),
+        winrm_ca=read("ansible_winrm_ca_trust_path"),
+        winrm_insecure=read("ansible_winrm_server_cert_validation") == "ignore",
+        node_name=read("nodeboot_node_name") or _default_node_name(source, name),
+        labels=read("nodeboot_labels"),
+        taints=read("nodeboot_taints"),
+        node_ips=read("nodeboot_node_ip"),
+        kubelet_extra_args=read("nodeboot_kubelet_extra_args"),
+        proxy_mode=read("nodeboot_proxy_mode"),
+        ignore_preflight_errors=read("nodeboot_ignore_preflight_errors"),
+        install=_install_settings(read),
+        kubelet_config=read("nodeboot_kubelet_config", check=lambda value: _kubelet_config(os_name, value)),
         groups=groups,
         vars=hvars,
     )
@@ -239,31 +217,21 @@ def _kubelet_config(os_name: str, value: Any) -> dict[str, Any]:
     return node_install.kubelet_config(value)
 
 
-def _install_settings(field_value: Any) -> node_install.InstallSettings:
+def _install_settings(read: VarReader) -> node_install.InstallSettings:
     """nodeboot_install and what goes with it (the command line's flags arrive as these vars too)."""
-    defaults = node_install.InstallSettings()
     return node_install.InstallSettings(
-        enabled=field_value("nodeboot_install", _boolean, False),
-        artifacts_url=field_value("nodeboot_artifacts_url", node_install.url),
-        artifacts_ca=field_value("nodeboot_artifacts_ca", node_install.pem_file),
-        kubernetes_version=field_value("nodeboot_kubernetes_version", node_install.kubernetes_version),
-        containerd_version=field_value("nodeboot_containerd_version", node_install.version,
-                                       defaults.containerd_version),
-        cni_version=field_value("nodeboot_cni_version", node_install.version, defaults.cni_version),
-        runc_version=field_value("nodeboot_runc_version", node_install.version, defaults.runc_version),
-        install_kubectl=field_value("nodeboot_install_kubectl", _boolean, False),
-        registry_mirrors=field_value("nodeboot_registry_mirror", node_install.registry_mirrors, ()),
-        registry_ca=field_value("nodeboot_registry_ca", node_install.pem_file),
-        disable_swap=field_value("nodeboot_disable_swap", _boolean, False),
+        enabled=read("nodeboot_install"),
+        artifacts_url=read("nodeboot_artifacts_url"),
+        artifacts_ca=read("nodeboot_artifacts_ca"),
+        kubernetes_version=read("nodeboot_kubernetes_version"),
+        containerd_version=read("nodeboot_containerd_version"),
+        cni_version=read("nodeboot_cni_version"),
+        runc_version=read("nodeboot_runc_version"),
+        install_kubectl=read("nodeboot_install_kubectl"),
+        registry_mirrors=read("nodeboot_registry_mirror"),
+        registry_ca=read("nodeboot_registry_ca"),
+        disable_swap=read("nodeboot_disable_swap"),
     )
-
-
-def _winrm_transport(value: Any) -> str:
-    text = str(value).lower()
-    if text == "certificate":
-        raise ValueError("'certificate' (client-certificate authentication) is not supported by nodeboot; "
-                         "use ntlm (or kerberos, credssp: optional extras, untested)")
-    return validate.one_of(text, ("ntlm", "kerberos", "credssp", "basic"))
 
 
 def _default_node_name(source: str, name: str) -> str:
@@ -273,37 +241,6 @@ def _default_node_name(source: str, name: str) -> str:
     except ValueError as exc:
         raise InventoryError(source, name, "nodeboot_node_name",
                              f"the host name is not a valid node name, so set one: {exc}") from None
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
-        raise ValueError(f"{value!r} must be a non-empty string")
-    return str(value)
-
-
-def _address(value: Any) -> str:
-    text = _text(value)
-    if any(c.isspace() for c in text) or "/" in text:
-        raise ValueError(f"{text!r} is not a host name or address")
-    return text.strip("[]")
-
-
-def _boolean(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("yes", "true", "1", "on"):
-        return True
-    if str(value).lower() in ("no", "false", "0", "off"):
-        return False
-    raise ValueError(f"{value!r} is not a boolean")
-
-
-def _string_list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return value
-    raise ValueError("must be a list of strings")
 
 
 # -- the command line over the inventory ---------------------------------------

@@ -69,7 +69,7 @@ class InventoryVar:
     name: str
     type: str  # as the reference shows it
     help: str  # one line
-    check: Callable[[Any], Any] | None = None  # None: taken as written (a step checks it when it runs)
+    check: Callable[[Any], Any] | None = None  # None: checked where it is read (passwords; the Windows steps)
     default: Any = None  # what an unset (or null) var reads as
     default_text: str = ""  # the reference's default when `default` alone does not tell it
     os: str = ANY_OS  # the hosts it applies to
