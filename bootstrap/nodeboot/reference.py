@@ -8,9 +8,10 @@ tests/unit/test_reference_doc.py fails when the file differs from what this prin
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -30,11 +31,20 @@ class _Found(BaseException):
         self.command = command
 
 
-def root_command() -> click.Command:
-    """The click command `nodeboot` runs: the console script's entry point (nodeboot.cli:main) is called
-    with click's Command.main replaced by a catch, so wherever the CLI defines its group, this is it."""
+def entry_point() -> Callable[[], Any]:
+    """What the `nodeboot` console script calls (the installed entry point; nodeboot.cli:main without one)."""
+    for found in importlib.metadata.entry_points(group="console_scripts", name="nodeboot"):
+        if found.module.split(".")[0] == "nodeboot":
+            return found.load()
     from nodeboot.cli import main
 
+    return main
+
+
+def root_command() -> click.Command:
+    """The click command `nodeboot` runs: the console script's entry point is called with click's
+    Command.main replaced by a catch, so wherever the CLI defines its group, this is it."""
+    main = entry_point()
     if isinstance(main, click.Command):
         return main
 

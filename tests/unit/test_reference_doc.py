@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ast
 import difflib
+import importlib
 import re
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,9 @@ def test_every_flag_the_table_names_exists():
 
 
 def test_the_root_command_is_the_console_scripts():
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["nodeboot"]
+    module, _, attr = script.partition(":")
+    assert reference.entry_point() is getattr(importlib.import_module(module), attr)
     root = reference.root_command()
     assert {"join", "reset", "verify", "proxy"} <= set(root.commands)  # type: ignore[attr-defined]
 
