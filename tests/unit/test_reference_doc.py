@@ -20,6 +20,7 @@ from nodeboot import inventory, inventory_vars, reference
 ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "docs" / "reference.md"
 TROUBLESHOOTING = ROOT / "docs" / "troubleshooting.md"
+PREREQUISITES = ROOT / "docs" / "host-prerequisites.md"
 PACKAGE = ROOT / "bootstrap" / "nodeboot"
 
 
@@ -96,7 +97,7 @@ def test_the_root_command_is_the_console_scripts():
     assert {"join", "reset", "verify", "proxy"} <= set(root.commands)  # type: ignore[attr-defined]
 
 
-# -- docs/troubleshooting.md ----------------------------------------------------------------------
+# -- docs/troubleshooting.md and docs/host-prerequisites.md: the messages they quote ------------------
 HOLE = "\x00"  # where a message's varying part goes
 
 
@@ -118,11 +119,11 @@ def _source_strings() -> list[str]:
 
 def _quoted_shapes() -> list[str]:
     """The doc's `> \\`...\\`` lines: each a message shape, <...> where the message varies."""
-    return re.findall(r"^> `([^`]+)`\s*$", TROUBLESHOOTING.read_text(), flags=re.M)
+    return re.findall(r"^\s*> `([^`]+)`\s*$", TROUBLESHOOTING.read_text(), flags=re.M)
 
 
-def _pattern(shape: str) -> re.Pattern[str]:
-    fragments = [f for f in re.split(r"<[^<>]*>", shape) if f]
+def _pattern(shape: str, hole: str = r"<[^<>]*>") -> re.Pattern[str]:
+    fragments = [f for f in re.split(hole, shape) if f.strip()]
     return re.compile(".*?".join(re.escape(f) for f in fragments), re.S)
 
 
@@ -140,3 +141,14 @@ def test_a_changed_message_is_caught():
     assert any(_pattern("host key for <host> CHANGED: known_hosts <path> has <fp>").search(t) for t in sources)
     assert not any(_pattern("host key for <host> CHANGED: known-hosts <path> holds <fp>").search(t)
                    for t in sources)
+
+
+def test_host_prerequisites_quotes_messages_the_code_prints():
+    """Its messages are in italics, with … for the parts that vary."""
+    spans = re.findall(r"(?<![\w*`])\*(?!\s)([^*]+?)(?<!\s)\*(?![\w*])", PREREQUISITES.read_text())
+    shapes = [" ".join(span.split()) for span in spans]
+    assert len(shapes) > 25, "the doc's quoted messages were not found"
+    sources = _source_strings()
+    missing = [s for s in shapes if not any(_pattern(s, "…").search(text) for text in sources)]
+    assert not missing, ("docs/host-prerequisites.md quotes messages no longer in the code; update it:\n"
+                         + "\n".join(missing))
