@@ -104,16 +104,21 @@ VARS: tuple[InventoryVar, ...] = (
     InventoryVar("ansible_host", "host name or address", "Where to connect.", address,
                  default_text="the inventory host name"),
     InventoryVar("ansible_port", "port 1-65535", "SSH or WinRM port.", validate.port,
-                 default_text="22 (ssh); 5986 https, 5985 http (winrm)"),
-    InventoryVar("ansible_user", "string", "Login user.", text, default_text="root (ssh), Administrator (winrm)",
+                 default_text="ssh: the ssh args' -p, then ~/.ssh/config, else 22; "
+                              "winrm: 5986 (https), 5985 (http)"),
+    InventoryVar("ansible_user", "string", "Login user.", text,
+                 default_text="ssh: the ssh args' -l, then ~/.ssh/config, else root; winrm: Administrator",
                  flag="--user"),
     InventoryVar("ansible_ssh_private_key_file", "path", "SSH private key file.", text, os=LINUX,
-                 default_text="the SSH agent's keys", flag="--ssh-key"),
+                 default_text="the ssh args' -i and ~/.ssh/config's IdentityFile, then the SSH agent's keys "
+                              "and ~/.ssh/id_*", flag="--ssh-key"),
     InventoryVar("nodeboot_known_hosts", "path", "known_hosts file to check and record host keys in.", text,
-                 os=LINUX, default_text="~/.ssh/known_hosts", flag="--known-hosts"),
+                 os=LINUX, default_text="UserKnownHostsFile from the ssh args or ~/.ssh/config, "
+                                        "else ~/.ssh/known_hosts", flag="--known-hosts"),
     InventoryVar("ansible_ssh_common_args", "ssh options",
-                 "ssh(1) options nodeboot takes: -J / ProxyJump, ProxyCommand, -F, UserKnownHostsFile, -l/-p/-i "
-                 "(User, Port, IdentityFile); others are ignored with a warning.", parse_ssh_args, os=LINUX),
+                 "ssh(1) options nodeboot takes: -J / ProxyJump, ProxyCommand, -F (instead of ~/.ssh/config), "
+                 "UserKnownHostsFile, -l/-p/-i (User, Port, IdentityFile); others are ignored with a warning.",
+                 parse_ssh_args, os=LINUX),
     InventoryVar("ansible_ssh_extra_args", "ssh options", "More of the same, after ansible_ssh_common_args.",
                  parse_ssh_args, os=LINUX),
     InventoryVar("ansible_become", "bool", "Run as root through sudo (password from nodeboot_password_env).",
