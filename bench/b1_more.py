@@ -25,9 +25,10 @@ def median(xs: list[float]) -> float:
 
 def measure_cpu(bench, n: int, runs: int, log: Callable[[str], None]) -> dict:
     hosts = bench.pool.start(n)
-    cells: dict[str, list[dict]] = {t: [] for t in PAIR}
+    tools = PAIR + (("nodeboot-before",) if bench.args.before else ())
+    cells: dict[str, list[dict]] = {t: [] for t in tools}
     for r in range(runs):
-        for tool in PAIR if r % 2 == 0 else PAIR[::-1]:
+        for tool in tools if r % 2 == 0 else tools[::-1]:
             bench.pool.reset(hosts)
             m = bench.checked_run(tool, hosts, "cold", f"cpu-{tool}-{n}", n)
             split = m.get("nodeboot_stats", {})
@@ -39,14 +40,18 @@ def measure_cpu(bench, n: int, runs: int, log: Callable[[str], None]) -> dict:
                 + (f" (nodeboot: before fleet {split['cpu_before_fleet']:.2f}s, fleet {split['cpu_fleet']:.2f}s, "
                    f"summary {split['cpu_summary']:.2f}s)" if split else "") + f" (load {m['load']})")
     out: dict = {"hosts": n, "runs": runs, "tools": cells}
-    if all(c["ok"] for t in PAIR for c in cells[t]):
+    if all(c["ok"] for t in tools for c in cells[t]):
         nb, fl = ([c["cpu"] for c in cells[t]] for t in PAIR)
-        out["cpu_median"] = {t: round(median([c["cpu"] for c in cells[t]]), 3) for t in PAIR}
-        out["wall_median"] = {t: round(median([c["wall"] for c in cells[t]]), 3) for t in PAIR}
+        out["cpu_median"] = {t: round(median([c["cpu"] for c in cells[t]]), 3) for t in tools}
+        out["wall_median"] = {t: round(median([c["wall"] for c in cells[t]]), 3) for t in tools}
         out["ratio_of_medians"] = round(median(nb) / median(fl), 3)
         out["pair_ratios"] = [round(a / b, 3) for a, b in zip(nb, fl, strict=True)]
         log(f"cpu N={n}: nodeboot {median(nb):.2f}s, floor {median(fl):.2f}s of controller CPU (medians of "
             f"{runs}): {out['ratio_of_medians']:.2f}x; per pair {out['pair_ratios']}")
+        if "nodeboot-before" in cells:
+            before = median([c["cpu"] for c in cells["nodeboot-before"]])
+            out["before_ratio"] = round(before / median(fl), 3)
+            log(f"cpu N={n}: nodeboot-before {before:.2f}s: {out['before_ratio']:.2f}x the floor")
     return out
 
 

@@ -51,6 +51,7 @@ BENCH_PY = str(BENCH / ".venv" / "bin" / "python")
 TOOLS = {
     # name: (python, driver, failure line on screen)
     "nodeboot": (PROJECT_PY, "nodeboot_tool.py", r" failed\b"),
+    "nodeboot-before": (PROJECT_PY, "nodeboot_tool.py", r" failed\b"),  # --before DIR's nodeboot
     "paramiko-floor": (PROJECT_PY, "floor.py", r"FAILED"),
     "openssh-cm": (PROJECT_PY, "openssh_tool.py", r"FAILED"),
     "pyinfra": (BENCH_PY, "pyinfra_tool.py", r"Error|error|Failed|failed"),
@@ -109,7 +110,8 @@ class Bench:
             folded.parent.mkdir(exist_ok=True)
             argv = [self.args.py_spy, "record", "-r", "200", "--gil", "--native", "-f", "raw", "-o", str(folded),
                     "--", *argv]
-        env = dict(os.environ, PYTHONPATH=f"{ROOT / 'bootstrap'}:{BENCH / 'tools'}", LANG="C.UTF-8",
+        package = self.args.before if tool == "nodeboot-before" else self.args.bootstrap
+        env = dict(os.environ, PYTHONPATH=f"{package}:{BENCH / 'tools'}", LANG="C.UTF-8",
                    HOME=os.environ.get("HOME", "/root"))
         env.pop("SSH_AUTH_SOCK", None)
         load_before = loadavg()
@@ -341,6 +343,11 @@ def main() -> int:
     p.add_argument("--profile", default="", help="tools to run under py-spy (e.g. nodeboot): <state>/profiles/*.txt")
     p.add_argument("--py-spy", default=str(BENCH / ".venv" / "bin" / "py-spy"))
     p.add_argument("--state", default="/tmp/nbb")
+    p.add_argument("--bootstrap", default=str(ROOT / "bootstrap"),
+                   help="the directory holding the nodeboot package the tools run")
+    p.add_argument("--before", default="",
+                   help="another version's package directory, e.g. from `git archive REV bootstrap`: the cpu "
+                        "section then runs it too, as nodeboot-before")
     p.add_argument("--out", default=str(BENCH / "results.json"))
     args = p.parse_args()
     if args.quick:

@@ -38,6 +38,10 @@ from nodeboot.transport.framed_shell import NOT_RUN, FrameResult, ShellFrames
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+# How often paramiko's reader thread wakes when nothing arrives (its own default: 0.1 s).
+IDLE_WAKEUP_S = 1.0
+
+
 @dataclass
 class SSHOptions:
     user: str = "root"
@@ -164,6 +168,12 @@ class SSHTransport:
             # A channel or a command's pipe cannot be peeked at; paramiko's banner wait speaks for it.
             first = b"SSH-"
         transport = paramiko.Transport(sock if stream is None else stream)
+        if stream is None:
+            # paramiko's reader thread wakes at its socket timeout (0.1 s) to see whether the
+            # transport was closed: 10 wake-ups a second for every idle host (200 idle hosts:
+            # 0.05-0.07 s of CPU a second, 0.015 s with 1 s). Data wakes it at once whatever
+            # the timeout, and close() does not wait for it, so a longer one costs nothing.
+            sock.settimeout(IDLE_WAKEUP_S)
         transport.banner_timeout = opts.connect_timeout
         try:
             transport.start_client(timeout=opts.connect_timeout)
