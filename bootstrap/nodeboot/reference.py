@@ -149,7 +149,8 @@ FLAG_RULES = (
     "With `-i`, a flag that sets a `nodeboot_*` var replaces each host's value (`--labels` and `--taints` add "
     "to it; `--node-name` goes with one HOST argument only); `--proxy-mode` is used where a host sets no "
     "`nodeboot_proxy_mode`; `--user`, `--ssh-key`, `--become` and `--os` are for HOST arguments; "
-    "`--winrm-ca` and `--insecure-skip-tls-verify` apply to hosts that set neither var."
+    "`--winrm-ca` applies to hosts without `ansible_winrm_ca_trust_path`, `--insecure-skip-tls-verify` to every "
+    "WinRM host."
 )
 
 
