@@ -29,7 +29,6 @@ from nodeboot.transport.ssh_args import SSHArgs, ignored_option_warnings, join_a
 
 _ENV_LOOKUP = re.compile(r"""^\{\{\s*lookup\(\s*['"]env['"]\s*,\s*['"]([A-Za-z_][A-Za-z0-9_]*)['"]\s*\)\s*\}\}$""")
 _HOST_ARG = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d+))?$")
-CONNECTIONS = inventory_vars.CONNECTIONS
 
 
 @dataclass
