@@ -192,7 +192,7 @@ def vars_section() -> str:
 
 def render() -> str:
     root = root_command()
-    ctx = click.Context(root, info_name="nodeboot")
+    ctx = click.Context(root, info_name="nodeboot", **root.context_settings)  # as the console script makes it
     parts = [
         "# nodeboot reference",
         "",
@@ -202,7 +202,8 @@ def render() -> str:
         vars_section(),
         "## Commands",
         "",
-        "Every command also takes `-h`, `--help`. Durations are written as kubectl writes them "
+        f"Every command also takes {', '.join(f'`{n}`' for n in ctx.help_option_names)}. "
+        "Durations are written as kubectl writes them "
         "(`10s`, `5m`, `1h30m`, `500ms`); a bare number is seconds. Commands the playbooks run "
         "(hidden from `nodeboot --help`) are left out.",
         "",
