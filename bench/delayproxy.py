@@ -4,6 +4,8 @@ before it connects upstream (a host slow to accept). Used where the kernel has
 no netem, and for B3's straggler.
 
 It runs an asyncio loop in a thread of the bench process; stop() ends it.
+Many relays can share one loop instead (relays.py runs them in a process of
+their own, so that they do not compete with the bench for its GIL).
 
 It also counts, per connection, the client's turns: bursts of client data that
 follow data from the server after the client was silent for at least 0.8 of
@@ -23,12 +25,13 @@ import time
 
 class DelayProxy:
     def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], rtt_ms: float = 0.0,
-                 accept_delay: float = 0.0) -> None:
+                 accept_delay: float = 0.0, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.listen, self.upstream = listen, upstream
         self.one_way = rtt_ms / 2000.0
         self.accept_delay = accept_delay
         self.port = 0
-        self._loop = asyncio.new_event_loop()
+        # With a loop given, the caller runs it (and awaits serve()); start() and stop() are not used.
+        self._loop = loop or asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="delayproxy", daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -40,6 +43,9 @@ class DelayProxy:
         fut = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
         fut.result(timeout=10)
         return self
+
+    async def serve(self) -> None:
+        await self._start()
 
     async def _start(self) -> None:
         self._server = await asyncio.start_server(self._client, *self.listen)

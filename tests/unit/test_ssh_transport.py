@@ -4,9 +4,19 @@ it, and the known_hosts check with its parse-once cache."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import resource
+import select
+import threading
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
+
+import paramiko
+import pytest
 
 from localshell import LocalShell, run_loop
 from nodeboot.transport import ScriptCall
@@ -148,3 +158,56 @@ def test_known_hosts_parsed_once_and_reread_when_the_file_changes(tmp_path: Path
     t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_b))
     with pytest.raises(HostKeyError, match="CHANGED"):
         t._check_host_key(SimpleNamespace(get_remote_server_key=lambda: key_a))
+
+
+class _PipeChannel:
+    """Stands in for a paramiko Channel in _pump: a pipe as its fileno, stdout from a list."""
+
+    def __init__(self, fd: int, chunks: list[bytes]) -> None:
+        self.fd, self.chunks, self.eof_received = fd, chunks, False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def recv_ready(self) -> bool:
+        ready = select.poll()
+        ready.register(self.fd, select.POLLIN)
+        if not ready.poll(0):
+            return False
+        os.read(self.fd, 1)
+        return True
+
+    def recv(self, _n: int) -> bytes:
+        return self.chunks.pop(0)
+
+    def recv_stderr_ready(self) -> bool:
+        return False
+
+
+def test_pump_waits_on_a_descriptor_past_1023() -> None:
+    # A thousand hosts hold more than 1024 descriptors; select() refused the rest
+    # ("filedescriptor out of range in select()"), failing those hosts.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"the hard open-file limit ({hard}) is below 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    held: list[int] = []
+    writer: threading.Timer | None = None
+    try:
+        read_end, write_end = os.pipe()
+        high = fcntl.fcntl(read_end, fcntl.F_DUPFD, 1050)
+        held += [read_end, write_end, high]
+        channel = _PipeChannel(high, [b"done"])
+        t = SSHTransport("local", SSHOptions())
+        t._transport = cast(paramiko.Transport, SimpleNamespace(is_active=lambda: True))
+        writer = threading.Timer(0.2, os.write, (write_end, b"x"))  # data arrives while _pump waits
+        writer.start()
+        out, _err = t._pump(cast(paramiko.Channel, channel), lambda o, _e: o == b"done", time.monotonic() + 10, 10)
+        assert out == b"done"
+    finally:
+        if writer is not None:
+            writer.cancel()
+            writer.join()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

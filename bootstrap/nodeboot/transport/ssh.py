@@ -385,6 +385,10 @@ class SSHTransport:
         out, err = bytearray(), bytearray()
         assert self._transport is not None
         transport = self._transport
+        # poll, not select: select() refuses descriptors past 1023, which a run of a
+        # thousand hosts (a socket and a channel pipe each) reaches.
+        poller = select.poll()
+        poller.register(channel.fileno(), select.POLLIN)
         while True:
             if channel.recv_ready():
                 out += channel.recv(65536)
@@ -406,10 +410,10 @@ class SSHTransport:
                 # return at once and this loop would spin until the exit status comes.
                 channel.status_event.wait(0.05)
             else:
-                # A channel has a fileno for select: data, EOF or a lost connection (paramiko
+                # A channel has a fileno to poll: data, EOF or a lost connection (paramiko
                 # closes the channel) wakes us at once, so the timeout only bounds how late the
                 # deadline is noticed; a short one woke every waiting host 20 times a second.
-                select.select([channel], [], [], 0.5)
+                poller.poll(500)
 
     @contextmanager
     def _closing_on_failure(self, close: Callable[[], None]) -> Iterator[None]:
