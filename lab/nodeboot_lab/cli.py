@@ -38,15 +38,17 @@ def cli() -> None:
               help="Also run the artifact mirror and the OCI registry a real node uses.")
 @click.option("--vm-nodes", default=0, show_default=True, type=click.IntRange(0, 20),
               help="Bare Debian VMs (qemu, real kernel) on the lab bridge, for nodeboot to install and join.")
+@click.option("--dual-stack", is_flag=True,
+              help="IPv4 and IPv6 Service and Pod ranges, and an IPv6 ULA address on each VM node.")
 @STATE_DIR
 def lab_up(linux: int, windows: int, k8s_version: str | None, bin_dir: str | None, node_services: bool,
-           vm_nodes: int, state_dir: str | None) -> None:
+           vm_nodes: int, dual_stack: bool, state_dir: str | None) -> None:
     """Start the lab (a previous lab in the same state dir is removed first)."""
     from nodeboot_lab import build
 
     the_lab = _lab(state_dir)
     the_lab.up(linux, windows, k8s_version or build.DEFAULT_VERSION, Path(bin_dir) if bin_dir else None,
-               node_services=node_services, vm_nodes=vm_nodes)
+               node_services=node_services, vm_nodes=vm_nodes, dual_stack=dual_stack)
     click.echo(json.dumps(the_lab.env(), indent=2))
 
 

@@ -24,6 +24,11 @@ from nodeboot_lab.netns import LabError, Sandbox, run_in, start_in
 API_PORT = 6443
 POD_SUBNET = "10.244.0.0/16"
 SERVICE_SUBNET = "10.96.0.0/12"
+# A dual-stack lab's IPv6 ranges (ULA, fd00::/8: never routed). kubeadm hands both families
+# to kube-apiserver (--service-cluster-ip-range), kube-controller-manager (--cluster-cidr,
+# with --allocate-node-cidrs: a /64 per node) and kube-proxy (clusterCIDR).
+POD_SUBNET6 = "fd00:10:244::/56"
+SERVICE_SUBNET6 = "fd00:10:96::/112"
 # Order matters: etcd before the API server, the API server before its clients.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 # What the kubelet does for static pods: a component that exits (kube-controller-manager
@@ -37,6 +42,7 @@ class ControlPlane:
     bin_dir: Path
     version: str
     state: Path  # the lab state dir
+    dual_stack: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -68,13 +74,18 @@ class ControlPlane:
                 "clusterName": "nodeboot-lab",
                 "controlPlaneEndpoint": self.endpoint,
                 "certificatesDir": "/etc/kubernetes/pki",
-                "networking": {"podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET},
+                "networking": self.networking(),
                 "apiServer": {"certSANs": [self.box.address, "127.0.0.1", self.box.hostname]},
                 "etcd": {"local": {"dataDir": "/var/lib/etcd"}},
             },
             {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration", "mode": "iptables"},
         ]
         return yaml.safe_dump_all(docs, sort_keys=False)
+
+    def networking(self) -> dict[str, str]:
+        if self.dual_stack:
+            return {"podSubnet": f"{POD_SUBNET},{POD_SUBNET6}", "serviceSubnet": f"{SERVICE_SUBNET},{SERVICE_SUBNET6}"}
+        return {"podSubnet": POD_SUBNET, "serviceSubnet": SERVICE_SUBNET}
 
     def kubeadm(self, *args: str) -> str:
         cfg = "/etc/kubernetes/nodeboot-lab-kubeadm.yaml"

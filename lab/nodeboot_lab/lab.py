@@ -106,6 +106,10 @@ class LabRecord:
     vm_nodes: list[VMNodeRecord] = field(default_factory=list)  # qemu VMs on the bridge, not namespace hosts
     created_dirs: list[str] = field(default_factory=list)
     started_at: float = 0.0
+    # Dual-stack (opt-in): the cluster's IPv6 Service and Pod ranges, and this ULA /64 on the bridge
+    # for the VM nodes (fd00::/8, never routed; "" when the lab is IPv4 only).
+    dual_stack: bool = False
+    subnet6: str = ""
 
     @property
     def gateway(self) -> str:
@@ -122,6 +126,11 @@ class Lab:
         self.log = log
 
     # -- naming -------------------------------------------------------------
+    def _subnet6(self) -> str:
+        """The lab's IPv6 ULA /64 (its first four groups), from the same digest as its names."""
+        digest = hashlib.sha256(str(self.state).encode()).hexdigest()
+        return f"fd00:6e62:{digest[6:10]}:{int(digest[4:6], 16):x}"
+
     def _names(self) -> tuple[str, str]:
         digest = hashlib.sha256(str(self.state).encode()).hexdigest()
         # 198.18.0.0/15 is set aside for network benchmarks: it is never anyone's real address.
@@ -146,7 +155,8 @@ class Lab:
 
     # -- up -----------------------------------------------------------------
     def up(self, linux: int = 3, windows: int = 1, version: str = build.DEFAULT_VERSION,
-           bin_dir: Path | None = None, node_services: bool = False, vm_nodes: int = 0) -> LabRecord:
+           bin_dir: Path | None = None, node_services: bool = False, vm_nodes: int = 0,
+           dual_stack: bool = False) -> LabRecord:
         if os.geteuid() != 0:
             raise LabError("lab: needs root (network and mount namespaces)")
         for tool in ("ip", "nsenter", "unshare", "ssh-keygen"):
@@ -164,7 +174,8 @@ class Lab:
         node_cache = node_mirror.ensure_node_cache(version, bins, log=self.log) if node_services else None
         prefix, subnet = self._names()
         record = LabRecord(prefix=prefix, subnet=subnet, bridge=f"{prefix}br", version=version,
-                           bin_dir=str(bins), started_at=time.time())
+                           bin_dir=str(bins), started_at=time.time(), dual_stack=dual_stack,
+                           subnet6=self._subnet6() if dual_stack else "")
         for i in range(1, linux + 1):
             record.hosts.append(HostRecord(f"lab-linux-{i}", "linux", f"{prefix}-l{i}", f"{subnet}.{10 + i}"))
         for i in range(1, windows + 1):
@@ -172,6 +183,9 @@ class Lab:
         self.state.mkdir(parents=True, exist_ok=True)
         self.save(record)  # saved first, so a crash mid-way can still be cleaned up
         create_bridge(record.bridge, record.gateway, 24)
+        if record.subnet6:
+            sh("sysctl", "-qw", f"net.ipv6.conf.{record.bridge}.disable_ipv6=0")
+            sh("ip", "-6", "addr", "add", f"{record.subnet6}::1/64", "dev", record.bridge, "nodad")
         self._ssh_material()
         self._windows_material()
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -180,7 +194,7 @@ class Lab:
             cp_job.result()
             hosts_job.result()
         if vm_nodes:  # bare Debian VMs on the lab bridge, for nodeboot to install and join
-            record.vm_nodes = plan(self.state, prefix, subnet, vm_nodes)
+            record.vm_nodes = plan(self.state, prefix, subnet, vm_nodes, record.subnet6)
             start_nodes(self.state, record.bridge, record.vm_nodes, lambda: self.save(record), log=self.log)
         if node_cache is not None:  # the artifact mirror and registry a real node fetches from
             services.start(self.state, node_cache, prefix, subnet, record.bridge, log=self.log)
@@ -208,7 +222,7 @@ class Lab:
         box = self._cp_sandbox(record)
         self._note_created_dirs(record, box)
         create_sandbox(box, record.bridge, record.gateway)
-        cp = ControlPlane(box, Path(record.bin_dir), record.version, self.state)
+        cp = ControlPlane(box, Path(record.bin_dir), record.version, self.state, record.dual_stack)
         cp.init_files()
         shutil.copy(cp.etc_kubernetes / "admin.conf", self.state / "admin.conf")
         (self.state / "admin.conf").chmod(0o600)
@@ -470,6 +484,8 @@ class Lab:
             "winrm_password_file": str(self.state / "winrm" / "password"),
             "winrm_ca": str(self.state / "winrm" / "ca.crt"),
             "version": record.version,
+            "dual_stack": record.dual_stack,
+            "ipv6_subnet": f"{record.subnet6}::/64" if record.subnet6 else "",
             "hosts": [asdict(h) for h in record.hosts],
             "vm_hosts": env_entries(self.state, record.vm_nodes),
             **(running.env() if (running := services.load(self.state)) else {}),

@@ -165,4 +165,6 @@ def kernel_cmdline(hostname: str, address: str, prefix_len: int) -> str:
         iface = ipaddress.IPv4Interface(f"{address}/{prefix_len}")
     except ValueError as exc:
         raise vm.VMError(f"lab node {hostname}: bad address {address}/{prefix_len}: {exc}") from None
-    return f"{vm.KERNEL_CMDLINE} systemd.hostname={hostname} {CMDLINE_ADDR}={iface.with_prefixlen}"
+    # no_timer_check: on oversubscribed host cores the emulated timer can miss the kernel's IO-APIC
+    # timer check, which then panics the boot ("IO-APIC + timer doesn't work!").
+    return f"{vm.KERNEL_CMDLINE} no_timer_check systemd.hostname={hostname} {CMDLINE_ADDR}={iface.with_prefixlen}"

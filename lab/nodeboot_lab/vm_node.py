@@ -12,6 +12,11 @@ Nothing routes out of the lab: the guest's default route has no gateway (an
 on-link route on eth0), so it can only ARP on the bridge, and the bridge is
 set to answer ARP only for its own lab address. The root namespace does not
 forward (the lab refuses to add VMs if it does).
+
+A dual-stack lab also gives each node an address of the lab's IPv6 ULA /64
+(fd00::/8, never routed), an on-link IPv6 default route like the IPv4 one, and
+IPv6 forwarding (kubeadm's and nodeboot's preflight want it for an IPv6 node IP);
+its inventory entry then names both node IPs.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from nodeboot_lab.netns import LabError, sh
 MAX_VM_NODES = 20
 FIRST_OCTET = 200  # lab-vm-1 is <subnet>.201; namespace hosts use .11-.89 and .101-.120
 PREFIX_LEN = 24
+PREFIX_LEN6 = 64
 MEMORY_MB = int(os.environ.get("NODEBOOT_LAB_VM_MEMORY_MB", "2048"))
 SMP = int(os.environ.get("NODEBOOT_LAB_VM_SMP", "2"))
 # Boots at once: a booting TCG guest keeps about SMP host cores busy, and more at
@@ -51,6 +57,7 @@ class VMNodeRecord:
     state_dir: str  # overlay, serial log, QMP socket, host key
     pid: int = 0
     boot_seconds: float = 0.0
+    address6: str = ""  # dual-stack labs only
 
 
 def tap_name(prefix: str, index: int) -> str:
@@ -63,7 +70,7 @@ def mac_address(prefix: str, index: int) -> str:
     return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def plan(state: Path, prefix: str, subnet: str, count: int) -> list[VMNodeRecord]:
+def plan(state: Path, prefix: str, subnet: str, count: int, subnet6: str = "") -> list[VMNodeRecord]:
     if not 0 <= count <= MAX_VM_NODES:
         raise LabError(f"lab: --vm-nodes must be 0..{MAX_VM_NODES}, not {count}")
     return [
@@ -73,6 +80,7 @@ def plan(state: Path, prefix: str, subnet: str, count: int) -> list[VMNodeRecord
             tap=tap_name(prefix, i),
             mac=mac_address(prefix, i),
             state_dir=str(state / "vms" / f"lab-vm-{i}"),
+            address6=f"{subnet6}::{FIRST_OCTET + i}" if subnet6 else "",
         )
         for i in range(1, count + 1)
     ]
@@ -130,13 +138,18 @@ def _create_tap(tap: str, bridge: str) -> None:
     sh("ip", "link", "set", "dev", tap, "master", bridge, "up")
 
 
-def _check_no_forwarding(bridge: str) -> None:
+def _check_no_forwarding(bridge: str, ipv6: bool = False) -> None:
     """The VMs' on-link default route is safe only if the host side never routes lab traffic on."""
     forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
     if forwarding != "0":
         raise LabError(
             "lab: net.ipv4.ip_forward is on in the root namespace; VM nodes would be routed out of the lab "
             "(turn it off or run without --vm-nodes)"
+        )
+    if ipv6 and Path("/proc/sys/net/ipv6/conf/all/forwarding").read_text().strip() != "0":
+        raise LabError(
+            "lab: net.ipv6.conf.all.forwarding is on in the root namespace; dual-stack VM nodes would be routed "
+            "out of the lab (turn it off or run without --dual-stack)"
         )
     # Answer ARP on the bridge only for the bridge's own lab address, not for every
     # address this machine has: a guest then cannot even reach the host's other addresses.
@@ -160,7 +173,7 @@ def start_nodes(
         return
     image = node_image.ensure_image()
     vm._need_tools("qemu-system-x86_64", "qemu-img")
-    _check_no_forwarding(bridge)
+    _check_no_forwarding(bridge, ipv6=any(n.address6 for n in nodes))
     remember()
     (state / "vms").mkdir(parents=True, exist_ok=True)
     key = state / "vms" / "id_ed25519"
@@ -176,7 +189,9 @@ def start_nodes(
             node.boot_seconds = machine.start(detach=True)
             # The pod network's stand-in, in place before anyone joins the node (a CNI
             # DaemonSet would write it once the node joined; nodeboot's reset removes it).
-            machine.run(pod_network.install_command())
+            if node.address6:
+                machine.run(ipv6_setup(node.address6))
+            machine.run(pod_network.install_command(dual_stack=bool(node.address6)))
         finally:
             node.pid = machine.pid if machine.pid and vm._pid_alive(machine.pid) else 0
 
@@ -194,6 +209,17 @@ def start_nodes(
     log(
         f"lab: {len(nodes)} VM node(s) up in {time.monotonic() - started:.1f}s "
         f"({', '.join(f'{n.name} {n.address} {n.boot_seconds:.0f}s' for n in nodes)})"
+    )
+
+
+def ipv6_setup(address6: str) -> str:
+    """Shell for a dual-stack node: its IPv6 address, an on-link default route, forwarding."""
+    return (
+        "sysctl -qw net.ipv6.conf.all.forwarding=1 net.ipv6.conf.default.forwarding=1\n"
+        "printf 'net.ipv6.conf.all.forwarding = 1\\nnet.ipv6.conf.default.forwarding = 1\\n' "
+        "> /etc/sysctl.d/90-nodeboot-lab-ipv6.conf\n"
+        f"ip -6 addr replace {address6}/{PREFIX_LEN6} dev eth0 nodad\n"
+        "ip -6 route replace default dev eth0\n"
     )
 
 
@@ -275,8 +301,13 @@ def inventory_group(state: Path, nodes: list[VMNodeRecord]) -> dict[str, Any]:
             # A real kernel with cgroup v2: kubeadm's system verification can pass here.
             "nodeboot_ignore_preflight_errors": [],
         },
-        "hosts": {n.name: {"ansible_host": n.address, "nodeboot_node_ip": n.address} for n in nodes},
+        "hosts": {n.name: {"ansible_host": n.address, "nodeboot_node_ip": node_ips(n)} for n in nodes},
     }
+
+
+def node_ips(node: VMNodeRecord) -> str:
+    """nodeboot_node_ip: the IPv4 address, and the IPv6 one on a dual-stack lab (the kubelet's --node-ip)."""
+    return f"{node.address},{node.address6}" if node.address6 else node.address
 
 
 def env_entries(state: Path, nodes: list[VMNodeRecord]) -> list[dict[str, Any]]:
@@ -286,6 +317,7 @@ def env_entries(state: Path, nodes: list[VMNodeRecord]) -> list[dict[str, Any]]:
             "os": "linux",
             "kind": "vm",
             "address": n.address,
+            "address6": n.address6,
             "tap": n.tap,
             "pid": n.pid,
             "ssh_key": str(state / "vms" / "id_ed25519"),
