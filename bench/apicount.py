@@ -24,8 +24,10 @@ Key = tuple[str, str]  # (verb, resource[/subresource]); "" resource: a non-reso
 
 
 def scrape(api: client.ApiClient) -> Counter[Key]:
-    resp = api.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                        _request_timeout=30)
+    headers: dict[str, str] = {}
+    api.update_params_for_auth(headers, [], ["BearerToken"], "/metrics", "GET", None)  # client certs need none
+    resp = api.call_api("GET", api.configuration.host + "/metrics", header_params=headers, _request_timeout=30)
+    resp.read()
     counts: Counter[Key] = Counter()
     for line in resp.data.decode().splitlines():
         m = _LINE.match(line)

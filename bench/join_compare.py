@@ -217,6 +217,7 @@ def measure_command(argv: list[str], env: dict[str, str], fail_regex: str, names
         "all_ready": round(ready.at - started, 2) if ready.at else (0.0 if ready.ready >= ready.names else None),
         "api_requests": sum(delta.values()), "api_per_node": round(sum(delta.values()) / len(names), 1),
         "api_split": split(delta), "api_top": describe(delta), "load_before": before, "load_after": load(),
+        "api_all": {f"{verb} {res}": n for (verb, res), n in sorted(delta.items())},
         "started_at": wall_clock, "tail_all": m["tail"],
     }
     if m["status"] != 0:
@@ -286,6 +287,7 @@ def main() -> int:
     p.add_argument("--sizes", default="10,40")
     p.add_argument("--tools", default="nodeboot,floor,ansible")
     p.add_argument("--rtt-ms", type=float, default=0.0)
+    p.add_argument("--linux", type=int, default=0, help="Linux hosts to bring up (default: the largest N)")
     p.add_argument("--windows", type=int, default=0, help="Windows hosts to bring up with the lab (for winrm_bench)")
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up (and reuse one already up)")
     p.add_argument("--json", default=str(BENCH / "results-join.json"))
@@ -295,8 +297,9 @@ def main() -> int:
     lab = Lab(Path(args.state), log=lambda m: print(m, file=sys.stderr))
     if not (args.keep_lab and lab.load()):
         started = time.monotonic()
-        lab.up(linux=max(sizes), windows=args.windows)
-        log(f"lab up ({max(sizes)} Linux, {args.windows} Windows hosts): {time.monotonic() - started:.1f}s")
+        lab.up(linux=max(args.linux, *sizes), windows=args.windows)
+        log(f"lab up ({max(args.linux, *sizes)} Linux, {args.windows} Windows hosts): "
+            f"{time.monotonic() - started:.1f}s")
     env = lab.env()
     cluster = Cluster.from_kubeconfig(env["kubeconfig"])
     counter = ApiCounter(env["kubeconfig"])
