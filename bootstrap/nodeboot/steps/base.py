@@ -189,9 +189,7 @@ class Phase:
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
         """What a dry run says this phase would do: the dry-run script's own would-lines when it has
         one (`result`), else what the controller knows."""
-        if result is not None:
-            return would_lines(result)
-        return self.title
+        return (would_lines(result) if result is not None else "") or self.title
 
     # A batched phase is one host script whose inputs come from the gathered facts
     # and the run's options only, never from what an earlier phase of this run
