@@ -234,14 +234,14 @@ class Kubelet(Phase):
             want = wanted_version(ctx) if url else have
             if have != want:
                 lines.append(f"would {'replace' if have else 'install'} {exe}.exe {have + ' with ' if have else ''}"
-                             f"{want} from {url}")
+                             f"{want} from {url.rstrip('/')}/release/{want}/bin/windows/amd64/{exe}.exe")
         if facts.kubelet_start_script != hashlib.sha256(host_file(START_KUBELET).encode()).hexdigest():
             lines.append(f"would write {KUBE_DIR}\\{START_KUBELET}")
         if not (facts.service("kubelet") and facts.kubelet_service_wrapper):
             lines.append("would create the kubelet service, starting through StartKubelet.ps1")
         if not facts.firewall_kubelet:
             lines.append("would allow TCP 10250 in the firewall (rule nodeboot-kubelet-10250)")
-        return "; ".join(lines)
+        return "; ".join(lines) or self.title
 
     def run(self, ctx: HostContext) -> bool:
         manager = str(ctx.host.vars.get("nodeboot_windows_service_manager", "auto"))
