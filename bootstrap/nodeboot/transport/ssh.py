@@ -10,6 +10,7 @@ script is given shows in argv, and a script costs one round trip.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -61,6 +62,16 @@ class SSHOptions:
     # hosts in order, each (address, its own options), or a ProxyCommand run on the controller.
     jumps: tuple[tuple[str, SSHOptions], ...] = ()
     proxy_command: str | None = None
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's, with a close that leaves an ended command alone: paramiko signals its pid
+    unconditionally, which raises (in paramiko's reader thread too) once the command was reaped."""
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                super().close()
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -118,7 +129,7 @@ class SSHTransport:
         if opts.proxy_command:
             try:
                 # On the controller, through sh as ssh runs it (pipes and quotes as the operator wrote them).
-                return paramiko.ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + opts.proxy_command]))
+                return _ProxyCommand(shlex.join(["/bin/sh", "-c", "exec " + opts.proxy_command]))
             except (paramiko.SSHException, OSError, ValueError) as exc:
                 raise TransportError(f"{self.name}: ProxyCommand could not start: {exc}", False) from None
         via: SSHTransport | None = None
