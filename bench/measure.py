@@ -5,7 +5,8 @@ This process is a child subreaper, so whatever the tool leaves running (SSH
 ControlMasters that fork into the background) is re-parented here, sampled,
 ended by PID (SIGTERM) once the tool exits, and reaped; its CPU is then in
 RUSAGE_CHILDREN like the tool's own. The sampler sums the RSS of every
-descendant every 20 ms (several ssh/ansible processes at once count together).
+descendant every 20 ms, or less often when a sample takes more than 5 ms
+(several ssh/ansible processes at once count together).
 
 usage: measure.py OUT_JSON FAIL_REGEX TIMEOUT -- ARGV...
 """
@@ -67,11 +68,15 @@ def main() -> int:
 
     def sample() -> None:
         while not done.is_set():
+            t = time.monotonic()
             rss, fds, threads = rss_fds_threads(descendants(me))
             peak["rss"] = max(peak["rss"], rss)
             peak["fds"] = max(peak["fds"], fds)
             peak["threads"] = max(peak["threads"], threads)
-            done.wait(0.02)
+            # Every 20 ms, or less often when a sample is costly (a tool with 2000 threads
+            # and fds): at most a fifth of this process's time, so the sampler does not
+            # slow the reading of the tool's output, nor take the tool's share of the cores.
+            done.wait(max(0.02, 4 * (time.monotonic() - t)))
 
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

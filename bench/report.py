@@ -59,6 +59,55 @@ def ratios(b1: dict) -> list[str]:
     return out
 
 
+def cpu_table(c: dict) -> list[str]:
+    out = [f"Cold controller CPU, N={c['hosts']}, {c['runs']} runs interleaved (s)\n",
+           "| tool | CPU per run | median CPU | median wall | vs floor (CPU) | 1-min load per run |",
+           "|---|---|---|---|---|---|"]
+    floor = c.get("cpu_median", {}).get("paramiko-floor")
+    for tool, runs in c["tools"].items():
+        cpus = ", ".join(f"{r['cpu']:.2f}" if r["ok"] else "FAILED" for r in runs)
+        med = c.get("cpu_median", {}).get(tool)
+        ratio = f"{med / floor:.2f}x" if med and floor else ""
+        loads = ", ".join(r["load"].split()[0] for r in runs)
+        out.append(f"| {tool} | {cpus} | {med if med is not None else ''} | "
+                   f"{c.get('wall_median', {}).get(tool, '')} | {ratio} | {loads} |")
+    return out
+
+
+def rtt_table(r: dict) -> list[str]:
+    out = [f"B1 behind added delay, N={r['hosts']}, median of {r['runs']} (relay per host)\n",
+           "| added RTT ms | tool | cold wall s | no-change wall s | cold CPU s | client turns/host cold / no-change "
+           "| scripts' round trips/host cold / no-change | vs floor cold / no-change | 1-min load |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for delay, d in r["delays"].items():
+        for tool in ("nodeboot", "paramiko-floor"):
+            c, n = d[tool]["cold"], d[tool]["no-change"]
+            if not (c.get("ok") and n.get("ok")):
+                out.append(f"| {delay} | {tool} | FAILED: {c.get('problems') or n.get('problems')} |")
+                continue
+            ratio = (f"{d['ratio_cold']:.2f}x / {d['ratio_no-change']:.2f}x"
+                     if tool == "nodeboot" and "ratio_cold" in d else "")
+            loads = sorted(float(x.split()[0]) for x in c["loads"] + n["loads"])
+            out.append(f"| {delay} | {tool} | {c['wall']:.2f} | {n['wall']:.2f} | {c['cpu']:.2f} | "
+                       f"{c['turns']:.1f} / {n['turns']:.1f} | {c['round_trips']:.0f} / {n['round_trips']:.0f} | "
+                       f"{ratio} | {loads[0]:.0f}-{loads[-1]:.0f} |")
+    return out
+
+
+def big_table(b: dict) -> list[str]:
+    out = [f"{b['hosts']} hosts in one run, parallel {b['parallel']}\n",
+           "| tool | run | result | wall s | CPU s | peak RSS MiB | peak fds | peak threads | load |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for tool, kinds in b["tools"].items():
+        for kind, cell in kinds.items():
+            for run in cell.get("runs", [cell]):
+                result = "ok" if run["ok"] else f"FAILED ({'; '.join(run.get('failure_lines', [])[:1])})"
+                out.append(f"| {tool} | {kind} | {result} | {run['wall']:.1f} | {run['cpu']:.1f} | "
+                           f"{run['peak_rss'] / 2**20:.0f} | {run['peak_fds']} | {run.get('peak_threads', '')} | "
+                           f"{run['load'].split()[0]} |")
+    return out
+
+
 def main() -> None:
     src = Path(sys.argv[1]) if len(sys.argv) > 1 else BENCH / "results.json"
     r = json.loads(src.read_text())
@@ -92,8 +141,12 @@ def main() -> None:
         print(f"WinRM: {json.dumps(r['winrm'])}\n")
     if "ready" in r:
         print(f"Ready: {json.dumps(r['ready'])}\n")
-    if "big" in r:
-        print(f"Big: {json.dumps(r['big'])}\n")
+    if "cpu" in r and "tools" in r["cpu"]:
+        print("\n".join(cpu_table(r["cpu"])) + "\n")
+    if "b1rtt" in r and "delays" in r["b1rtt"]:
+        print("\n".join(rtt_table(r["b1rtt"])) + "\n")
+    if "big" in r and "tools" in r["big"]:
+        print("\n".join(big_table(r["big"])) + "\n")
 
 
 if __name__ == "__main__":
