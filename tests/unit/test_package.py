@@ -69,13 +69,15 @@ class LocalHost(LocalShell):
 runner.make_transport = lambda host, defaults, redactor: LocalHost()
 redactor = Redactor()
 output = Output(redactor=redactor, mode="json", log_dir=Path(tempfile.mkdtemp()))
-# proxy-prereqs.sh runs in its dry-run mode; it may install what this machine lacks (ipvsadm), as a real run would.
+# proxy-prereqs.sh runs in its dry-run mode, which installs nothing; with install_packages it says it would
+# install what this machine lacks (ipvsadm) instead of failing as a run without it would.
 options = RunOptions(dry_run=True, proxy_mode=sys.argv[1], install_packages=True)
 report = runner.Fleet(None, options, output, redactor, ConnectionDefaults(), 1).run(
     [Host(name="this-machine", address="127.0.0.1")], workflow_for("proxy-prereqs"), "dry run", {})
 host = report.hosts[0]
 print(json.dumps({"module": nodeboot.__file__, "exit": report.exit_code, "result": host.result,
-                  "detail": host.detail, "phases": [[o.phase, o.status] for o in host.outcomes]}))
+                  "detail": host.detail, "phases": [[o.phase, o.status] for o in host.outcomes],
+                  "kubernetes_loaded": "kubernetes" in sys.modules}))
 """
 
 
@@ -156,3 +158,5 @@ def test_a_host_only_dry_run_from_the_installed_wheel(venv, tmp_path, mode, prer
     assert result["exit"] == 0 and result["result"] in ("ok", "changed"), result
     phases = dict(result["phases"])
     assert phases["facts"] == "ok" and phases["proxy-prereqs"] in prereqs, phases
+    # Host-only work never needs the cluster: the kubernetes client stays unloaded.
+    assert result["kubernetes_loaded"] is False

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from nodeboot.cluster import nodes, tokens
+# nodeboot.cluster.nodes and .tokens are imported where they are used: they load the kubernetes
+# client, which host-only work (the proxy-prereqs workflow, a dry run of it) never needs.
 from nodeboot.cluster.joinconfig import JoinSpec, api_version_for, render
 from nodeboot.errors import NodebootError
 from nodeboot.facts import LinuxFacts, parse_facts
@@ -65,6 +66,7 @@ class JoinPreflight(Phase):
 
 
 def node_registered(ctx: HostContext) -> bool:
+    from nodeboot.cluster import nodes
     name = ctx.host.node_name
     return ctx.nodes().get(name) is not None or nodes.read_node(ctx.kube(), name) is not None
 
@@ -83,6 +85,7 @@ def join_config_plan(ctx: HostContext, kubeadm_version: str) -> str:
 def make_join_config(ctx: HostContext, kubeadm_version: str) -> str:
     """A fresh token for this node (made just before kubeadm needs it) and its JoinConfiguration,
     in the API version the node's kubeadm reads (v1beta4 when its version is unknown)."""
+    from nodeboot.cluster import tokens
     kubeadm_minor = config_minor(kubeadm_version)
     token = ctx.ledger().create(ctx.host.node_name)
     ctx.state.token = token
@@ -110,6 +113,7 @@ class WaitReady(Phase):
     title = "wait for the Node to be Ready"
 
     def satisfied(self, ctx: HostContext) -> str | None:
+        from nodeboot.cluster import nodes
         return "Ready" if nodes.is_ready(ctx.nodes().get(ctx.host.node_name)) else None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
@@ -125,9 +129,11 @@ class LabelAndTaint(Phase):
     title = "apply labels and taints"
 
     def _node(self, ctx: HostContext):
+        from nodeboot.cluster import nodes
         return ctx.nodes().get(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
 
     def satisfied(self, ctx: HostContext) -> str | None:
+        from nodeboot.cluster import nodes
         node = self._node(ctx)
         if node is None:
             return None if (ctx.host.labels or ctx.host.taints) else "nothing asked"
@@ -136,6 +142,7 @@ class LabelAndTaint(Phase):
         return None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
+        from nodeboot.cluster import nodes
         node = self._node(ctx)
         labels = nodes.missing_labels(node, ctx.host.labels) if node is not None else ctx.host.labels
         taints = nodes.missing_taints(node, ctx.host.taints) if node is not None else ctx.host.taints
@@ -144,6 +151,7 @@ class LabelAndTaint(Phase):
         return f"would add to Node {ctx.host.node_name} " + " and ".join(filter(None, what))
 
     def run(self, ctx: HostContext) -> bool:
+        from nodeboot.cluster import nodes
         node = nodes.read_node(ctx.kube(), ctx.host.node_name)
         if node is None:
             raise RuntimeError(f"node {ctx.host.node_name} is not registered")
@@ -180,6 +188,7 @@ class Drain(Phase):
     title = "cordon and drain the Node"
 
     def satisfied(self, ctx: HostContext) -> str | None:
+        from nodeboot.cluster import nodes
         return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
@@ -187,6 +196,7 @@ class Drain(Phase):
                 f"waiting up to {ctx.options.drain_timeout:g}s")
 
     def run(self, ctx: HostContext) -> bool:
+        from nodeboot.cluster import nodes
         result = nodes.drain(ctx.kube(), ctx.host.node_name, force=ctx.options.force,
                              timeout=ctx.options.drain_timeout, cancelled=ctx.cancelled,
                              progress=lambda m: ctx.emit("progress", phase=self.name, detail=m),
@@ -203,10 +213,12 @@ class DeleteNode(Phase):
     title = "delete the Node object"
 
     def satisfied(self, ctx: HostContext) -> str | None:
+        from nodeboot.cluster import nodes
         return None if nodes.read_node(ctx.kube(), ctx.host.node_name) else "no such Node"
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
         return f"would delete Node {ctx.host.node_name}"
 
     def run(self, ctx: HostContext) -> bool:
+        from nodeboot.cluster import nodes
         return nodes.delete_node(ctx.kube(), ctx.host.node_name)
