@@ -289,6 +289,7 @@ def main() -> int:
     p.add_argument("--rtt-ms", type=float, default=0.0)
     p.add_argument("--linux", type=int, default=0, help="Linux hosts to bring up (default: the largest N)")
     p.add_argument("--windows", type=int, default=0, help="Windows hosts to bring up with the lab (for winrm_bench)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds of every tool (interleaved) per N")
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up (and reuse one already up)")
     p.add_argument("--json", default=str(BENCH / "results-join.json"))
     args = p.parse_args()
@@ -310,7 +311,7 @@ def main() -> int:
             try:
                 idle = counter.background(5.0)
                 log(f"N={n} rtt+{args.rtt_ms:.0f}ms: API background {idle:.1f} req/s idle; load {load()}")
-                order = tools[i % len(tools):] + tools[:i % len(tools)]
+                order = (tools[i % len(tools):] + tools[:i % len(tools)]) * args.repeat
                 for tool in order:
                     for run in ("cold", "re-run"):
                         row = measured(tool, run, fleet, cluster, counter, fleet.work)

@@ -133,7 +133,28 @@ def _naive(env: dict, hosts: list[dict], commands: int) -> float:
     return time.monotonic() - started
 
 
-def fanout(state: Path, n: int, out: Path) -> dict:
+def _reused(env: dict, hosts: list[dict], commands: int) -> float:
+    """The same trivial commands through nodeboot's WinRMTransport (one shell per host), every host at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    password = Path(env["winrm_password_file"]).read_text().strip()
+
+    def one(h: dict) -> None:
+        t = WinRMTransport(h["address"], WinRMOptions(user="Administrator", password=password, scheme="https",
+                                                      ca_file=env["winrm_ca"]), name=h["name"])
+        t.connect()
+        for i in range(commands):
+            r = t.run_script(f"Write-Output 'n{i}'\n", {"NB_I": str(i)})
+            assert r.stdout == f"n{i}\r\n", r
+        t.close()
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        list(pool.map(one, hosts))
+    return time.monotonic() - started
+
+
+def fanout(state: Path, n: int, out: Path, skip_join: bool = False) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from apicount import ApiCounter
     from join_compare import PY, ROOT, measure_command
@@ -159,7 +180,7 @@ def fanout(state: Path, n: int, out: Path) -> dict:
     counter = ApiCounter(env["kubeconfig"])
     names = [h["name"] for h in hosts]
     results: dict = {"n": n}
-    for run in ("cold", "re-run"):
+    for run in () if skip_join else ("cold", "re-run"):
         argv = [PY, "-m", "nodeboot", "join", "-i", str(inventory), "--cni", "flannel", "--output", "json",
                 "--kubeconfig", env["kubeconfig"], "--parallel", str(n), "--log-dir", str(out / f"logs-{run}")]
         row = measure_command(argv, run_env, r'"status": "failed"', names, cluster, counter,
@@ -175,7 +196,16 @@ def fanout(state: Path, n: int, out: Path) -> dict:
               f"({row['commands_per_host']} commands, {row['http_per_command']}/command, "
               f"{row['shells_per_host']} shell), API {row['api_per_node']}/node; load {row['load_before']}",
               flush=True)
-    commands = int(results["nodeboot_cold"]["commands_per_host"])
+    commands = int(results["nodeboot_cold"]["commands_per_host"]) if not skip_join else 8
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    wall = _reused(env, hosts, commands)
+    reused = {"wall": round(wall, 2), "commands_per_host": commands, "load_before": load,
+              **_per_host(_endpoints_stop(lab, hosts))}
+    _endpoints_start(lab, hosts)
+    results["nodeboot_transport_same_commands"] = reused
+    print(f"Windows N={n} nodeboot WinRMTransport x{commands}/host (trivial commands): wall {reused['wall']:.2f}s, "
+          f"{reused['http_per_host']} HTTP requests/host ({reused['http_per_command']}/command, "
+          f"{reused['shells_per_host']} shells/host); load {load}", flush=True)
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     wall = _naive(env, hosts, commands)
     naive = {"wall": round(wall, 2), "commands_per_host": commands, "load_before": load,
@@ -194,7 +224,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="Windows fan-out on a lab that is up (nodeboot-lab up --windows N)")
     parser.add_argument("--state", default="/tmp/lab-bench17")
     parser.add_argument("--n", type=int, default=20)
+    parser.add_argument("--skip-join", action="store_true", help="only the like-for-like trivial commands")
     parser.add_argument("--json", default=str(Path(__file__).resolve().parent / "results-winfanout.json"))
     a = parser.parse_args()
-    res = fanout(Path(a.state), a.n, Path(a.state) / "bench17" / "windows")
+    res = fanout(Path(a.state), a.n, Path(a.state) / "bench17" / "windows", a.skip_join)
     Path(a.json).write_text(json.dumps(res, indent=1))
