@@ -80,10 +80,14 @@ def measure_rtt(bench, n: int, delays: list[float], runs: int, log: Callable[[st
                         cells[tool][kind].append({"ok": m["ok"], "wall": m["wall"], "cpu": m["cpu"],
                                                   "turns": turns, "relay_conns": conns,
                                                   "round_trips": m["round_trips"], "load": m["load"],
-                                                  "problems": m["problems"]})
+                                                  "problems": m["problems"],
+                                                  "split": {k: round(v, 3) for k, v in m.get("nodeboot_stats", {})
+                                                            .items() if k.startswith(("cpu", "wall"))}})
                         log(f"b1rtt +{delay:g}ms N={n} {tool:<15} {kind:<9} run {r + 1}: " + (
                             f"{m['wall']:.2f}s cpu {m['cpu']:.2f}s, relay: {turns:.1f} client turns and "
                             f"{conns:.1f} connections per host; scripts' round trips/host {m['round_trips']:.1f}"
+                            + (f"; fleet {m['nodeboot_stats']['wall_fleet']:.2f}s, summary "
+                               f"{m['nodeboot_stats']['wall_summary']:.2f}s" if "nodeboot_stats" in m else "")
                             if m["ok"] else f"FAILED {m['problems'][:2]}") + f" (load {m['load']})")
             out["delays"][f"{delay:g}"] = {t: {k: summary(v) for k, v in c.items()} for t, c in cells.items()}
         finally:

@@ -145,8 +145,9 @@ def main() -> None:
         print("\n".join(cpu_table(r["cpu"])) + "\n")
     if "b1rtt" in r and "delays" in r["b1rtt"]:
         print("\n".join(rtt_table(r["b1rtt"])) + "\n")
-    if "big" in r and "tools" in r["big"]:
-        print("\n".join(big_table(r["big"])) + "\n")
+    for key in ("big", "big_p1000"):  # big_p1000: the parallel-1000 run, kept beside the last one
+        if key in r and "tools" in r[key]:
+            print("\n".join(big_table(r[key])) + "\n")
 
 
 if __name__ == "__main__":
