@@ -201,6 +201,8 @@ def join(req: JoinRequest) -> int:
     extra_vars = {"nodeboot_labels": req.labels, "nodeboot_taints": req.taints, **request.install_vars(req.install)}
     if req.node_name:
         extra_vars["nodeboot_node_name"] = req.node_name
+    if req.node_ip:
+        extra_vars["nodeboot_node_ip"] = req.node_ip
     discovery_timeout = check_flag("--discovery-timeout", validate.duration, req.discovery_timeout)
     settings = request.run_settings(
         req.hosts, req.run, api_server_endpoint=req.api_server_endpoint, proxy_mode=proxy_mode,

@@ -142,7 +142,7 @@ VARS: tuple[InventoryVar, ...] = (
                  "Node taints (key[=value]:Effect); " + _ADD.format("taints", "key and effect") + ".",
                  validate.taints, [], flag="--taints"),
     InventoryVar("nodeboot_node_ip", "IP, or a dual-stack pair", "The kubelet's --node-ip (one IPv4, one IPv6).",
-                 validate.ip_list, []),
+                 validate.ip_list, [], flag="--node-ip"),
     InventoryVar("nodeboot_kubelet_extra_args", "map flag: value", "More kubelet flags (names without --).",
                  validate.kubelet_args, {}),
     InventoryVar("nodeboot_proxy_mode", " | ".join(validate.PROXY_MODES),

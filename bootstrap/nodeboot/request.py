@@ -159,6 +159,7 @@ class JoinRequest:
     proxy_mode: str | None = None
     install_packages: bool = False
     node_name: str | None = None
+    node_ip: str | None = None
     labels: str | None = None
     taints: str | None = None
     ready_timeout: float = 300.0

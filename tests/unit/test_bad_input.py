@@ -66,7 +66,8 @@ def test_any_text_as_inventory(tmp_path_factory, text):
 flag_values = st.one_of(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=15),
                         st.sampled_from(["", "-1", "0", "99999", "ipvs", "bogus", "10.0.0.0/33", "1x", "a:b:c"]))
 join_flags = st.sampled_from(["--os", "--proxy-mode", "--parallel", "--labels", "--taints", "--ca-cert-hash",
-                              "--discovery-timeout", "--ready-timeout", "--skip-phases", "--node-name", "--limit"])
+                              "--discovery-timeout", "--ready-timeout", "--skip-phases", "--node-name", "--node-ip",
+                              "--limit"])
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -93,6 +94,8 @@ def test_join_command_line_never_tracebacks(monkeypatch, flags, hosts):
         (["join", "--discovery-timeout", "10", "h1"], "--discovery-timeout"),
         (["join", "--ca-cert-hash", "md5:1", "h1"], "--ca-cert-hash"),
         (["join", "--node-name", "Bad_Name", "h1"], "nodeboot_node_name"),
+        (["join", "--node-ip", "10.0.0.5,10.0.0.6", "h1"], "nodeboot_node_ip"),
+        (["join", "--node-ip", "10.0.0.5", "h1", "h2"], "--node-ip"),
         (["proxy", "set-mode", "ipvs", "--scheduler", "fastest", "h1"], "--scheduler"),
         (["proxy", "set-mode", "ipvs", "--exclude-cidrs", "10.0.0.0/33", "h1"], "--exclude-cidrs"),
         (["proxy", "set-mode", "ipvs", "--sync-period", "30", "h1"], "--sync-period"),

@@ -64,3 +64,10 @@ def test_controller_side_merges_what_the_playbook_sends():
         "nodeboot_added_labels": "tier=db,zone=a", "nodeboot_added_taints": "dedicated=db:NoSchedule"}})
     assert host.labels == {"tier": "db", "zone": "a"}
     assert [str(t) for t in host.taints] == ["dedicated=db:NoSchedule"]
+
+
+def test_node_ip_flag_reaches_the_host_as_a_dual_stack_pair() -> None:
+    # `join --node-ip 10.0.0.11,fd00::11 HOST` arrives as nodeboot_node_ip, the inventory var's own check.
+    sel = app.HostSelection(None, None, ("10.0.0.11",), "linux", {"nodeboot_node_ip": "10.0.0.11, fd00::11"})
+    (host,) = app.select_hosts(sel)
+    assert host.node_ips == ["10.0.0.11", "fd00::11"]

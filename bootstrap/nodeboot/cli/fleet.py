@@ -24,6 +24,9 @@ from nodeboot.request import HostArgs, InstallArgs, JoinRequest, ResetRequest, R
 @click.option("--proxy-mode", type=click.Choice(validate.PROXY_MODES), help="Prepare hosts for this kube-proxy mode.")
 @o.install_packages
 @click.option("--node-name", help="Node name for a single HOST argument.")
+@click.option("--node-ip", metavar="IP[,IP]",
+              help="The kubelet's node IP for a single HOST argument: one address, or an IPv4 and an IPv6 "
+                   "address for a dual-stack node.")
 @click.option("--labels", metavar="K=V,...", help="Labels added to every host's own (a key in both: this one wins).")
 @click.option("--taints", metavar="K[=V]:EFFECT,...",
               help="Taints added to every host's own (same key and effect: this wins).")
@@ -32,13 +35,15 @@ from nodeboot.request import HostArgs, InstallArgs, JoinRequest, ResetRequest, R
 @o.cni()
 @o.install
 @o.engine
-def join(hosts: HostArgs, run: RunArgs, install: InstallArgs, node_name: str | None, **flags) -> None:
+def join(hosts: HostArgs, run: RunArgs, install: InstallArgs, node_name: str | None, node_ip: str | None,
+         **flags) -> None:
     """Make hosts workers of the cluster (idempotent: joined hosts are left as they are)."""
     from nodeboot import app
 
-    if node_name and (len(hosts.hosts) != 1 or hosts.inventory):
-        raise click.UsageError("--node-name goes with exactly one HOST argument")
-    sys.exit(app.join(JoinRequest(hosts, run, install, node_name=node_name, **flags)))
+    for flag, value in (("--node-name", node_name), ("--node-ip", node_ip)):
+        if value and (len(hosts.hosts) != 1 or hosts.inventory):
+            raise click.UsageError(f"{flag} goes with exactly one HOST argument")
+    sys.exit(app.join(JoinRequest(hosts, run, install, node_name=node_name, node_ip=node_ip, **flags)))
 
 
 def confirm_reset(question: str) -> None:
