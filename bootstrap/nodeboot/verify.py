@@ -117,7 +117,7 @@ def other_family_service(cluster: Cluster, primary_v6: bool) -> ServiceTarget | 
     with contextlib.suppress(Exception):
         candidates += cluster.core.list_service_for_all_namespaces(label_selector=VERIFY_SERVICE_LABEL).items
     for svc in candidates:
-        ips = [ip for ip in (svc.spec.cluster_i_ps or [svc.spec.cluster_ip or ""]) if ip and ip != "None"]
+        ips = [ip for ip in (svc.spec.cluster_ips or [svc.spec.cluster_ip or ""]) if ip and ip != "None"]
         other = next((ip for ip in ips if is_ipv6(ip) != primary_v6), None)
         tcp = [p for p in svc.spec.ports or [] if (p.protocol or "TCP") == "TCP"]
         if other and tcp:

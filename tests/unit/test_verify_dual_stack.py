@@ -64,7 +64,7 @@ def test_a_dual_stack_node_without_a_second_family_service_says_so() -> None:
 
 def service(namespace: str, name: str, ips: list[str], port: int = 80, protocol: str = "TCP") -> SimpleNamespace:
     return SimpleNamespace(metadata=SimpleNamespace(namespace=namespace, name=name),
-                           spec=SimpleNamespace(cluster_i_ps=ips, cluster_ip=ips[0] if ips else None,
+                           spec=SimpleNamespace(cluster_ips=ips, cluster_ip=ips[0] if ips else None,
                                                 ports=[SimpleNamespace(port=port, protocol=protocol)]))
 
 
