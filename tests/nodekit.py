@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -15,6 +16,9 @@ TIMINGS: dict[str, float | str] = {}
 KUBERNETES_VERSION = "v1.37.2"
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 ECHO_IMAGE = "registry.k8s.io/e2e-test-images/nodeboot-echo:1.0"
+# test_2's echo Deployment and its Service (ClusterIP port 80, NodePort below), used again by test_3.
+ECHO_NAMESPACE = "nodeboot-echo"
+ECHO_NODE_PORT = 30080
 
 
 def vm(handle: LabHandle) -> dict[str, Any]:
@@ -71,3 +75,43 @@ def wait_proxy_mode(handle: LabHandle, mode: str, timeout: float = 300) -> None:
     wait_for(f"kube-proxy answering {mode} on 127.0.0.1:10249", answered, timeout)
     wait_for(f"the kubernetes Service ({KUBERNETES_SERVICE_IP}:443) answering on the node in {mode} mode",
              service_answers, max(deadline - time.monotonic(), 30))
+
+
+# What tests/unit/fixtures/proxy-dumps holds per mode (its README), read on the node in one go.
+# Only kube-proxy's nftables tables: iptables-nft keeps iptables' own rules as nft tables too.
+PROXY_DUMP_FILES = {
+    "iptables-save": "iptables-save | grep -v '^#'",
+    "ip6tables-save": "ip6tables-save | grep -v '^#'",
+    "ipset-save": "if lsmod | grep -q '^ip_set '; then ipset save; fi",
+    "nft-ruleset": "for f in ip ip6; do nft list table $f kube-proxy 2>/dev/null; done",
+    "ipvsadm": "if lsmod | grep -q '^ip_vs '; then ipvsadm -Ln | grep -q '^[TU]' && ipvsadm -Ln; fi",
+    "kube-ipvs0": "ip -o addr show dev kube-ipvs0 2>/dev/null | awk '{ split($4, a, \"/\"); print a[1] }'",
+}
+
+
+def capture_proxy_dumps(handle: LabHandle, dest: Path, label: str) -> dict[str, str]:
+    """The node's kube-proxy state as fixture files in DEST (an empty one is left out).
+
+    `label` heads the files that take comments (iptables-save, ip6tables-save, nft-ruleset)."""
+    script = "".join(f"echo '@@{name}'; {{ {cmd}; }} || true\n" for name, cmd in PROXY_DUMP_FILES.items())
+    out = node_out(handle, script)
+    sections: dict[str, list[str]] = {}
+    current = ""
+    for line in out.splitlines():
+        if line.startswith("@@") and line[2:] in PROXY_DUMP_FILES:
+            current = line[2:]
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    dest.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in PROXY_DUMP_FILES:
+        body = "\n".join(sections.get(name, [])).strip("\n")
+        (dest / name).unlink(missing_ok=True)
+        if not body.strip():
+            continue
+        if name in ("iptables-save", "ip6tables-save", "nft-ruleset"):
+            body = f"# {label}\n{body}"
+        (dest / name).write_text(body + "\n")
+        written[name] = body
+    return written

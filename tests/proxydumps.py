@@ -6,6 +6,10 @@ writes them (it rewrites the chains it declares; it adds a built-in chain's jump
 only if it is not there already). The same shell loads the state into the unit
 tests' private network namespace (IPVS and kube-ipvs0 through stand-ins) and into
 the e2e VM (the real ipvsadm and a real dummy link).
+
+Two sets of mode directories: the hand-written ones at the top of DUMPS, and the
+ones taken from the real kube-proxy on the real-node tier's VM (REAL, a directory
+of the same shape; tests/tools/capture_proxy_dumps.py takes them again).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from pathlib import Path
 
 DUMPS = Path(__file__).resolve().parent / "unit" / "fixtures" / "proxy-dumps"
 MODES = ("iptables", "ipvs", "nftables")
+# Taken from kube-proxy on the lab's VM node (tests/node/test_3_proxy_migration.py).
+REAL = "kube-proxy-v1.37.2"
+# "" is the hand-written set; the real one once it holds every mode.
+SOURCES = ("", REAL) if all((DUMPS / REAL / m).is_dir() for m in MODES) else ("",)
 TRANSITIONS = [(old, new) for old in MODES for new in MODES if old != new]
 BUILTIN = {"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"}
 
@@ -56,7 +64,7 @@ class NodeState:
         """Bash that loads the layers. real_ipvs: the real ipvsadm and a dummy kube-ipvs0
         (the VM); else the stand-ins' files under $NB_TEST_STATE (the unit tests)."""
         lines = ["set -e"]
-        previous_ipt = ""
+        previous = {"iptables": "", "ip6tables": ""}
         for layer in self.layers:
             if read(layer, "ipset-save"):  # first: iptables rules match on the sets
                 lines.append(heredoc("ipset restore -exist", read(layer, "ipset-save")))
@@ -64,10 +72,9 @@ class NodeState:
                 dump = read(layer, f"{family}-save")
                 if not dump:
                     continue
-                if family == "iptables" and previous_ipt:
-                    dump = as_new_mode_writes_it(previous_ipt, dump)
-                if family == "iptables":
-                    previous_ipt += dump
+                if previous[family]:
+                    dump = as_new_mode_writes_it(previous[family], dump)
+                previous[family] += dump
                 lines.append(heredoc(f"{family}-restore --noflush", rules_only(dump)))
             if read(layer, "nft-ruleset"):
                 lines.append(heredoc("nft -f -", read(layer, "nft-ruleset")))
@@ -148,12 +155,22 @@ def table_lines(lines: list[str]) -> Iterator[str]:
             yield f"{table} {line.split(' [')[0] if line.startswith(':') else line}"
 
 
-def start_state(old: str, new: str, kube_proxy_cleaned: bool) -> NodeState:
+def in_source(source: str, layer: str) -> str:
+    return f"{source}/{layer}" if source else layer
+
+
+def start_state(old: str, new: str, kube_proxy_cleaned: bool, source: str = "") -> NodeState:
     """After kube-proxy switched from OLD to NEW: a dump taken on a real node if there is
-    one (DUMPS/<old>-to-<new>), else composed from the two modes' dumps."""
-    if (DUMPS / f"{old}-to-{new}").is_dir():
-        return NodeState([f"{old}-to-{new}", "foreign"])
-    return NodeState([new, "foreign"] if kube_proxy_cleaned else [old, new, "foreign"])
+    one (<source>/<old>-to-<new>), else composed from the two modes' dumps of SOURCE."""
+    if (DUMPS / in_source(source, f"{old}-to-{new}")).is_dir():
+        return NodeState([in_source(source, f"{old}-to-{new}"), "foreign"])
+    modes = [new] if kube_proxy_cleaned else [old, new]
+    return NodeState([*(in_source(source, m) for m in modes), "foreign"])
+
+
+def end_state(new: str, source: str = "") -> NodeState:
+    """What the node must hold after the cleanup: NEW's own dump of SOURCE and the foreign rules."""
+    return NodeState([in_source(source, new), "foreign"])
 
 
 def cleanup_vars(old: str, new: str, dry_run: bool = False) -> dict[str, str]:

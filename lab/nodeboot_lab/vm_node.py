@@ -46,6 +46,8 @@ SMP = int(os.environ.get("NODEBOOT_LAB_VM_SMP", "2"))
 PARALLEL_BOOTS = int(os.environ.get("NODEBOOT_LAB_VM_PARALLEL") or max(1, min(4, (os.cpu_count() or 1) // SMP)))
 POWERDOWN_WAIT = 15.0
 GROUP = "vm_nodes"
+RESTART_BOOT_UNITS = "".join(f"systemctl is-active -q {u} || systemctl restart {u}\n"
+                             for u in ("dbus.service", "systemd-logind.service"))
 
 
 @dataclass
@@ -187,6 +189,9 @@ def start_nodes(
         machine = NodeVM(image, node)
         try:
             node.boot_seconds = machine.start(detach=True)
+            # On oversubscribed host cores D-Bus and logind can miss systemd's start timeout; the
+            # kubelet's and runc's systemd cgroup driver need D-Bus, so start what failed again.
+            machine.run(RESTART_BOOT_UNITS)
             # The pod network's stand-in, in place before anyone joins the node (a CNI
             # DaemonSet would write it once the node joined; nodeboot's reset removes it).
             if node.address6:

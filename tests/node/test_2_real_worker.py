@@ -3,6 +3,7 @@ from the lab's mirror, joins it, and the real kubelet, containerd and kube-proxy
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from collections.abc import Iterator
@@ -13,9 +14,12 @@ import yaml
 from kubernetes import client
 
 from labkit import LabHandle, summary
+from nodeboot.verify import VERIFY_SERVICE_LABEL
 from nodeboot_lab import pod_network
 from nodekit import (
     ECHO_IMAGE,
+    ECHO_NAMESPACE,
+    ECHO_NODE_PORT,
     KUBERNETES_VERSION,
     TIMINGS,
     install_args,
@@ -29,7 +33,6 @@ from nodekit import (
 )
 
 KUBELET_PATCH = {"maxPods": 42, "serializeImagePulls": False}
-NAMESPACE = "nodeboot-echo"
 
 
 @dataclass
@@ -135,26 +138,30 @@ def test_a_clusterip_service_answers_from_the_node(joined: Joined) -> None:
     h = joined.handle
     apps, core = h.cluster().apps, h.cluster().core
     labels = {"app": "nodeboot-echo"}
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=NAMESPACE)))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ECHO_NAMESPACE)))
     container = client.V1Container(
         name="echo", image=ECHO_IMAGE, ports=[client.V1ContainerPort(container_port=8080)],
         env=[client.V1EnvVar(name="POD_NAME", value_from=client.V1EnvVarSource(
             field_ref=client.V1ObjectFieldSelector(field_path="metadata.name")))])
-    apps.create_namespaced_deployment(NAMESPACE, client.V1Deployment(
+    apps.create_namespaced_deployment(ECHO_NAMESPACE, client.V1Deployment(
         metadata=client.V1ObjectMeta(name="echo"),
         spec=client.V1DeploymentSpec(
             replicas=1, selector=client.V1LabelSelector(match_labels=labels),
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(containers=[container], node_name=joined.node)))))
-    service = core.create_namespaced_service(NAMESPACE, client.V1Service(
-        metadata=client.V1ObjectMeta(name="echo"),
-        spec=client.V1ServiceSpec(selector=labels, ports=[client.V1ServicePort(port=80, target_port=8080)])))
+    service = core.create_namespaced_service(ECHO_NAMESPACE, client.V1Service(
+        # The label makes it what `nodeboot verify` connects to for the family the kubernetes Service lacks.
+        metadata=client.V1ObjectMeta(name="echo", labels={VERIFY_SERVICE_LABEL: "true"}),
+        # A NodePort too, so each proxy mode's NodePort rules are there for test_3 to check and capture;
+        # both families on a dual-stack lab.
+        spec=client.V1ServiceSpec(type="NodePort", selector=labels, ip_family_policy="PreferDualStack", ports=[
+            client.V1ServicePort(port=80, target_port=8080, node_port=ECHO_NODE_PORT)])))
     cluster_ip = service.spec.cluster_ip
     started = time.monotonic()
 
     def running_pod() -> str | None:
-        pods = core.list_namespaced_pod(NAMESPACE, label_selector="app=nodeboot-echo").items
+        pods = core.list_namespaced_pod(ECHO_NAMESPACE, label_selector="app=nodeboot-echo").items
         ready = [p for p in pods if p.status.phase == "Running" and all(s.ready for s in p.status.container_statuses
                                                                           or [])]
         return ready[0].metadata.name if ready else None
@@ -168,6 +175,34 @@ def test_a_clusterip_service_answers_from_the_node(joined: Joined) -> None:
 
     assert f"pod={pod}" in wait_for(f"an answer from {cluster_ip}:80", answer, 120)
     TIMINGS["service_answering_s"] = round(time.monotonic() - started, 1)
+
+
+def test_dual_stack_the_node_has_both_families_and_kube_proxy_programs_both(joined: Joined) -> None:
+    """The lab's dual-stack control plane, the node joined with nodeboot_node_ip "v4,v6"."""
+    h = joined.handle
+    node_ip4, node_ip6 = vm(h)["address"], vm(h)["address6"]
+    assert h.env["dual_stack"] and node_ip6, "the node tier's lab is dual-stack"
+    node = h.cluster().core.read_node(joined.node)
+    internal = [a.address for a in node.status.addresses if a.type == "InternalIP"]
+    assert internal == [node_ip4, node_ip6]
+    assert [ipaddress.ip_network(c).version for c in node.spec.pod_cidrs] == [4, 6]
+    service = h.cluster().core.read_namespaced_service("echo", ECHO_NAMESPACE)
+    assert service.spec.ip_families == ["IPv4", "IPv6"]
+    echo6 = service.spec.cluster_ips[1]
+
+    def answer6() -> str | None:
+        proc = on_node(h, f"curl -sg --max-time 5 http://[{echo6}]/")
+        return proc.stdout if proc.returncode == 0 and "pod=" in proc.stdout else None
+
+    wait_for(f"an answer from [{echo6}]:80", answer6, 120)
+    # IPVS mode: the IPv6 ClusterIP is a virtual server and sits on kube-ipvs0.
+    assert f"TCP  [{echo6}]:80" in node_out(h, "ipvsadm -Ln")
+    assert f"inet6 {echo6}/128" in node_out(h, "ip -6 addr show dev kube-ipvs0")
+    # verify connects to both families on a dual-stack node: the kubernetes Service and the echo Service's IPv6.
+    proc = h.nodeboot("verify", "-i", joined.inventory, "--kubeconfig", h.kubeconfig, "--output", "json", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    reachable = json.loads(proc.stdout)["nodes"][0]["checks"]["service-reachable"]
+    assert reachable["status"] == "pass" and f"[{echo6}]:80 ({ECHO_NAMESPACE}/echo)" in reachable["detail"], reachable
 
 
 def test_a_second_run_is_one_round_trip_and_makes_no_token(joined: Joined) -> None:
@@ -198,7 +233,8 @@ def test_reset_leaves_the_node_clean_and_it_joins_again(joined: Joined) -> None:
     assert left == {**dict.fromkeys(CLEAN_CHECKS, ""), "kubelet running": "inactive"}
     with pytest.raises(client.ApiException):
         h.cluster().core.read_node(joined.node)
-    node_out(h, pod_network.install_command())  # reset removed it, as it would a CNI's; the CNI writes it again
+    # Reset removed it, as it would a CNI's; the CNI writes it again.
+    node_out(h, pod_network.install_command(dual_stack=h.env["dual_stack"]))
     result, seconds = join(h, joined.inventory, joined.args)
     TIMINGS["rejoin_after_reset_s"] = seconds
     assert result["tokens_left"] == [] and node_ready(h, joined.node) is not None

@@ -7,6 +7,9 @@ and the kube-ipvs0 link are stand-ins (this kernel has neither). Then the
 cleanup runs as `nodeboot proxy set-mode` runs it, and what is left must be
 exactly what the NEW mode's own dump holds plus the foreign rules.
 
+Both sets of dumps: the hand-written ones and the ones taken from kube-proxy
+v1.37.2 on the real-node tier's VM (proxydumps.REAL).
+
 Two starting states per transition:
 - "left": the old mode's rules are all still there (kube-proxy does not clean
   between iptables and IPVS; and its own cleanup can fail, e.g. no modprobe in
@@ -31,13 +34,19 @@ from nodeboot.cluster.kubeproxy import kube_proxy_cleans_itself
 from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
 from proxydumps import (
     DUMP_STATE,
+    REAL,
+    SOURCES,
     TRANSITIONS,
     NodeState,
     cleanup_vars,
+    end_state,
     parse_sections,
     start_state,
     state_of,
 )
+
+SOURCE_IDS = {"": "hand-written", REAL: REAL}
+PER_SOURCE = pytest.mark.parametrize("source", SOURCES, ids=[SOURCE_IDS[s] for s in SOURCES])
 
 STANDINS = {
     # The modules kube-proxy's modes use, as "loaded".
@@ -109,16 +118,18 @@ def run_on(tmp: Path, node: NodeState, runs: list[dict[str, str]]) -> tuple[list
     return outcomes, state_of(sections, "0-")
 
 
-def expected_state(tmp: Path, new: str) -> dict[str, list[str]]:
-    _, state = run_on(tmp / "expected", NodeState([new, "foreign"]), [])
+def expected_state(tmp: Path, new: str, source: str = "") -> dict[str, list[str]]:
+    _, state = run_on(tmp / "expected", end_state(new, source), [])
     return state
 
 
+@PER_SOURCE
 @pytest.mark.parametrize(("old", "new"), TRANSITIONS, ids=[f"{o}-to-{n}" for o, n in TRANSITIONS])
-def test_cleanup_leaves_exactly_the_new_mode_and_foreign_rules(tmp_path: Path, old: str, new: str) -> None:
-    want = expected_state(tmp_path, new)
+def test_cleanup_leaves_exactly_the_new_mode_and_foreign_rules(tmp_path: Path, old: str, new: str,
+                                                                source: str) -> None:
+    want = expected_state(tmp_path, new, source)
     runs = [cleanup_vars(old, new, dry_run=True), cleanup_vars(old, new), cleanup_vars(old, new)]
-    (dry, first, second), before = run_on(tmp_path / "run", start_state(old, new, False), runs)
+    (dry, first, second), before = run_on(tmp_path / "run", start_state(old, new, False, source), runs)
     assert before != want, "the starting state should hold the old mode's leftovers"
     assert dry.result.ok and dry.result.changed, dry.stderr
     assert dry.state == before, "a dry run changes nothing"
@@ -129,18 +140,21 @@ def test_cleanup_leaves_exactly_the_new_mode_and_foreign_rules(tmp_path: Path, o
     assert second.state == want
 
 
+@PER_SOURCE
 @pytest.mark.parametrize(("old", "new"), [t for t in TRANSITIONS if kube_proxy_cleans_itself(*t)],
                          ids=lambda v: str(v))
-def test_nothing_to_do_where_kube_proxy_cleaned_itself(tmp_path: Path, old: str, new: str) -> None:
-    want = expected_state(tmp_path, new)
-    (outcome,), before = run_on(tmp_path / "run", start_state(old, new, True), [cleanup_vars(old, new)])
+def test_nothing_to_do_where_kube_proxy_cleaned_itself(tmp_path: Path, old: str, new: str, source: str) -> None:
+    want = expected_state(tmp_path, new, source)
+    (outcome,), before = run_on(tmp_path / "run", start_state(old, new, True, source), [cleanup_vars(old, new)])
     assert before == want
     assert outcome.result.ok and not outcome.result.changed, outcome.result.facts["actions"]
     assert outcome.state == want
 
 
-def test_iptables_to_ipvs_keeps_the_chains_ipvs_mode_uses(tmp_path: Path) -> None:
-    (outcome,), _ = run_on(tmp_path, start_state("iptables", "ipvs", False), [cleanup_vars("iptables", "ipvs")])
+@PER_SOURCE
+def test_iptables_to_ipvs_keeps_the_chains_ipvs_mode_uses(tmp_path: Path, source: str) -> None:
+    (outcome,), _ = run_on(tmp_path, start_state("iptables", "ipvs", False, source),
+                           [cleanup_vars("iptables", "ipvs")])
     assert outcome.result.ok, outcome.result.error
     rules = outcome.state["iptables"]
     for table, chain in (("nat", "KUBE-SERVICES"), ("nat", "KUBE-POSTROUTING"), ("nat", "KUBE-MARK-MASQ"),
