@@ -168,6 +168,7 @@ class Lab:
             raise LabError("lab: at most 80 hosts fit the lab's /24")
         started = time.monotonic()
         self.down(quiet=True)  # leftovers of a crashed lab go first
+        self._room_for_inotify(linux)
         for old in ("controlplane", "hosts", "logs"):
             shutil.rmtree(self.state / old, ignore_errors=True)  # a new lab starts from an empty cluster
         bins = build.ensure_binaries(version, bin_dir, log=self.log)
@@ -243,6 +244,18 @@ class Lab:
         for inside in box.private_paths:
             if not os.path.exists(inside):
                 record.created_dirs.append(inside)
+
+    def _room_for_inotify(self, linux: int) -> None:
+        """Each Linux host's containerd takes an inotify instance for its CNI directory; past the
+        per-user limit (128 by default: a few labs side by side reach it) its CRI plugin does not load
+        and kubeadm's preflight fails on that host. The limit is raised, never lowered, and stays."""
+        path = Path("/proc/sys/fs/inotify/max_user_instances")
+        current = int(path.read_text())
+        wanted = max(1024, 4 * linux)
+        if current < wanted:
+            path.write_text(f"{wanted}\n")
+            self.log(f"lab: fs.inotify.max_user_instances raised from {current} to {wanted} "
+                     "(a containerd per host watches its CNI directory)")
 
     def _start_hosts(self, record: LabRecord) -> None:
         self._host_bin(record)
