@@ -34,11 +34,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     if os.geteuid() != 0:
         pytest.fail("the lab needs root (network and mount namespaces); run the suite as root")
     state = Path(os.environ.get("NODEBOOT_TEST_LAB_STATE", "/tmp/nodeboot-test-lab"))
-    # Tests never share hosts: the default covers every host the integration modules reserve,
-    # with a little room (a module that needs more fails naming the shortfall).
     handle = LabHandle.start(
         state,
-        linux=int(os.environ.get("NODEBOOT_TEST_LINUX", "62")),
+        linux=int(os.environ.get("NODEBOOT_TEST_LINUX", "56")),
         windows=int(os.environ.get("NODEBOOT_TEST_WINDOWS", "6")),
         work=tmp_path_factory.mktemp("lab-work"),
     )
