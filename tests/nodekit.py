@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -115,3 +116,21 @@ def capture_proxy_dumps(handle: LabHandle, dest: Path, label: str) -> dict[str, 
         (dest / name).write_text(body + "\n")
         written[name] = body
     return written
+
+
+def verify_passes(handle: LabHandle, inventory_path: str, timeout: float = 180) -> dict[str, Any]:
+    """`nodeboot verify --output json` until it passes; its report. Its probes give each network try
+    2 s, and on the emulated node under load starting the probe's shell alone can take that long: a
+    healthy node was seen failing kube-proxy-mode and service-reachable once, then passing."""
+    last: list[str] = []
+
+    def passed() -> dict[str, Any] | None:
+        proc = handle.nodeboot("verify", "-i", inventory_path, "--kubeconfig", handle.kubeconfig,
+                               "--output", "json", timeout=300)
+        last[:] = [proc.stdout[-2000:], proc.stderr[-500:]]
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+
+    try:
+        return wait_for("nodeboot verify passing", passed, timeout, interval=10)
+    except AssertionError:
+        raise AssertionError(f"nodeboot verify never passed within {timeout:.0f}s: {last}") from None

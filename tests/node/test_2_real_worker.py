@@ -27,6 +27,7 @@ from nodekit import (
     kubelet_patch_file,
     node_out,
     on_node,
+    verify_passes,
     vm,
     wait_for,
     wait_proxy_mode,
@@ -199,9 +200,7 @@ def test_dual_stack_the_node_has_both_families_and_kube_proxy_programs_both(join
     assert f"TCP  [{echo6}]:80" in node_out(h, "ipvsadm -Ln")
     assert f"inet6 {echo6}/128" in node_out(h, "ip -6 addr show dev kube-ipvs0")
     # verify connects to both families on a dual-stack node: the kubernetes Service and the echo Service's IPv6.
-    proc = h.nodeboot("verify", "-i", joined.inventory, "--kubeconfig", h.kubeconfig, "--output", "json", timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    reachable = json.loads(proc.stdout)["nodes"][0]["checks"]["service-reachable"]
+    reachable = verify_passes(h, joined.inventory)["nodes"][0]["checks"]["service-reachable"]
     assert reachable["status"] == "pass" and f"[{echo6}]:80 ({ECHO_NAMESPACE}/echo)" in reachable["detail"], reachable
 
 

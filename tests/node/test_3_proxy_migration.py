@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import nodekit
 from labkit import LabHandle, wait_for
 from nodekit import (
     ECHO_NAMESPACE,
@@ -159,8 +160,7 @@ def services_answer(node: Node, timeout: float = 60) -> None:
 
 
 def verify_passes(node: Node) -> None:
-    proc = node.h.nodeboot("verify", "-i", node.inv, "--kubeconfig", node.h.kubeconfig, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:]
+    nodekit.verify_passes(node.h, node.inv)
 
 
 def keep_dumps(node: Node) -> None:
