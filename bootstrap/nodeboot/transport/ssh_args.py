@@ -23,6 +23,8 @@ _FLAGS = set("46AaCfGgKkMNnqsTtVvXxYy")
 _OPTION = re.compile(r"^\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$", re.S)
 _JUMP = re.compile(r"^(?:ssh://)?(?:(?P<user>[^@\s/]+)@)?(?P<host>\[[0-9A-Fa-f:.%\w]+\]|[^:@\s\[\]/]+)"
                    r"(?::(?P<port>\d+))?/?$")
+# ssh's option letters that are short for a -o keyword: read by the same code.
+_LETTER_OPTIONS = {"J": "ProxyJump", "l": "User", "p": "Port", "i": "IdentityFile"}
 
 
 @dataclass(frozen=True)
@@ -118,14 +120,8 @@ def parse_ssh_args(value: object) -> SSHArgs:
             if not match or not match.group(2):
                 raise ValueError(f"-o {rest!r}: expected Key=Value")
             _option(match.group(1), match.group(2), first, identity, ignored)
-        elif letter == "J":
-            first("proxy_jump", parse_jumps(rest))
-        elif letter == "l":
-            first("user", rest)
-        elif letter == "p":
-            first("port", _port(rest, "-p"))
-        elif letter == "i":
-            identity.append(rest)
+        elif letter in _LETTER_OPTIONS:
+            _option(_LETTER_OPTIONS[letter], rest, first, identity, ignored, port_flag=f"-{letter}")
         elif letter == "F":
             first("config_file", rest)
         else:
@@ -143,7 +139,7 @@ def parse_ssh_args(value: object) -> SSHArgs:
 
 
 def _option(key: str, value: str, first: Callable[[str, Any], None], identity: list[str],
-            ignored: list[str]) -> None:
+            ignored: list[str], port_flag: str = "-o Port") -> None:
     name = key.lower()
     if name == "proxyjump":
         first("proxy_jump", parse_jumps(value))
@@ -152,7 +148,7 @@ def _option(key: str, value: str, first: Callable[[str, Any], None], identity: l
     elif name == "user":
         first("user", value)
     elif name == "port":
-        first("port", _port(value, "-o Port"))
+        first("port", _port(value, port_flag))
     elif name == "identityfile":
         identity.append(value)
     elif name == "userknownhostsfile":
