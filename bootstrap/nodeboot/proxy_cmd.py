@@ -332,7 +332,7 @@ def status(sel: app.HostSelection, settings: app.RunSettings) -> ProxyStatus:
 
         def run(self, ctx: HostContext) -> bool:
             collected[ctx.host.name] = ctx.script("proxy-status.sh", {}).facts | {
-                "modules_loaded": ctx.facts.get("modules_loaded", [])}
+                "modules_loaded": list(ctx.linux_facts().modules_loaded)}
             return False
 
     report = app.run_hosts(cluster, hosts, settings, output, redactor, lambda _h: [linux.Facts(), Collect()],

@@ -64,7 +64,7 @@ def context(host: Host, facts: dict, transport, events: list[dict], dry_run: boo
     return HostContext(host=host, transport=transport, cluster=None, watcher=None,  # type: ignore[arg-type]
                        tokens=NoTokens(), options=RunOptions(dry_run=dry_run, run_id="dry"),  # type: ignore[arg-type]
                        redactor=Redactor(), cancelled=threading.Event(),
-                       emit=lambda kind, **f: events.append({"event": kind, **f}), facts=dict(facts),
+                       emit=lambda kind, **f: events.append({"event": kind, **f}),
                        host_facts=parse_linux_facts(facts, host.name),
                        run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2", endpoint="10.0.0.1:6443"))
 

@@ -126,7 +126,7 @@ def fake_ctx(facts: dict, install: node_install.InstallSettings | None = None) -
     events: list[tuple[str, dict]] = []
     host = SimpleNamespace(name="node-1", node_name="node-1", install=install or node_install.InstallSettings())
     typed = parse_linux_facts(facts, host.name)
-    return SimpleNamespace(facts=facts, linux_facts=lambda: typed, host=host,
+    return SimpleNamespace(linux_facts=lambda: typed, host=host,
                            run=ClusterFacts(server_minor=(1, 37), server_version="v1.37.2"),
                            state=HostState(),
                            emit=lambda kind, **f: events.append((kind, f)), events=events)

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nodeboot.errors import PhaseError, ScriptError, UsageError
 from nodeboot.facts import HostFacts, LinuxFacts, WindowsFacts
@@ -99,8 +99,7 @@ class HostContext:
     redactor: Redactor
     cancelled: threading.Event
     emit: Callable[..., None]
-    facts: dict[str, Any] = field(default_factory=dict)  # the facts script's object as printed (proxy status)
-    host_facts: HostFacts | None = None  # the same, typed: what the phases decide with
+    host_facts: HostFacts | None = None  # the facts script's object, typed: what the phases decide with
     run: ClusterFacts = field(default_factory=ClusterFacts)
     state: HostState = field(default_factory=HostState)
 

@@ -24,8 +24,7 @@ def gather_facts(ctx: HostContext, script: str, variables: dict[str, str]) -> No
     sent = time.time()
     result = ctx.script(script, variables)
     received = time.time()
-    ctx.facts = dict(result.facts)
-    ctx.host_facts = parse_facts(ctx.host.os, ctx.facts, ctx.host.name)
+    ctx.host_facts = parse_facts(ctx.host.os, result.facts, ctx.host.name)
     ctx.host_facts.sent_at, ctx.host_facts.received_at = sent, received
 
 
