@@ -46,11 +46,19 @@ def root(ctx: HostContext) -> str:
     return ctx.host.vars["nb_root"]
 
 
+# The bench workload's own facts per host (nb-facts.sh's object; not nodeboot's facts schema).
+BENCH_FACTS: dict[str, dict] = {}
+
+
+def bench_facts(ctx: HostContext) -> dict:
+    return BENCH_FACTS.setdefault(ctx.host.name, {})
+
+
 class Facts(Phase):
     name, title, reads_only = "facts", "read facts and current state", True
 
     def run(self, ctx: HostContext) -> bool:
-        ctx.facts.update(ctx.run_call(bench_call("nb-facts.sh", {"NB_ROOT": root(ctx)})).facts)
+        bench_facts(ctx).update(ctx.run_call(bench_call("nb-facts.sh", {"NB_ROOT": root(ctx)})).facts)
         return False
 
 
@@ -60,7 +68,7 @@ class NodeFiles(Phase):
     sysctl_sha = hashlib.sha256(SYSCTL.encode()).hexdigest()
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        f = ctx.facts
+        f = bench_facts(ctx)
         if f.get("dirs") and f.get("modules_sha") == self.modules_sha and f.get("sysctl_sha") == self.sysctl_sha:
             return "up to date"
         return None
@@ -77,7 +85,7 @@ class Artifact(Phase):
         self.data = data
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return "sha256 matches" if ctx.facts.get("artifact_sha") == artifact_sha256() else None
+        return "sha256 matches" if bench_facts(ctx).get("artifact_sha") == artifact_sha256() else None
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
         return upload_call(self.data, f"{root(ctx)}/{ARTIFACT_PATH}", 0o644)
@@ -90,10 +98,10 @@ class Join(Phase):
     name, title, batched = "join", "the command standing in for kubeadm join", True
 
     def satisfied(self, ctx: HostContext) -> str | None:
-        return "already joined" if ctx.facts.get("joined") else None
+        return "already joined" if bench_facts(ctx).get("joined") else None
 
     def host_script(self, ctx: HostContext) -> ScriptCall:
-        f = ctx.facts
+        f = bench_facts(ctx)
         return bench_call("nb-join.sh", {
             "NB_ROOT": root(ctx), "NB_JOIN_FORMAT": script_vars("")["NB_JOIN_FORMAT"], "NB_HOSTNAME": f["hostname"],
             "NB_KERNEL": f["kernel"], "NB_ARCH": f["arch"], "NB_SWAP": str(f["swap"])})
