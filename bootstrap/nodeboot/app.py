@@ -19,7 +19,7 @@ from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.runner import Fleet, FleetReport, summarise
-from nodeboot.steps.base import ClusterFacts, Phase, RunOptions
+from nodeboot.steps.base import ClusterFacts, PendingClusterFacts, Phase, RunOptions
 from nodeboot.transport.factory import ConnectionDefaults, check_passwords
 from nodeboot.workflows import phases_for, workflow_for
 
@@ -107,12 +107,19 @@ def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> Clu
 
 
 def run_hosts(cluster: Cluster, hosts: list[Host], settings: RunSettings, output: Output, redactor: Redactor,
-              workflow: Callable[[Host], list[Phase]], title: str, facts: ClusterFacts | None = None) -> FleetReport:
+              workflow: Callable[[Host], list[Phase]], title: str,
+              facts: ClusterFacts | PendingClusterFacts | None = None) -> FleetReport:
     """A workflow over the hosts with the command line's connection, parallelism and --fail-fast;
-    the cluster's facts are read for it unless given (a join's carry its endpoint and CA pin)."""
+    the cluster's facts are read for it, beside the hosts' facts scripts, unless given (a join's
+    carry its endpoint and CA pin). If they cannot be read, the hosts stop after their facts
+    scripts (which only read) and the reader's error is raised here."""
     fleet = Fleet(cluster, settings.options, output, redactor, settings.connection, settings.parallel,
                   settings.fail_fast)
-    return fleet.run(hosts, workflow, title, facts or cluster_facts(cluster, settings.options, need_join=False))
+    pending = facts or PendingClusterFacts(lambda: cluster_facts(cluster, settings.options, need_join=False))
+    report = fleet.run(hosts, workflow, title, pending)
+    if isinstance(pending, PendingClusterFacts):
+        pending.raise_failure()
+    return report
 
 
 def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: list[Host] | None = None,
@@ -125,20 +132,27 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     check_passwords(hosts)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
-    proxy_notices = check_proxy_modes(cluster, settings.options, hosts) if action == "join" else []
-    facts = cluster_facts(cluster, settings.options, need_join=action == "join")
+    facts = PendingClusterFacts(lambda: run_facts(action, cluster, settings.options, hosts, output))
+    title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
+    report = run_hosts(cluster, hosts, settings, output, redactor, workflow_for(action), title, facts)
+    summarise(output, report)
+    return report.exit_code, report
+
+
+def run_facts(action: str, cluster: Cluster, options: RunOptions, hosts: list[Host], output: Output) -> ClusterFacts:
+    """A join's or reset's cluster side before its hosts' phases: the proxy modes asked checked
+    against the server, the facts every host shares, and for Windows hosts the cluster side
+    reconciled once. Runs while the hosts connect and gather their facts."""
+    proxy_notices = check_proxy_modes(cluster, options, hosts) if action == "join" else []
+    facts = cluster_facts(cluster, options, need_join=action == "join")
     for notice in proxy_notices:
         output.message(notice, "yellow")
     if action == "join" and any(h.os == "windows" for h in hosts):  # once per run, not per Windows host
         from nodeboot.steps import windows
 
-        once = windows.cluster_side_once(cluster, settings.options,
-                                         lambda change: output.message(f"windows-cluster: {change}"))
+        once = windows.cluster_side_once(cluster, options, lambda change: output.message(f"windows-cluster: {change}"))
         facts = dataclasses.replace(facts, windows_cluster=once)
-    title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
-    report = run_hosts(cluster, hosts, settings, output, redactor, workflow_for(action), title, facts)
-    summarise(output, report)
-    return report.exit_code, report
+    return facts
 
 
 def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) -> list[str]:

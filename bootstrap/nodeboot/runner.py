@@ -20,8 +20,10 @@ from nodeboot.inventory import Host
 from nodeboot.output import Output
 from nodeboot.redact import Redactor
 from nodeboot.steps.base import (
+    CLUSTER_UNREAD,
     ClusterFacts,
     HostContext,
+    PendingClusterFacts,
     Phase,
     PhaseOutcome,
     PhaseStatus,
@@ -115,7 +117,9 @@ class Fleet:
             self.options.run_id = output.run_id
 
     def run(self, hosts: list[Host], workflow: Callable[[Host], list[Phase]], title: str,
-            cluster_facts: ClusterFacts | None = None) -> FleetReport:
+            cluster_facts: ClusterFacts | PendingClusterFacts | None = None) -> FleetReport:
+        """Every host's workflow; cluster facts still being read (PendingClusterFacts) are waited for
+        by each host after its facts script, and if they fail no host goes further."""
         check_passwords(hosts)  # a missing password is a usage error, before any host starts
         started = time.monotonic()
         self.output.begin([h.name for h in hosts], title)
@@ -128,7 +132,9 @@ class Fleet:
             if warning:
                 self.output.message(warning, "yellow")
             with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="host") as pool:
-                futures = {pool.submit(self._one_host, h, workflow, cluster_facts or ClusterFacts()): h for h in hosts}
+                pending = (cluster_facts if isinstance(cluster_facts, PendingClusterFacts)
+                           else PendingClusterFacts(known=cluster_facts or ClusterFacts()))
+                futures = {pool.submit(self._one_host, h, workflow, pending): h for h in hosts}
                 for future in as_completed(futures):
                     report = future.result()
                     reports[report.host.name] = report
@@ -154,10 +160,12 @@ class Fleet:
                            self.tokens.created if self.tokens is not None else 0, left)
 
     def _one_host(self, host: Host, workflow: Callable[[Host], list[Phase]],
-                  cluster_facts: ClusterFacts) -> HostReport:
+                  cluster_facts: PendingClusterFacts) -> HostReport:
         started = time.monotonic()
         if self.cancelled.is_set():
             return HostReport(host, "interrupted", detail="not started")
+        if cluster_facts.failed:  # the run ends with the cluster's error: no new host starts
+            return HostReport(host, "not-started", detail=CLUSTER_UNREAD)
 
         def emit(kind: str, **fields) -> None:
             self.output.event(kind, host.name, **fields)
@@ -169,7 +177,7 @@ class Fleet:
             return HostReport(host, "failed", "connect", self.redactor.redact(str(exc)))
         ctx = HostContext(host=host, transport=transport, cluster=self.cluster, watcher=self.watcher,
                           tokens=self.tokens, options=self.options, redactor=self.redactor,
-                          cancelled=self.cancelled, emit=emit, run=cluster_facts)
+                          cancelled=self.cancelled, emit=emit, pending=cluster_facts)
         try:
             try:
                 transport.connect()
@@ -181,6 +189,8 @@ class Fleet:
             result = run_workflow(workflow(host), ctx)
         finally:
             transport.close()
+        if cluster_facts.failed:  # stopped after its facts script; the run's error says why
+            return HostReport(host, "not-started", detail=CLUSTER_UNREAD, seconds=time.monotonic() - started)
         report = self._report(host, result, time.monotonic() - started)
         report.execs, report.connects = transport.stats.execs, transport.stats.connects
         return report

@@ -76,6 +76,49 @@ class ClusterFacts:
     windows_cluster: WindowsClusterOnce | None = None  # None: not reconciled once (skipped, dry run)
 
 
+CLUSTER_UNREAD = "the cluster could not be read"  # why a host stopped after its facts script
+
+
+class PendingClusterFacts:
+    """The run's cluster facts, read on a thread of their own while the hosts connect and run
+    their facts scripts (which only read), so the API round trips and the kubernetes client's
+    first-call cost are not on the wall clock before the first host is touched. A host waits for
+    them before its first phase that may use them; if they could not be read, no host goes on
+    and the run raises the reader's error (`raise_failure`)."""
+
+    def __init__(self, read: Callable[[], ClusterFacts] | None = None, known: ClusterFacts | None = None) -> None:
+        self._facts = known
+        self.error: BaseException | None = None
+        self._done = threading.Event()
+        if read is None:
+            self._done.set()
+        else:
+            threading.Thread(target=self._read, args=(read,), name="cluster-facts", daemon=True).start()
+
+    def _read(self, read: Callable[[], ClusterFacts]) -> None:
+        try:
+            self._facts = read()
+        except BaseException as exc:  # noqa: BLE001 - handed to the run's thread by raise_failure
+            self.error = exc
+        finally:
+            self._done.set()
+
+    @property
+    def failed(self) -> bool:
+        return self._done.is_set() and self.error is not None
+
+    def wait(self) -> ClusterFacts | None:
+        """The facts once read; None if reading them failed."""
+        self._done.wait()
+        return self._facts
+
+    def raise_failure(self) -> None:
+        """Once the hosts are done: the reader's error, raised on the calling thread."""
+        self._done.wait()
+        if self.error is not None:
+            raise self.error
+
+
 @dataclass
 class HostState:
     """What one host's phases pass on to its later phases."""
@@ -101,6 +144,7 @@ class HostContext:
     emit: Callable[..., None]
     host_facts: HostFacts | None = None  # the facts script's object, typed: what the phases decide with
     run: ClusterFacts = field(default_factory=ClusterFacts)
+    pending: PendingClusterFacts | None = None  # `run` while it is still being read
     state: HostState = field(default_factory=HostState)
 
     def gathered(self) -> HostFacts:
@@ -173,6 +217,9 @@ class Phase:
     title: str = ""
     # A gather phase runs in dry-run too: it only reads.
     reads_only: bool = False
+    # False only for a phase that never reads ctx.run (the facts scripts): it may run while the
+    # cluster's facts are still being read.
+    uses_cluster_facts: bool = True
 
     def satisfied(self, ctx: HostContext) -> str | None:
         """Why the phase has nothing to do (shown to the operator), or None."""
@@ -282,6 +329,10 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
                 outcomes.append(report(ctx, PhaseOutcome(phase.name, PhaseStatus.SKIPPED, "--skip-phases")))
                 index += 1
                 continue
+            if phase.uses_cluster_facts and not cluster_facts_ready(ctx):
+                outcomes += [PhaseOutcome(p.name, PhaseStatus.NOT_RUN, CLUSTER_UNREAD)
+                             for p in phases[index:]]
+                break
             ctx.emit("phase", phase=phase.name, status="start", detail=phase.title)
             try:
                 outcome = decide(phase, ctx)
@@ -310,6 +361,17 @@ def run_workflow(phases: list[Phase], ctx: HostContext) -> WorkflowResult:
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the real error
                 ctx.emit("warning", detail=ctx.redactor.redact(f"cleanup of {phase.name}: {exc}"))
     return WorkflowResult(outcomes, failure)
+
+
+def cluster_facts_ready(ctx: HostContext) -> bool:
+    """Wait for the run's cluster facts if they are still being read; False if that failed."""
+    if ctx.pending is None:
+        return True
+    facts = ctx.pending.wait()
+    if facts is None:
+        return False
+    ctx.run, ctx.pending = facts, None
+    return True
 
 
 def report(ctx: HostContext, outcome: PhaseOutcome) -> PhaseOutcome:

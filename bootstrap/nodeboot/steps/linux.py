@@ -21,6 +21,7 @@ class Facts(Phase):
     name = "facts"
     title = "gather facts"
     reads_only = True
+    uses_cluster_facts = False
 
     def run(self, ctx: HostContext) -> bool:
         cluster_phases.gather_facts(ctx, "facts.sh", {"NB_MODULES_FILE": MODULES_FILE})

@@ -107,6 +107,7 @@ class Facts(Phase):
     name = "facts"
     title = "gather facts"
     reads_only = True
+    uses_cluster_facts = False
 
     def run(self, ctx: HostContext) -> bool:
         gather(ctx)

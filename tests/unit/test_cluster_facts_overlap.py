@@ -1,0 +1,112 @@
+"""The run's cluster facts are read beside the hosts' facts scripts: a host's facts script
+runs while the cluster is still being asked, the phases after it wait for the answer, and
+when the cluster cannot be read no host goes past its facts script and the run raises the
+cluster's error. Real scripts in a local bash (localshell.py); the cluster read is a
+function the test controls, so it can be held until the facts script has run."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from localshell import LocalShell
+from nodeboot.inventory import Host
+from nodeboot.redact import Redactor
+from nodeboot.steps.base import (
+    CLUSTER_UNREAD,
+    ClusterFacts,
+    HostContext,
+    PendingClusterFacts,
+    Phase,
+    PhaseStatus,
+    RunOptions,
+    run_workflow,
+)
+from nodeboot.transport import ScriptCall
+
+HOLD = 20.0  # bounds every wait below: a broken overlap fails the test instead of hanging it
+
+
+class Gather(Phase):
+    """Stands for a facts phase: a host script that leaves a mark, and never reads ctx.run."""
+
+    name = title = "facts"
+    reads_only = True
+    uses_cluster_facts = False
+
+    def __init__(self, log: Path, ran: threading.Event) -> None:
+        self.log, self.ran = log, ran
+
+    def run(self, ctx: HostContext) -> bool:
+        ctx.run_call(ScriptCall(f"echo facts >> {self.log}\necho '{{\"ok\":true}}'\n", name="facts"))
+        self.ran.set()
+        return False
+
+
+class Decide(Phase):
+    """A phase that decides with the server's version, as preflight does."""
+
+    name = title = "preflight"
+    batched = True
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.seen: tuple[int, int] | None = None
+
+    def host_script(self, ctx: HostContext) -> ScriptCall:
+        self.seen = ctx.run.server_minor
+        return ScriptCall(f"echo preflight >> {self.log}\necho '{{\"ok\":true,\"changed\":true}}'\n",
+                          name="preflight")
+
+
+def context(pending: PendingClusterFacts) -> HostContext:
+    return HostContext(host=Host(name="h1", address="127.0.0.1"), transport=LocalShell(), cluster=None,  # type: ignore[arg-type]
+                       watcher=None, tokens=None, options=RunOptions(),  # type: ignore[arg-type]
+                       redactor=Redactor(), cancelled=threading.Event(), emit=lambda kind, **f: None,
+                       pending=pending)
+
+
+def test_the_facts_script_runs_while_the_cluster_is_read(tmp_path: Path) -> None:
+    log, facts_ran = tmp_path / "ran", threading.Event()
+
+    def read_cluster() -> ClusterFacts:
+        # Answers only once the host's facts script has run: sequential code would wait HOLD s
+        # here and the assertion below would fail.
+        overlapped = facts_ran.wait(HOLD)
+        return ClusterFacts(server_minor=(1, 37) if overlapped else (0, 0))
+
+    decide = Decide(log)
+    result = run_workflow([Gather(log, facts_ran), decide], context(PendingClusterFacts(read_cluster)))
+    assert [(o.phase, o.status) for o in result.outcomes] == [("facts", "ok"), ("preflight", "changed")]
+    assert decide.seen == (1, 37)
+    assert log.read_text().splitlines() == ["facts", "preflight"]
+
+
+def test_a_cluster_that_cannot_be_read_stops_every_host_after_its_facts(tmp_path: Path) -> None:
+    log, facts_ran = tmp_path / "ran", threading.Event()
+
+    def read_cluster() -> ClusterFacts:
+        facts_ran.wait(HOLD)
+        raise ConnectionRefusedError("API server 127.0.0.1:6443 unreachable: connection refused")
+
+    pending = PendingClusterFacts(read_cluster)
+    result = run_workflow([Gather(log, facts_ran), Decide(log)], context(pending))
+    assert result.error is None
+    assert [(o.phase, o.status, o.detail) for o in result.outcomes] == [
+        ("facts", PhaseStatus.OK, ""), ("preflight", PhaseStatus.NOT_RUN, CLUSTER_UNREAD)]
+    assert log.read_text().splitlines() == ["facts"]  # nothing past the read-only facts script
+    assert pending.failed
+    with pytest.raises(ConnectionRefusedError, match="connection refused"):
+        pending.raise_failure()
+
+
+def test_facts_already_known_are_used_as_they_are(tmp_path: Path) -> None:
+    log = tmp_path / "ran"
+    decide = Decide(log)
+    pending = PendingClusterFacts(known=ClusterFacts(server_minor=(1, 36)))
+    result = run_workflow([Gather(log, threading.Event()), decide], context(pending))
+    assert [o.status for o in result.outcomes] == ["ok", "changed"]
+    assert decide.seen == (1, 36)
+    pending.raise_failure()  # nothing to raise
