@@ -18,31 +18,45 @@ declare -a NB_FACT_KEYS=()
 declare -A NB_FACTS=()
 declare -a NB_ACTIONS=()
 
+# nb_json_into VAR TEXT: TEXT as a JSON string, into VAR. No subshell: a facts script
+# encodes dozens of values, and each $(...) is a fork on the host.
+nb_json_into() {
+    local _nb_s=$2
+    _nb_s=${_nb_s//\\/\\\\}
+    _nb_s=${_nb_s//\"/\\\"}
+    _nb_s=${_nb_s//$'\n'/\\n}
+    _nb_s=${_nb_s//$'\t'/\\t}
+    _nb_s=${_nb_s//$'\r'/}
+    _nb_s=${_nb_s//[$'\001'-$'\037']/}
+    printf -v "$1" '"%s"' "$_nb_s"
+}
+
 nb_json_str() {
-    local s=$1
-    s=${s//\\/\\\\}
-    s=${s//\"/\\\"}
-    s=${s//$'\n'/\\n}
-    s=${s//$'\t'/\\t}
-    s=${s//$'\r'/}
-    s=${s//[$'\001'-$'\037']/}
-    printf '"%s"' "$s"
+    local _nb_out
+    nb_json_into _nb_out "$1"
+    printf '%s' "$_nb_out"
 }
 
 nb_json_list() {
-    local out="" item
-    for item in "$@"; do out+="${out:+,}$(nb_json_str "$item")"; done
+    local out="" item encoded
+    for item in "$@"; do nb_json_into encoded "$item"; out+="${out:+,}$encoded"; done
     printf '[%s]' "$out"
 }
 
 nb_json_bool() { if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi; }
 
-# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT: facts keep their insertion order.
+# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0: facts keep their
+# insertion order.
 nb_fact() {
     [[ -v "NB_FACTS[$1]" ]] || NB_FACT_KEYS+=("$1")
     NB_FACTS[$1]=$2
 }
-nb_fact_str() { nb_fact "$1" "$(nb_json_str "$2")"; }
+nb_fact_str() {
+    local encoded
+    nb_json_into encoded "$2"
+    nb_fact "$1" "$encoded"
+}
+nb_fact_bool() { if [[ $2 == 1 || $2 == true ]]; then nb_fact "$1" true; else nb_fact "$1" false; fi; }
 
 # nb_changed "what": record a change (in a dry run, a change that would be made;
 # NB_SAY_PREFIX then says so in the human line).
@@ -54,9 +68,11 @@ nb_changed() {
 
 nb_emit() {
     local ok=$1 error=$2 body="" key
-    for key in "${NB_FACT_KEYS[@]}"; do body+="${body:+,}$(nb_json_str "$key"):${NB_FACTS[$key]}"; done
+    local encoded
+    for key in "${NB_FACT_KEYS[@]}"; do nb_json_into encoded "$key"; body+="${body:+,}$encoded:${NB_FACTS[$key]}"; done
     body+="${body:+,}\"actions\":$(nb_json_list "${NB_ACTIONS[@]}")"
-    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' "$ok" "$NB_CHANGED" "$body" "$(nb_json_str "$error")" >&3
+    nb_json_into encoded "$error"
+    printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' "$ok" "$NB_CHANGED" "$body" "$encoded" >&3
     NB_RESULT_SENT=1
 }
 

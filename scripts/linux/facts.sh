@@ -2,11 +2,84 @@
 # Inputs: NB_MODULES_FILE (where nodeboot persists IPVS modules).
 NB_SCRIPT=facts.sh
 
+# The versions of the node's binaries, keyed by each file's identity (inode, ctime, size,
+# one stat for all): a Go binary's --version costs tens of milliseconds of the host's CPU,
+# and a re-run asks the same files again. The cache lives in /run (tmpfs: gone at boot);
+# replacing or rewriting a binary changes its ctime, so it is asked again. Without a
+# writable /run/nodeboot every binary is asked each time.
+NB_VERSION_CACHE=${NB_VERSION_CACHE:-/run/nodeboot/versions}
+declare -A NB_VERSION_KEY=() NB_VERSION_CACHED=() NB_VERSION=()
+NB_VERSION_ASKED=0
+
+# path_of VAR NAME: NAME's path on PATH into VAR (builtins only: no fork), or fail.
+path_of() {
+    local _nb_dir
+    local -a _nb_dirs
+    IFS=: read -ra _nb_dirs <<<"$PATH"
+    for _nb_dir in "${_nb_dirs[@]}"; do
+        if [[ -f ${_nb_dir:-.}/$2 && -x ${_nb_dir:-.}/$2 ]]; then printf -v "$1" '%s' "${_nb_dir:-.}/$2"; return 0; fi
+    done
+    return 1
+}
+
+# versions_begin NAME...: the identity of each binary found on PATH, and what the cache holds.
+versions_begin() {
+    local name path line i=0 cname ckey cversion
+    local -a paths=() names=()
+    for name in "$@"; do
+        path_of path "$name" || continue
+        names+=("$name"); paths+=("$path")
+    done
+    if (( ${#paths[@]} )); then
+        while read -r line; do
+            NB_VERSION_KEY[${names[i]}]="${paths[i]}:$line"
+            i=$((i + 1))
+        done < <(stat -L -c '%i:%Z:%s' -- "${paths[@]}" 2>/dev/null)
+    fi
+    if [[ -r $NB_VERSION_CACHE ]]; then
+        while read -r cname ckey cversion; do
+            [[ -n $cname && ${NB_VERSION_KEY[$cname]:-} == "$ckey" ]] && NB_VERSION_CACHED[$cname]=$cversion
+        done < "$NB_VERSION_CACHE"
+    fi
+}
+
+# version_of NAME FIELD COMMAND...: NAME's version into NB_VERSION[NAME] (FIELD, counted
+# from 1, of the first line COMMAND prints), from the cache when the binary is the one
+# cached; unset when NAME is not on PATH. Called as a statement, never in $(...): the
+# answer must reach versions_end.
+version_of() {
+    local name=$1 field=$2 out
+    local -a words
+    shift 2
+    [[ -n ${NB_VERSION_KEY[$name]:-} ]] || return 0
+    if [[ -v "NB_VERSION_CACHED[$name]" ]]; then
+        NB_VERSION[$name]=${NB_VERSION_CACHED[$name]}
+    else
+        NB_VERSION_ASKED=1
+        out=$("$@" 2>/dev/null </dev/null)
+        read -ra words <<<"${out%%$'\n'*}"
+        NB_VERSION[$name]=${words[field - 1]:-}
+    fi
+}
+
+# versions_end: the cache rewritten when a binary was asked (a version that could not
+# be read stays out of it, so it is asked again next time).
+versions_end() {
+    local name body="" dir=${NB_VERSION_CACHE%/*}
+    (( NB_VERSION_ASKED )) || return 0
+    for name in "${!NB_VERSION[@]}"; do
+        [[ -n ${NB_VERSION[$name]} ]] && body+="$name ${NB_VERSION_KEY[$name]} ${NB_VERSION[$name]}"$'\n'
+    done
+    { [[ -d $dir ]] || mkdir -m 0755 "$dir" 2>/dev/null; } && [[ -w $dir ]] || return 0
+    { printf '%s' "$body" > "$NB_VERSION_CACHE.$$" && mv -f "$NB_VERSION_CACHE.$$" "$NB_VERSION_CACHE"; } 2>/dev/null \
+        || rm -f "$NB_VERSION_CACHE.$$"
+}
+
 # What nodeboot's install left (install.sh's state file: its key and the sha256 of
 # each config file it wrote) and the parts a join needs. Paths honour NB_ROOT (tests).
 install_facts() {
     local root=${NB_ROOT:-} p plugins=() kind hash path key="" ok=0 paths=() sums=() line i=0
-    nb_fact runc "$(nb_json_bool "$(command -v runc >/dev/null 2>&1 && echo 1 || echo 0)")"
+    if [[ -v "NB_VERSION_KEY[runc]" ]]; then nb_fact runc true; else nb_fact runc false; fi
     for p in bridge host-local loopback portmap; do [[ -x $root/opt/cni/bin/$p ]] && plugins+=("$p"); done
     nb_fact cni_plugins "$(nb_json_list "${plugins[@]}")"
     local state=$root/var/lib/nodeboot/install.state
@@ -26,11 +99,13 @@ install_facts() {
             done < <(sha256sum -- "${paths[@]}" 2>/dev/null)
             (( i == ${#paths[@]} )) || ok=0
         fi
-        nb_fact_str containerd_version "$(containerd --version 2>/dev/null | awk '{print $3}')"
-        nb_fact_str runc_version "$(runc --version 2>/dev/null | awk 'NR == 1 {print $3}')"
+        version_of containerd 3 containerd --version
+        version_of runc 3 runc --version
+        nb_fact_str containerd_version "${NB_VERSION[containerd]:-}"
+        nb_fact_str runc_version "${NB_VERSION[runc]:-}"
     fi
     nb_fact_str install_key "$key"
-    nb_fact install_files_ok "$(nb_json_bool $ok)"
+    nb_fact_bool install_files_ok $ok
 }
 
 # cri_facts SOCKET: ask the runtime behind the socket, not just whether the file is there.
@@ -56,58 +131,89 @@ cri_facts() {
     nb_fact_str cri_version "$(tail -n 1 <<<"$out")"
 }
 
+# read_first VAR FILE DEFAULT: FILE's first line into VAR, or DEFAULT when it cannot be read.
+read_first() {
+    local _nb_line
+    if [[ -r $2 ]] && IFS= read -r _nb_line < "$2"; then printf -v "$1" '%s' "$_nb_line"
+    else printf -v "$1" '%s' "$3"; fi
+}
+
+# Most of what follows reads /proc, /sys and files with bash builtins: on a re-run this script
+# is all nodeboot asks of a host, and every process it starts is CPU the host spends.
 main() {
-    local os_id="" os_version="" pretty=""
+    local os_id="" os_version="" pretty="" key value
     if [[ -r /etc/os-release ]]; then
-        # shellcheck disable=SC1091 # the host's own file, read in a subshell
-        { read -r os_id; read -r os_version; read -r pretty; } < <(
-            . /etc/os-release && printf '%s\n' "${ID:-}" "${VERSION_ID:-}" "${PRETTY_NAME:-}")
+        while IFS='=' read -r key value; do
+            value=${value%\"}; value=${value#\"}; value=${value%\'}; value=${value#\'}
+            case $key in
+                ID) os_id=$value ;;
+                VERSION_ID) os_version=$value ;;
+                PRETTY_NAME) pretty=$value ;;
+            esac
+        done < /etc/os-release
     fi
     nb_fact_str os_id "$os_id"
     nb_fact_str os_version "$os_version"
     nb_fact_str os_pretty "$pretty"
-    nb_fact_str kernel "$(uname -r)"
-    nb_fact_str arch "$(uname -m)"
-    nb_fact_str hostname "$(hostname)"
-    nb_fact_str time "$(date +%s.%N)"
-    nb_fact_str kubeadm_version "$(kubeadm version -o short 2>/dev/null || true)"
-    nb_fact_str kubelet_version "$(kubelet --version 2>/dev/null | awk '{print $2}' || true)"
+    local kernel arch
+    read -r kernel arch < <(uname -rm)
+    nb_fact_str kernel "$kernel"
+    nb_fact_str arch "$arch"
+    local hostname
+    read_first hostname /proc/sys/kernel/hostname "${HOSTNAME:-}"
+    nb_fact_str hostname "$hostname"
+    local now=${EPOCHREALTIME:-}  # bash 5; its decimal point follows the locale
+    nb_fact_str time "${now:+${now/,/.}}"
+    [[ -n $now ]] || nb_fact_str time "$(date +%s.%N)"
+    versions_begin kubeadm kubelet containerd runc
+    version_of kubeadm 1 kubeadm version -o short
+    version_of kubelet 2 kubelet --version
+    nb_fact_str kubeadm_version "${NB_VERSION[kubeadm]:-}"
+    nb_fact_str kubelet_version "${NB_VERSION[kubelet]:-}"
     local sock=/run/containerd/containerd.sock
-    nb_fact cri_socket "$(nb_json_bool "$([[ -S $sock ]] && echo 1 || echo 0)")"
+    if [[ -S $sock ]]; then nb_fact cri_socket true; else nb_fact cri_socket false; fi
     cri_facts "$sock"
-    nb_fact joined "$(nb_json_bool "$([[ -f /etc/kubernetes/kubelet.conf ]] && echo 1 || echo 0)")"
-    nb_fact kubelet_configured "$(nb_json_bool "$([[ -f /var/lib/kubelet/config.yaml ]] && echo 1 || echo 0)")"
+    if [[ -f /etc/kubernetes/kubelet.conf ]]; then nb_fact joined true; else nb_fact joined false; fi
+    if [[ -f /var/lib/kubelet/config.yaml ]]; then nb_fact kubelet_configured true
+    else nb_fact kubelet_configured false; fi
     # What a CNI leaves that reset.sh removes (its chains are only looked at by reset.sh itself).
-    local cni_left=0 links
-    links=$(ip -o link show 2>/dev/null </dev/null)
-    if [[ -d /var/lib/cni || -n $(ls -A /etc/cni/net.d 2>/dev/null) ]] \
-        || grep -qE '^[0-9]+: (cni0|flannel\.1|vxlan\.calico)[:@]' <<<"$links"; then
-        cni_left=1
+    local cni_left=0 link
+    local -a conf=()
+    [[ -d /etc/cni/net.d ]] && { shopt -s nullglob dotglob; conf=(/etc/cni/net.d/*); shopt -u nullglob dotglob; }
+    [[ -d /var/lib/cni ]] || (( ${#conf[@]} )) && cni_left=1
+    for link in cni0 flannel.1 vxlan.calico; do [[ -e /sys/class/net/$link ]] && cni_left=1; done
+    nb_fact_bool cni_leftovers $cni_left
+    local -a swaps=()
+    [[ -r /proc/swaps ]] && mapfile -t swaps < /proc/swaps
+    nb_fact_bool swap_on "$(( ${#swaps[@]} > 1 ))"
+    read_first value /proc/sys/net/ipv4/ip_forward missing
+    nb_fact_str ip_forward "$value"
+    read_first value /proc/sys/net/bridge/bridge-nf-call-iptables missing
+    nb_fact_str bridge_nf_call_iptables "$value"
+    read_first value /proc/sys/net/ipv6/conf/all/forwarding missing
+    nb_fact_str ipv6_forward "$value"
+    local module rest mods=()
+    if [[ -r /proc/modules ]]; then
+        while read -r module rest; do
+            [[ $module == ip_vs* || $module == nf_conntrack* || $module == br_netfilter* ]] && mods+=("$module")
+        done < /proc/modules
     fi
-    nb_fact cni_leftovers "$(nb_json_bool $cni_left)"
-    local swap=0
-    if [[ -r /proc/swaps ]] && (( $(wc -l < /proc/swaps) > 1 )); then swap=1; fi
-    nb_fact swap_on "$(nb_json_bool $swap)"
-    nb_fact_str ip_forward "$(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo missing)"
-    nb_fact_str bridge_nf_call_iptables "$(cat /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || echo missing)"
-    nb_fact_str ipv6_forward "$(cat /proc/sys/net/ipv6/conf/all/forwarding 2>/dev/null || echo missing)"
-    local mods
-    mods=$(lsmod 2>/dev/null | awk 'NR > 1 {print $1}' | grep -E '^(ip_vs|nf_conntrack|br_netfilter)' | sort | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    nb_fact modules_loaded "$(nb_json_list $mods)"
+    (( ${#mods[@]} )) && mapfile -t mods < <(printf '%s\n' "${mods[@]}" | sort)
+    nb_fact modules_loaded "$(nb_json_list "${mods[@]}")"
     local mfile=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
-    nb_fact modules_file "$(nb_json_bool "$([[ -f $mfile ]] && echo 1 || echo 0)")"
-    local tool present=()
+    if [[ -f $mfile ]]; then nb_fact modules_file true; else nb_fact modules_file false; fi
+    local tool found present=()
     for tool in ipset ipvsadm nft iptables conntrack; do
-        command -v "$tool" >/dev/null 2>&1 && present+=("$tool")
+        path_of found "$tool" && present+=("$tool")
     done
     nb_fact tools "$(nb_json_list "${present[@]}")"
     local pm=""
-    for tool in apt-get dnf yum zypper; do command -v "$tool" >/dev/null 2>&1 && { pm=$tool; break; }; done
+    for tool in apt-get dnf yum zypper; do path_of found "$tool" && { pm=$tool; break; }; done
     nb_fact_str package_manager "$pm"
     install_facts
+    versions_end
     local lock_owner=""
-    [[ -f $NB_LOCK_DIR/owner ]] && lock_owner=$(cat "$NB_LOCK_DIR/owner" 2>/dev/null)
+    [[ -f $NB_LOCK_DIR/owner ]] && read_first lock_owner "$NB_LOCK_DIR/owner" ""
     nb_fact_str lock "$lock_owner"
     nb_ok
 }
