@@ -1,8 +1,10 @@
-"""A directory served over plain HTTP on 127.0.0.1 for a test: a fake download mirror."""
+"""Loopback helpers for tests: a directory served over plain HTTP on 127.0.0.1 (a fake
+download mirror), and a port that refuses connections."""
 
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,3 +32,10 @@ def serve_directory(root: Path) -> Iterator[tuple[str, list[str]]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed: the kernel refuses connections to it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

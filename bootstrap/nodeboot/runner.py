@@ -125,15 +125,15 @@ class Fleet:
         self.output.begin([h.name for h in hosts], title)
         reports: dict[str, HostReport] = {h.name: HostReport(h, "not-started") for h in hosts}
         previous = self._install_sigint()
+        pending = (cluster_facts if isinstance(cluster_facts, PendingClusterFacts)
+                   else PendingClusterFacts(known=cluster_facts or ClusterFacts()))
         if self.watcher is not None:
-            self.watcher.start()
+            pending.when_read(self.watcher.start)
         try:
             at_once, warning = fit_parallel_to_fds(min(self.parallel, len(hosts)) or 1)
             if warning:
                 self.output.message(warning, "yellow")
             with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="host") as pool:
-                pending = (cluster_facts if isinstance(cluster_facts, PendingClusterFacts)
-                           else PendingClusterFacts(known=cluster_facts or ClusterFacts()))
                 futures = {pool.submit(self._one_host, h, workflow, pending): h for h in hosts}
                 for future in as_completed(futures):
                     report = future.result()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loopback import closed_port
 from nodeboot.cli import main
 
 
@@ -121,18 +122,10 @@ def test_bad_keep_runs_variable_is_a_usage_error(monkeypatch, tmp_path):
 
 
 # -- 9: an API server that refuses connections ----------------------------------------------
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then closed: the kernel refuses connections to it)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_refused_api_server_is_one_short_line(monkeypatch, tmp_path):
     server = f"https://127.0.0.1:{closed_port()}"
-    code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, server)),
+    # The host is asked while the cluster is read: a closed loopback port, so nothing leaves the machine.
+    code, _, err = run_cli(["join", f"127.0.0.1:{closed_port()}", "--kubeconfig", str(kubeconfig_for(tmp_path, server)),
                             "--log-dir", str(tmp_path / "logs")], monkeypatch)
     line = one_line(err)
     assert code == 1, err
@@ -237,8 +230,8 @@ def test_server_that_is_not_kubernetes_is_one_line(monkeypatch, tmp_path):
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        code, _, err = run_cli(["join", "h1", "--kubeconfig", str(kubeconfig_for(tmp_path, url)),
-                                "--log-dir", str(tmp_path / "logs")], monkeypatch)
+        code, _, err = run_cli(["join", f"127.0.0.1:{closed_port()}", "--kubeconfig",
+                                str(kubeconfig_for(tmp_path, url)), "--log-dir", str(tmp_path / "logs")], monkeypatch)
     finally:
         server.shutdown()
         server.server_close()

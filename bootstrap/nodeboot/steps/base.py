@@ -90,6 +90,8 @@ class PendingClusterFacts:
         self._facts = known
         self.error: BaseException | None = None
         self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._then: list[Callable[[], object]] = []
         if read is None:
             self._done.set()
         else:
@@ -100,8 +102,23 @@ class PendingClusterFacts:
             self._facts = read()
         except BaseException as exc:  # noqa: BLE001 - handed to the run's thread by raise_failure
             self.error = exc
-        finally:
+        with self._lock:
             self._done.set()
+            then, self._then = self._then, []
+        if self.error is None:
+            for step in then:
+                step()
+
+    def when_read(self, step: Callable[[], object]) -> None:
+        """Run `step` once the facts are read (now, if they are), never if reading them failed:
+        the cluster is asked nothing else before its facts are in (a mode its version rules
+        out is a usage error)."""
+        with self._lock:
+            if not self._done.is_set():
+                self._then.append(step)
+                return
+        if self.error is None:
+            step()
 
     @property
     def failed(self) -> bool:
