@@ -53,6 +53,10 @@ PY = sys.executable
 ANSIBLE_PLAYBOOK = str(Path(PY).parent / "ansible-playbook")
 PLAYBOOK = ROOT / "bootstrap" / "nodeboot" / "playbooks" / "join.yml"
 FAIL = {"nodeboot": r'"status": "failed"', "ansible": r"fatal:|UNREACHABLE", "floor": r"^floor: "}
+FAIL["nodeboot-before"] = FAIL["nodeboot"]
+# --before DIR: "nodeboot-before" is the same command run from DIR/bootstrap (an earlier tree,
+# e.g. `git archive REV bootstrap scripts | tar -x -C DIR`), so both run under the same load.
+BEFORE: list[Path] = []
 
 
 def load() -> str:
@@ -132,8 +136,9 @@ def ansible_files(fleet: Fleet) -> tuple[Path, Path]:
 
 
 def command(tool: str, fleet: Fleet, log_dir: Path) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "bootstrap"), str(ROOT / "lab")])}
-    if tool == "nodeboot":
+    source = BEFORE[0] if tool == "nodeboot-before" else ROOT
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source / "bootstrap"), str(ROOT / "lab")])}
+    if tool in ("nodeboot", "nodeboot-before"):
         return [PY, "-m", "nodeboot", "join", "-i", str(fleet.inventory), "--output", "json",
                 "--kubeconfig", fleet.env["kubeconfig"], "--parallel", str(max(50, fleet.n)),
                 "--log-dir", str(log_dir)], env
@@ -188,7 +193,7 @@ def measured(tool: str, run: str, fleet: Fleet, cluster: Cluster, counter: ApiCo
     argv, env = command(tool, fleet, log_dir)
     row = measure_command(argv, env, FAIL[tool], fleet.names, cluster, counter, out / f"{tool}-{run}.json")
     row.update(tool=tool, run=run, n=fleet.n)
-    if tool == "nodeboot":
+    if tool in ("nodeboot", "nodeboot-before"):
         row["phases"] = phase_times(log_dir, row["started_at"])
     if tool == "floor":
         row["floor"] = floor_times(row.pop("tail_all"))
@@ -292,7 +297,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="rounds of every tool (interleaved) per N")
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up (and reuse one already up)")
     p.add_argument("--json", default=str(BENCH / "results-join.json"))
+    p.add_argument("--before", help="a tree with an earlier bootstrap/nodeboot: adds tool nodeboot-before")
     args = p.parse_args()
+    if args.before:
+        BEFORE.append(Path(args.before).resolve())
     sizes = [int(s) for s in args.sizes.split(",")]
     tools = args.tools.split(",")
     lab = Lab(Path(args.state), log=lambda m: print(m, file=sys.stderr))

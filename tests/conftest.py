@@ -29,6 +29,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.lab)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def version_cache_of_local_scripts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """facts.sh keeps the versions it read in /run/nodeboot; scripts that tests run in a local bash
+    inherit this variable and keep them in the session's temporary directory instead, so this
+    machine's /run is not written. (Lab hosts have their own /run.)"""
+    run = tmp_path_factory.mktemp("run")
+    previous = os.environ.get("NB_VERSION_CACHE")
+    os.environ["NB_VERSION_CACHE"] = str(run / "nodeboot" / "versions")
+    yield
+    if previous is None:
+        os.environ.pop("NB_VERSION_CACHE", None)
+    else:
+        os.environ["NB_VERSION_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabHandle]:
     if os.geteuid() != 0:

@@ -4,9 +4,9 @@ NB_SCRIPT=facts.sh
 
 # The versions of the node's binaries, keyed by each file's identity (inode, ctime, size,
 # one stat for all): a Go binary's --version costs tens of milliseconds of the host's CPU,
-# and a re-run asks the same files again. The cache lives in /run (tmpfs: gone at boot);
-# replacing or rewriting a binary changes its ctime, so it is asked again. Without a
-# writable /run/nodeboot every binary is asked each time.
+# and a re-run asks the same files again. The cache lives in /run (tmpfs: gone at boot), in
+# the 0700 directory join.sh works in; replacing or rewriting a binary changes its ctime,
+# so it is asked again. Without a writable /run every binary is asked each time.
 NB_VERSION_CACHE=${NB_VERSION_CACHE:-/run/nodeboot/versions}
 declare -A NB_VERSION_KEY=() NB_VERSION_CACHED=() NB_VERSION=()
 NB_VERSION_ASKED=0
@@ -70,7 +70,7 @@ versions_end() {
     for name in "${!NB_VERSION[@]}"; do
         [[ -n ${NB_VERSION[$name]} ]] && body+="$name ${NB_VERSION_KEY[$name]} ${NB_VERSION[$name]}"$'\n'
     done
-    { [[ -d $dir ]] || mkdir -m 0755 "$dir" 2>/dev/null; } && [[ -w $dir ]] || return 0
+    { [[ -d $dir ]] || mkdir -m 0700 "$dir" 2>/dev/null; } && [[ -w $dir ]] || return 0
     { printf '%s' "$body" > "$NB_VERSION_CACHE.$$" && mv -f "$NB_VERSION_CACHE.$$" "$NB_VERSION_CACHE"; } 2>/dev/null \
         || rm -f "$NB_VERSION_CACHE.$$"
 }

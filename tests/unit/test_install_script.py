@@ -155,7 +155,9 @@ def run_script(name: str, variables: dict[str, str], node: Path) -> ScriptResult
         "NB_TEST_STATE": str(node / "state"),
         "TMPDIR": str(node / "tmp"),
     }
-    variables = {**variables, "NB_ROOT": str(root), "NB_LOCK_DIR": str(node / "lock")}
+    (node / "run").mkdir(exist_ok=True)  # the node's /run: facts.sh keeps its version cache there
+    variables = {**variables, "NB_ROOT": str(root), "NB_LOCK_DIR": str(node / "lock"),
+                 "NB_VERSION_CACHE": str(node / "run" / "nodeboot" / "versions")}
     proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=shell_preamble(variables) + script_text(
         "linux", name), capture_output=True, text=True, env=env, timeout=120, check=False)
     assert len(proc.stdout.splitlines()) == 1, proc.stdout + proc.stderr  # one JSON line, nothing else
