@@ -90,8 +90,11 @@ def test_kube_proxy_scheduled_away_from_a_node_fails_naming_the_check(lab, joine
     ds = cluster.apps.read_namespaced_daemon_set("kube-proxy", "kube-system")
     affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
         {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn", "values": [away]}]}]}}}
-    cluster.apps.patch_namespaced_daemon_set("kube-proxy", "kube-system",
-                                             {"spec": {"template": {"spec": {"affinity": affinity}}}})
+    # OnDelete while the affinity is in: a new template would otherwise roll every node's kube-proxy pod,
+    # and the other host's pod could be between old and new when verify looks.
+    cluster.apps.patch_namespaced_daemon_set("kube-proxy", "kube-system", {"spec": {
+        "updateStrategy": {"type": "OnDelete", "rollingUpdate": None},
+        "template": {"spec": {"affinity": affinity}}}})
     try:
         for pod in cluster.core.list_namespaced_pod("kube-system", label_selector="k8s-app=kube-proxy",
                                                     field_selector=f"spec.nodeName={away}").items:
@@ -108,10 +111,12 @@ def test_kube_proxy_scheduled_away_from_a_node_fails_naming_the_check(lab, joine
         node = next(n for n in data["nodes"] if n["host"] == away)
         assert node["checks"]["kube-proxy-pod"]["detail"] == "no kube-proxy pod on the node"
     finally:
-        # Back as it was (kubeadm's DaemonSet has no affinity: null removes ours).
+        # Back as it was (kubeadm's DaemonSet has no affinity: null removes ours). The template is the
+        # original again, so going back to the original update strategy replaces no pod.
         original = cluster.api.sanitize_for_serialization(ds.spec.template.spec.affinity)
-        cluster.apps.patch_namespaced_daemon_set("kube-proxy", "kube-system",
-                                                 {"spec": {"template": {"spec": {"affinity": original}}}})
+        strategy = cluster.api.sanitize_for_serialization(ds.spec.update_strategy)
+        cluster.apps.patch_namespaced_daemon_set("kube-proxy", "kube-system", {"spec": {
+            "updateStrategy": strategy, "template": {"spec": {"affinity": original}}}})
 
 
 def wait_no_pod(cluster, node: str, limit: float = 60.0) -> None:
