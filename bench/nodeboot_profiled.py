@@ -5,6 +5,10 @@ the run). At exit the threads' profiles are merged and written to $NB_PROFILE_OU
 (a pstats file; default nodeboot.pstats), and the top functions by own CPU time are
 printed to stderr.
 
+Caveat (issue 17, third round): on one N=40 re-run it charged 14.8 of 20.9 s to socket
+`recv` calls that were not CPU (the run used 1.8 s of CPU unprofiled); read its figures
+with the process's own CPU beside them.
+
     NB_PROFILE_OUT=run.pstats PYTHONPATH=bootstrap python bench/nodeboot_profiled.py join -i INV ...
 """
 
