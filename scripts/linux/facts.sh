@@ -8,7 +8,7 @@ NB_SCRIPT=facts.sh
 # the 0700 directory join.sh works in; replacing or rewriting a binary changes its ctime,
 # so it is asked again. Without a writable /run every binary is asked each time.
 NB_VERSION_CACHE=${NB_VERSION_CACHE:-/run/nodeboot/versions}
-declare -A NB_VERSION_KEY=() NB_VERSION_CACHED=() NB_VERSION=()
+declare -A NB_VERSION_PATH=() NB_VERSION_KEY=() NB_VERSION_CACHED=() NB_VERSION=()
 NB_VERSION_ASKED=0
 
 # path_of VAR NAME: NAME's path on PATH into VAR (builtins only: no fork), or fail.
@@ -22,23 +22,25 @@ path_of() {
     return 1
 }
 
-# versions_begin NAME...: the identity of each binary found on PATH, and what the cache holds.
+# versions_begin NAME...: each binary found on PATH, its identity, and what the cache holds.
 versions_begin() {
-    local name path line i=0 cname ckey cversion
-    local -a paths=() names=()
+    local name path key cname ckey cversion
+    local -A name_of=()
     for name in "$@"; do
         path_of path "$name" || continue
-        names+=("$name"); paths+=("$path")
+        NB_VERSION_PATH[$name]=$path
+        name_of[$path]=$name
     done
-    if (( ${#paths[@]} )); then
-        while read -r line; do
-            NB_VERSION_KEY[${names[i]}]="${paths[i]}:$line"
-            i=$((i + 1))
-        done < <(stat -L -c '%i:%Z:%s' -- "${paths[@]}" 2>/dev/null)
-    fi
+    (( ${#NB_VERSION_PATH[@]} )) || return 0
+    # Each line names its file: one stat cannot read leaves no key (that binary is asked, not
+    # cached) and no other binary's key wrong. Without stat every binary is asked.
+    while read -r key path; do
+        [[ -v "name_of[$path]" ]] && NB_VERSION_KEY[${name_of[$path]}]="$path:$key"
+    done < <(stat -L -c '%i:%Z:%s %n' -- "${NB_VERSION_PATH[@]}" 2>/dev/null)
     if [[ -r $NB_VERSION_CACHE ]]; then
         while read -r cname ckey cversion; do
-            [[ -n $cname && ${NB_VERSION_KEY[$cname]:-} == "$ckey" ]] && NB_VERSION_CACHED[$cname]=$cversion
+            [[ -n $cname && -n ${NB_VERSION_KEY[$cname]:-} && ${NB_VERSION_KEY[$cname]} == "$ckey" ]] \
+                && NB_VERSION_CACHED[$cname]=$cversion
         done < "$NB_VERSION_CACHE"
     fi
 }
@@ -51,7 +53,7 @@ version_of() {
     local name=$1 field=$2 out
     local -a words
     shift 2
-    [[ -n ${NB_VERSION_KEY[$name]:-} ]] || return 0
+    [[ -v "NB_VERSION_PATH[$name]" ]] || return 0
     if [[ -v "NB_VERSION_CACHED[$name]" ]]; then
         NB_VERSION[$name]=${NB_VERSION_CACHED[$name]}
     else
@@ -68,7 +70,8 @@ versions_end() {
     local name body="" dir=${NB_VERSION_CACHE%/*}
     (( NB_VERSION_ASKED )) || return 0
     for name in "${!NB_VERSION[@]}"; do
-        [[ -n ${NB_VERSION[$name]} ]] && body+="$name ${NB_VERSION_KEY[$name]} ${NB_VERSION[$name]}"$'\n'
+        [[ -n ${NB_VERSION[$name]} && -n ${NB_VERSION_KEY[$name]:-} ]] \
+            && body+="$name ${NB_VERSION_KEY[$name]} ${NB_VERSION[$name]}"$'\n'
     done
     { [[ -d $dir ]] || mkdir -m 0700 "$dir" 2>/dev/null; } && [[ -w $dir ]] || return 0
     { printf '%s' "$body" > "$NB_VERSION_CACHE.$$" && mv -f "$NB_VERSION_CACHE.$$" "$NB_VERSION_CACHE"; } 2>/dev/null \
@@ -79,7 +82,7 @@ versions_end() {
 # each config file it wrote) and the parts a join needs. Paths honour NB_ROOT (tests).
 install_facts() {
     local root=${NB_ROOT:-} p plugins=() kind hash path key="" ok=0 paths=() sums=() line i=0
-    if [[ -v "NB_VERSION_KEY[runc]" ]]; then nb_fact runc true; else nb_fact runc false; fi
+    if [[ -v "NB_VERSION_PATH[runc]" ]]; then nb_fact runc true; else nb_fact runc false; fi
     for p in bridge host-local loopback portmap; do [[ -x $root/opt/cni/bin/$p ]] && plugins+=("$p"); done
     nb_fact cni_plugins "$(nb_json_list "${plugins[@]}")"
     local state=$root/var/lib/nodeboot/install.state

@@ -95,3 +95,15 @@ def test_a_binary_that_prints_no_version_is_not_cached(tmp_path: Path) -> None:
     for _ in range(2):
         assert facts(bin_dir, root, cache)["kubelet_version"] == ""
     assert started(starts).count("kubelet") == 2
+
+
+def test_without_stat_every_binary_is_still_asked(tmp_path: Path) -> None:
+    bin_dir, starts, root = setup(tmp_path)
+    broken = bin_dir / "stat"  # first on PATH: a stat that reads nothing (missing, or not GNU's)
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    cache = str(tmp_path / "run/nodeboot/versions")
+    expected = {name: version for name, (_, version) in VERSIONS.items()}
+    for _ in range(2):
+        assert versions(facts(bin_dir, root, cache)) == expected
+    assert started(starts) == sorted([*VERSIONS, *VERSIONS])  # nothing could be keyed, so nothing cached
