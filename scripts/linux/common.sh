@@ -45,8 +45,9 @@ nb_json_list() {
 
 nb_json_bool() { if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi; }
 
-# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0: facts keep their
-# insertion order.
+# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0 / nb_fact_if KEY
+# COMMAND... (true when COMMAND succeeds; a builtin such as test runs without a fork): facts
+# keep their insertion order.
 nb_fact() {
     [[ -v "NB_FACTS[$1]" ]] || NB_FACT_KEYS+=("$1")
     NB_FACTS[$1]=$2
@@ -57,6 +58,11 @@ nb_fact_str() {
     nb_fact "$1" "$encoded"
 }
 nb_fact_bool() { if [[ $2 == 1 || $2 == true ]]; then nb_fact "$1" true; else nb_fact "$1" false; fi; }
+nb_fact_if() {
+    local key=$1
+    shift
+    if "$@"; then nb_fact "$key" true; else nb_fact "$key" false; fi
+}
 
 # nb_changed "what": record a change (in a dry run, a change that would be made;
 # NB_SAY_PREFIX then says so in the human line).

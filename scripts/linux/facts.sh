@@ -11,23 +11,13 @@ NB_VERSION_CACHE=${NB_VERSION_CACHE:-/run/nodeboot/versions}
 declare -A NB_VERSION_PATH=() NB_VERSION_KEY=() NB_VERSION_CACHED=() NB_VERSION=()
 NB_VERSION_ASKED=0
 
-# path_of VAR NAME: NAME's path on PATH into VAR (builtins only: no fork), or fail.
-path_of() {
-    local _nb_dir
-    local -a _nb_dirs
-    IFS=: read -ra _nb_dirs <<<"$PATH"
-    for _nb_dir in "${_nb_dirs[@]}"; do
-        if [[ -f ${_nb_dir:-.}/$2 && -x ${_nb_dir:-.}/$2 ]]; then printf -v "$1" '%s' "${_nb_dir:-.}/$2"; return 0; fi
-    done
-    return 1
-}
-
 # versions_begin NAME...: each binary found on PATH, its identity, and what the cache holds.
 versions_begin() {
     local name path key cname ckey cversion
     local -A name_of=()
     for name in "$@"; do
-        path_of path "$name" || continue
+        hash "$name" 2>/dev/null || continue  # bash's own PATH search, into BASH_CMDS: no fork
+        path=${BASH_CMDS[$name]}
         NB_VERSION_PATH[$name]=$path
         name_of[$path]=$name
     done
@@ -82,7 +72,7 @@ versions_end() {
 # each config file it wrote) and the parts a join needs. Paths honour NB_ROOT (tests).
 install_facts() {
     local root=${NB_ROOT:-} p plugins=() kind hash path key="" ok=0 paths=() sums=() line i=0
-    if [[ -v "NB_VERSION_PATH[runc]" ]]; then nb_fact runc true; else nb_fact runc false; fi
+    nb_fact_if runc test -v "NB_VERSION_PATH[runc]"
     for p in bridge host-local loopback portmap; do [[ -x $root/opt/cni/bin/$p ]] && plugins+=("$p"); done
     nb_fact cni_plugins "$(nb_json_list "${plugins[@]}")"
     local state=$root/var/lib/nodeboot/install.state
@@ -166,19 +156,18 @@ main() {
     read_first hostname /proc/sys/kernel/hostname "${HOSTNAME:-}"
     nb_fact_str hostname "$hostname"
     local now=${EPOCHREALTIME:-}  # bash 5; its decimal point follows the locale
-    nb_fact_str time "${now:+${now/,/.}}"
-    [[ -n $now ]] || nb_fact_str time "$(date +%s.%N)"
+    [[ -n $now ]] || now=$(date +%s.%N)
+    nb_fact_str time "${now/,/.}"
     versions_begin kubeadm kubelet containerd runc
     version_of kubeadm 1 kubeadm version -o short
     version_of kubelet 2 kubelet --version
     nb_fact_str kubeadm_version "${NB_VERSION[kubeadm]:-}"
     nb_fact_str kubelet_version "${NB_VERSION[kubelet]:-}"
     local sock=/run/containerd/containerd.sock
-    if [[ -S $sock ]]; then nb_fact cri_socket true; else nb_fact cri_socket false; fi
+    nb_fact_if cri_socket test -S "$sock"
     cri_facts "$sock"
-    if [[ -f /etc/kubernetes/kubelet.conf ]]; then nb_fact joined true; else nb_fact joined false; fi
-    if [[ -f /var/lib/kubelet/config.yaml ]]; then nb_fact kubelet_configured true
-    else nb_fact kubelet_configured false; fi
+    nb_fact_if joined test -f /etc/kubernetes/kubelet.conf
+    nb_fact_if kubelet_configured test -f /var/lib/kubelet/config.yaml
     # What a CNI leaves that reset.sh removes (its chains are only looked at by reset.sh itself).
     local cni_left=0 link
     local -a conf=()
@@ -204,14 +193,14 @@ main() {
     (( ${#mods[@]} )) && mapfile -t mods < <(printf '%s\n' "${mods[@]}" | sort)
     nb_fact modules_loaded "$(nb_json_list "${mods[@]}")"
     local mfile=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
-    if [[ -f $mfile ]]; then nb_fact modules_file true; else nb_fact modules_file false; fi
-    local tool found present=()
+    nb_fact_if modules_file test -f "$mfile"
+    local tool present=()
     for tool in ipset ipvsadm nft iptables conntrack; do
-        path_of found "$tool" && present+=("$tool")
+        command -v "$tool" >/dev/null 2>&1 && present+=("$tool")
     done
     nb_fact tools "$(nb_json_list "${present[@]}")"
     local pm=""
-    for tool in apt-get dnf yum zypper; do path_of found "$tool" && { pm=$tool; break; }; done
+    for tool in apt-get dnf yum zypper; do command -v "$tool" >/dev/null 2>&1 && { pm=$tool; break; }; done
     nb_fact_str package_manager "$pm"
     install_facts
     versions_end
