@@ -34,14 +34,9 @@ def version_cache_of_local_scripts(tmp_path_factory: pytest.TempPathFactory) -> 
     """facts.sh keeps the versions it read in /run/nodeboot; scripts that tests run in a local bash
     inherit this variable and keep them in the session's temporary directory instead, so this
     machine's /run is not written. (Lab hosts have their own /run.)"""
-    run = tmp_path_factory.mktemp("run")
-    previous = os.environ.get("NB_VERSION_CACHE")
-    os.environ["NB_VERSION_CACHE"] = str(run / "nodeboot" / "versions")
-    yield
-    if previous is None:
-        os.environ.pop("NB_VERSION_CACHE", None)
-    else:
-        os.environ["NB_VERSION_CACHE"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NB_VERSION_CACHE", str(tmp_path_factory.mktemp("run") / "nodeboot" / "versions"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,7 @@ class Fleet:
         reports: dict[str, HostReport] = {h.name: HostReport(h, "not-started") for h in hosts}
         previous = self._install_sigint()
         pending = (cluster_facts if isinstance(cluster_facts, PendingClusterFacts)
-                   else PendingClusterFacts(known=cluster_facts or ClusterFacts()))
+                   else PendingClusterFacts(known=cluster_facts))
         if self.watcher is not None:
             pending.when_read(self.watcher.start)
         try:

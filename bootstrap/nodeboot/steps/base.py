@@ -87,7 +87,9 @@ class PendingClusterFacts:
     and the run raises the reader's error (`raise_failure`)."""
 
     def __init__(self, read: Callable[[], ClusterFacts] | None = None, known: ClusterFacts | None = None) -> None:
-        self._facts = known
+        """Either `read` (called on a thread of its own) or the facts already `known` (the
+        defaults when neither is given: a run on the hosts only)."""
+        self._facts = None if read is not None else known or ClusterFacts()
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
