@@ -74,8 +74,10 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
         assert result.ok and result.changed, out.stderr[-2000:]
         # kubeadm's own words: discovery against the JWS-signed cluster-info, then the TLS bootstrap.
         assert "This node has joined the cluster" in out.stderr
-        # kubeadm is done once kubelet.conf exists; the kubelet registers its Node a moment later.
-        node = wait_for(f"Node {host['name']} registered", lambda: read_node_or_none(cluster, host["name"]), 60, 0.5)
+        # kubeadm is done once kubelet.conf exists; the kubelet registers its Node a moment later, and
+        # posts the Node's status (its conditions) after that.
+        node = wait_for(f"Node {host['name']} registered with its status",
+                        lambda: with_status(read_node_or_none(cluster, host["name"])), 60, 0.5)
         assert any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)
         csrs = client.CertificatesV1Api(cluster.api).list_certificate_signing_request().items
         mine = [c for c in csrs if c.spec.username == f"system:bootstrap:{token.token_id}"]
@@ -90,6 +92,11 @@ def test_real_kubeadm_join_and_reset_over_ssh(lab):
         t.close()
         if read_node_or_none(cluster, host["name"]):
             cluster.core.delete_node(host["name"])
+
+
+def with_status(node):
+    """The Node once its kubelet has posted conditions, else None."""
+    return node if node is not None and node.status and node.status.conditions else None
 
 
 def read_node_or_none(cluster, name: str):
