@@ -12,7 +12,7 @@ shown per node, with the idle background rate. nodeboot's own run log gives
 where its time went, per phase.
 
     PYTHONPATH=bootstrap:lab .venv/bin/python bench/join_compare.py --state /tmp/lab-bench17 \
-        [--sizes 10,40] [--tools nodeboot,floor,ansible] [--rtt-ms 50] [--keep-lab] [--json OUT]
+        [--sizes 10,40] [--tools nodeboot,floor,ansible] [--rtt-ms 50] [--keep-lab] [--json OUT] [--reruns K]
 
 --rtt-ms: every host's SSH behind bench/delayproxy.py's relay adding that round
 trip (the kernel has no netem): the controller-host path only, not the host's
@@ -278,6 +278,29 @@ def reset(fleet: Fleet, cluster: Cluster) -> None:
     log(f"  reset {fleet.n} hosts: {seconds:.1f}s")
 
 
+def reruns(fleet: Fleet, tools: list[str], rounds: int, cluster: Cluster, counter: ApiCounter, results: dict,
+           args: argparse.Namespace) -> None:
+    """The re-run alone, many times: one join (measured as the first tool's cold run), then
+    `rounds` rounds of every tool's re-run, the order rotating per round; a reset at the end."""
+    rows = [measured(tools[0], "cold", fleet, cluster, counter, fleet.work)]
+    log(row_line(rows[0]))
+    for r in range(rounds):
+        for tool in tools[r % len(tools):] + tools[:r % len(tools)]:
+            rows.append(measured(tool, "re-run", fleet, cluster, counter, fleet.work))
+            log(row_line(rows[-1]))
+    for row in rows:
+        row.update(rtt_ms=args.rtt_ms, reruns_mode=True)
+    results["rows"] += rows
+    Path(args.json).write_text(json.dumps(results, indent=1))
+    for tool in tools:
+        walls = [r["wall"] for r in rows[1:] if r["tool"] == tool and r["status"] == 0]
+        cpus = [r["cpu"] for r in rows[1:] if r["tool"] == tool and r["status"] == 0]
+        if walls:
+            log(f"N={fleet.n} {tool} re-run, {len(walls)} runs: wall median {statistics.median(walls):.2f}s "
+                f"(min {min(walls):.2f}, max {max(walls):.2f}), CPU median {statistics.median(cpus):.2f}s")
+    reset(fleet, cluster)
+
+
 def row_line(r: dict) -> str:
     if r["status"] != 0:
         return f"N={r['n']} {r['tool']:8} {r['run']:6} FAILED (exit {r['status']}): {r.get('tail')}"
@@ -298,6 +321,9 @@ def main() -> int:
     p.add_argument("--keep-lab", action="store_true", help="leave the lab up (and reuse one already up)")
     p.add_argument("--json", default=str(BENCH / "results-join.json"))
     p.add_argument("--before", help="a tree with an earlier bootstrap/nodeboot: adds tool nodeboot-before")
+    p.add_argument("--reruns", type=int, default=0,
+                   help="instead of cold rounds: join once (the first tool), then this many rounds of every "
+                        "tool's re-run, interleaved, no reset between (re-runs are short and noisy: many of them)")
     args = p.parse_args()
     if args.before:
         BEFORE.append(Path(args.before).resolve())
@@ -319,6 +345,9 @@ def main() -> int:
             try:
                 idle = counter.background(5.0)
                 log(f"N={n} rtt+{args.rtt_ms:.0f}ms: API background {idle:.1f} req/s idle; load {load()}")
+                if args.reruns:
+                    reruns(fleet, tools, args.reruns, cluster, counter, results, args)
+                    continue
                 order = (tools[i % len(tools):] + tools[:i % len(tools)]) * args.repeat
                 for tool in order:
                     for run in ("cold", "re-run"):

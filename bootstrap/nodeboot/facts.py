@@ -43,7 +43,9 @@ class LinuxFacts(HostFacts):
     kernel: str = ""
     arch: str = ""
     cri_socket: bool = False
-    cri_check: str = "socket"  # how the runtime was asked: crictl | ctr | socket (only the file)
+    # How the runtime was asked: crictl | ctr | socket (only the file) | joined (not asked: the
+    # join preflight, the one reader of the answer, skips a joined host)
+    cri_check: str = "socket"
     cri_answered: bool = False
     cri_version: str = ""
     cni_leftovers: bool = False

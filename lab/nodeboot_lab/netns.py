@@ -41,6 +41,7 @@ class Sandbox:
     prefix: int
     root: Path  # per-host state directory
     private_paths: dict[str, Path] = field(default_factory=dict)  # path in sandbox -> backing dir
+    masked_files: tuple[str, ...] = ()  # files the sandbox sees empty (/dev/null bound over them)
 
     @property
     def ns_dir(self) -> Path:
@@ -110,6 +111,7 @@ def _pin_mount_and_uts(box: Sandbox) -> None:
     for inside, backing in box.private_paths.items():
         backing.mkdir(parents=True, exist_ok=True)
         binds.append(f"mkdir -p {inside} && mount --bind {backing} {inside}")
+    binds += [f"{{ [ ! -f {f} ] || mount --bind /dev/null {f}; }}" for f in box.masked_files]
     setup = " && ".join([f"hostname {box.hostname}", *binds]) or "true"
     sh(
         "unshare",

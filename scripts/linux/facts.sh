@@ -163,11 +163,16 @@ main() {
     version_of kubelet 2 kubelet --version
     nb_fact_str kubeadm_version "${NB_VERSION[kubeadm]:-}"
     nb_fact_str kubelet_version "${NB_VERSION[kubelet]:-}"
-    local sock=/run/containerd/containerd.sock
+    local root=${NB_ROOT:-} joined=0
+    [[ -f $root/etc/kubernetes/kubelet.conf ]] && joined=1
+    nb_fact_bool joined $joined
+    nb_fact_if kubelet_configured test -f "$root/var/lib/kubelet/config.yaml"
+    local sock=$root/run/containerd/containerd.sock
     nb_fact_if cri_socket test -S "$sock"
-    cri_facts "$sock"
-    nb_fact_if joined test -f /etc/kubernetes/kubelet.conf
-    nb_fact_if kubelet_configured test -f /var/lib/kubelet/config.yaml
+    # Only the join's preflight reads the runtime's answer, and a joined host skips it: asking
+    # would start a Go client on every re-run for nothing.
+    if (( joined )); then nb_fact_str cri_check joined; nb_fact cri_answered false; nb_fact_str cri_version ""
+    else cri_facts "$sock"; fi
     # What a CNI leaves that reset.sh removes (its chains are only looked at by reset.sh itself).
     local cni_left=0 link
     local -a conf=()

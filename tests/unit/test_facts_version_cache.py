@@ -1,11 +1,13 @@
-"""facts.sh asks each of kubeadm, kubelet, containerd and runc for its version once per
-binary: the answer is kept in a cache keyed by the file's inode, ctime and size, so a
-re-run starts none of them, and a binary that was replaced is asked again. The real
-facts.sh in a local bash; the four binaries are small scripts on PATH that log each start."""
+"""What facts.sh starts on a host. It asks each of kubeadm, kubelet, containerd and runc
+for its version once per binary: the answer is kept in a cache keyed by the file's inode,
+ctime and size, so a re-run starts none of them, and a binary that was replaced is asked
+again. It asks the container runtime (crictl) only on a host not yet joined. The real
+facts.sh in a local bash; the binaries are small scripts on PATH that log each start."""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -107,3 +109,35 @@ def test_without_stat_every_binary_is_still_asked(tmp_path: Path) -> None:
     for _ in range(2):
         assert versions(facts(bin_dir, root, cache)) == expected
     assert started(starts) == sorted([*VERSIONS, *VERSIONS])  # nothing could be keyed, so nothing cached
+
+
+def runtime_host(tmp_path: Path, monkeypatch, joined: bool) -> tuple[Path, Path, Path]:
+    """A host with a runtime socket and crictl; with kubelet.conf when joined."""
+    bin_dir, starts, root = setup(tmp_path)
+    crictl = bin_dir / "crictl"
+    crictl.write_text(f"#!/bin/sh\necho crictl >> {starts}\necho 'RuntimeName:  containerd'\n"
+                      "echo 'RuntimeVersion:  v2.1.4'\n")
+    crictl.chmod(0o755)
+    (root / "run/containerd").mkdir(parents=True)
+    monkeypatch.chdir(root / "run/containerd")  # a relative bind: tmp_path may exceed a socket path's limit
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("containerd.sock")
+    if joined:
+        (root / "etc/kubernetes").mkdir(parents=True)
+        (root / "etc/kubernetes/kubelet.conf").write_text("kind: Config\n")
+    return bin_dir, starts, root
+
+
+def test_a_host_not_joined_has_its_runtime_asked(tmp_path: Path, monkeypatch) -> None:
+    bin_dir, starts, root = runtime_host(tmp_path, monkeypatch, joined=False)
+    raw = facts(bin_dir, root, str(tmp_path / "run/nodeboot/versions"))
+    assert (raw["joined"], raw["cri_socket"], raw["cri_check"], raw["cri_answered"]) == (False, True, "crictl", True)
+    assert raw["cri_version"] == "containerd v2.1.4"
+    assert "crictl" in started(starts)
+
+
+def test_a_joined_host_does_not_start_the_runtime_client(tmp_path: Path, monkeypatch) -> None:
+    bin_dir, starts, root = runtime_host(tmp_path, monkeypatch, joined=True)
+    raw = facts(bin_dir, root, str(tmp_path / "run/nodeboot/versions"))
+    assert (raw["joined"], raw["cri_socket"], raw["cri_check"], raw["cri_answered"]) == (True, True, "joined", False)
+    assert "crictl" not in started(starts)

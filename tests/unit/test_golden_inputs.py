@@ -115,6 +115,8 @@ class FakeWatcher:
     def get(self, name: str) -> client.V1Node | None:
         return self.cluster.core.nodes.get(name)
 
+    listed = get
+
     def wait_ready(self, name: str, timeout: float, cancelled: threading.Event) -> None:
         assert name in self.cluster.core.nodes, f"wait-ready ran before {name} joined"
 

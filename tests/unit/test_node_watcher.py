@@ -1,6 +1,7 @@
 """The shared Node watch (issue 14 items 0 and 11): it backs off and gives up when the
-server's watch keeps ending at once, and stop() ends it at once even while its thread
-sits inside a TLS read. A real loopback HTTP(S) server; the real kubernetes client."""
+server's watch keeps ending at once, stop() ends it at once even while its thread sits
+inside a TLS read, and a host's question about its Node is answered from the first
+listing (issue 17). A real loopback HTTP(S) server; the real kubernetes client."""
 
 from __future__ import annotations
 
@@ -23,7 +24,10 @@ from nodeboot.cluster.client import Cluster
 from nodeboot.cluster.nodes import NodeWatcher, WatchBackoff, is_ready
 from nodeboot.errors import ClusterError
 
-NODE_LIST = json.dumps({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": []})
+
+def node_list(names: list[str]) -> str:
+    items = [{"metadata": {"name": name, "resourceVersion": "7"}} for name in names]
+    return json.dumps({"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}, "items": items})
 
 
 class FakeNodesAPI(http.server.ThreadingHTTPServer):
@@ -38,6 +42,10 @@ class FakeNodesAPI(http.server.ThreadingHTTPServer):
         self.watches = 0
         self.watching = threading.Event()
         self.release = threading.Event()
+        self.nodes: list[str] = []  # the Nodes the list answers with
+        self.list_gate = threading.Event()  # the list answers once this is set
+        self.list_gate.set()
+        self.paths: list[str] = []
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,9 +56,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self.server.paths.append(self.path.split("?")[0])
         if "watch=true" not in self.path.lower():
             self.server.lists += 1
-            body = NODE_LIST.encode()
+            self.server.list_gate.wait(60)
+            body = node_list(self.server.nodes).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -162,3 +172,22 @@ def test_stop_ends_a_watch_blocked_in_a_tls_read(tmp_path):
         assert not watcher._thread.is_alive()
         assert not server.release.is_set()
         assert server.watches == 1
+
+
+# -- issue 17: a re-run's hosts ask the listing, not the API server one by one --------------
+def test_listed_waits_for_the_first_listing_and_reads_no_node_alone(tmp_path):
+    with fake_api(tmp_path, "hang") as (server, cluster):
+        server.nodes = ["n1"]
+        server.list_gate.clear()
+        watcher = NodeWatcher(cluster)
+        answer: dict = {}
+        asking = threading.Thread(target=lambda: answer.update(node=watcher.listed("n1")), daemon=True)
+        asking.start()
+        asking.join(0.5)
+        assert asking.is_alive(), "listed() answered before the listing came"
+        server.list_gate.set()
+        asking.join(30)
+        assert answer["node"].metadata.name == "n1"
+        assert watcher.listed("n2") is None  # not there: the caller reads it itself
+        watcher.stop()
+        assert set(server.paths) == {"/api/v1/nodes"} and server.lists == 1

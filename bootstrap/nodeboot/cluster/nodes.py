@@ -209,6 +209,14 @@ class NodeWatcher:
         with self._changed:
             return self._nodes.get(name)
 
+    def listed(self, name: str) -> client.V1Node | None:
+        """The Node as the watch knows it once its first listing is in (waited for, at most
+        LIST_TIMEOUT's read bound): a fleet's re-run then reads no Node one by one. None when
+        the Node is not there or the listing did not come; callers read the Node itself then."""
+        self.start()
+        self._synced.wait(self.LIST_TIMEOUT[1])
+        return self.get(name)
+
     def wait_for(self, name: str, predicate: Callable[[client.V1Node | None], bool], timeout: float,
                  cancelled: threading.Event | None = None) -> client.V1Node | None:
         self.start()

@@ -67,7 +67,7 @@ class JoinPreflight(Phase):
 def node_registered(ctx: HostContext) -> bool:
     from nodeboot.cluster import nodes
     name = ctx.host.node_name
-    return ctx.nodes().get(name) is not None or nodes.read_node(ctx.kube(), name) is not None
+    return ctx.nodes().listed(name) is not None or nodes.read_node(ctx.kube(), name) is not None
 
 
 def config_minor(kubeadm_version: str) -> int:
@@ -113,7 +113,7 @@ class WaitReady(Phase):
 
     def satisfied(self, ctx: HostContext) -> str | None:
         from nodeboot.cluster import nodes
-        return "Ready" if nodes.is_ready(ctx.nodes().get(ctx.host.node_name)) else None
+        return "Ready" if nodes.is_ready(ctx.nodes().listed(ctx.host.node_name)) else None
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
         return f"would wait up to {ctx.options.ready_timeout:g}s for Node {ctx.host.node_name} to be Ready"
@@ -129,7 +129,7 @@ class LabelAndTaint(Phase):
 
     def _node(self, ctx: HostContext):
         from nodeboot.cluster import nodes
-        return ctx.nodes().get(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
+        return ctx.nodes().listed(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
 
     def satisfied(self, ctx: HostContext) -> str | None:
         from nodeboot.cluster import nodes
