@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.config.config_exception import ConfigException
 
+from nodeboot.cluster.corev1 import CoreV1
 from nodeboot.errors import ClusterError, UsageError
 
 _SERVER_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
@@ -101,8 +102,8 @@ class Cluster:
         return cls(client.ApiClient(cfg), resolved)
 
     @cached_property
-    def core(self) -> client.CoreV1Api:
-        return client.CoreV1Api(self.api)
+    def core(self) -> CoreV1:
+        return CoreV1(self.api)
 
     @cached_property
     def apps(self) -> client.AppsV1Api:

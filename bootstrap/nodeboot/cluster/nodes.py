@@ -141,16 +141,12 @@ class NodeWatcher:
     def _request(self, timeout: tuple[float, float], **query) -> urllib3.BaseHTTPResponse:
         """GET the Node list (or watch), with the response kept where stop() can reach it."""
         self.requests += 1
-        response = self.cluster.core.list_node(_preload_content=False, _request_timeout=timeout, **query)
+        response = self.cluster.core.node_list_response(timeout, **query)
         with self._request_lock:
             self._response = response
             stopping = self._stop.is_set()
         if stopping:
             _interrupt(response)
-        if not 200 <= response.status <= 299:
-            error = client.ApiException(http_resp=response)  # reads the body: the server's message
-            self._release(response)
-            raise error
         return response
 
     def _release(self, response: urllib3.BaseHTTPResponse, close: bool = False) -> None:
