@@ -12,6 +12,7 @@ frame, by innermost nodeboot frame and the top stacks; $NB_SAMPLE_OUT (optional)
 gets the collapsed stacks (flamegraph.pl's input: "frame;frame;... microseconds").
 
     NB_SAMPLE_OUT=run.folded PYTHONPATH=bootstrap python bench/nodeboot_sampled.py join -i INV ...
+    PYTHONPATH=bootstrap python bench/nodeboot_sampled.py bench/join_floor.py HOSTS_JSON ...  (any script)
 """
 
 from __future__ import annotations
@@ -112,7 +113,13 @@ if __name__ == "__main__":
     thread = threading.Thread(target=sampler, name="sampler", daemon=True)
     thread.start()
     atexit.register(report, start, thread)
-    from nodeboot.cli import main
+    if sys.argv[1].endswith(".py"):  # another program (the floor), for comparison
+        import runpy
 
-    sys.argv[0] = "nodeboot"
-    main()
+        sys.argv = sys.argv[1:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    else:
+        from nodeboot.cli import main
+
+        sys.argv[0] = "nodeboot"
+        main()

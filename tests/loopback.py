@@ -1,5 +1,5 @@
 """Loopback helpers for tests: a directory served over plain HTTP on 127.0.0.1 (a fake
-download mirror), and a port that refuses connections."""
+download mirror), a port that refuses connections, and a kubeconfig for a loopback server."""
 
 from __future__ import annotations
 
@@ -39,3 +39,16 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def kubeconfig_for(tmp_path: Path, server: str) -> Path:
+    """A well-formed kubeconfig naming server, with a bearer token (nothing is asked of the
+    server until a command runs)."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters:\n- name: c\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\n"
+        "users:\n- name: u\n  user: {token: abc}\n"
+        "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n"
+    )
+    return path

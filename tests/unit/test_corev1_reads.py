@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from loopback import kubeconfig_for
 from nodeboot.cluster.client import Cluster, short_api_error
 
 NODE = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1", "labels": {"a": "b"}},
@@ -61,23 +62,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def kubeconfig_for(tmp_path: Path, port: int) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: c\n  cluster: {{server: 'http://127.0.0.1:{port}'}}\n"
-        "users:\n- name: u\n  user: {token: abc}\n"
-        "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n")
-    return path
-
-
 @contextmanager
 def api_server(tmp_path: Path) -> Iterator[tuple[Recorder, Path]]:
     server = Recorder()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield server, kubeconfig_for(tmp_path, server.server_address[1])
+        yield server, kubeconfig_for(tmp_path, f"http://127.0.0.1:{server.server_address[1]}")
     finally:
         server.shutdown()
         server.server_close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loopback import closed_port
+from loopback import closed_port, kubeconfig_for
 from nodeboot.cli import main
 
 
@@ -22,18 +22,6 @@ def run_cli(argv: list[str], monkeypatch, env: dict[str, str] | None = None) -> 
     with redirect_stdout(out), redirect_stderr(err), pytest.raises(SystemExit) as ended:
         main()
     return int(ended.value.code or 0), out.getvalue(), err.getvalue()
-
-
-def kubeconfig_for(tmp_path: Path, server: str) -> Path:
-    """A well-formed kubeconfig naming server (nothing is asked of it until a command runs)."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: c\n  cluster: {{server: '{server}', insecure-skip-tls-verify: true}}\n"
-        "users:\n- name: u\n  user: {token: abc}\n"
-        "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n"
-    )
-    return path
 
 
 def one_line(err: str) -> str:

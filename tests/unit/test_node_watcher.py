@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from loopback import kubeconfig_for
 from nodeboot.cluster.client import Cluster
 from nodeboot.cluster.nodes import NodeWatcher, WatchBackoff, is_ready
 from nodeboot.errors import ClusterError
@@ -107,13 +108,7 @@ def fake_api(tmp_path: Path, watch_mode: str, tls: bool = False) -> Iterator[tup
         scheme = "https"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\n"
-        f"clusters:\n- name: c\n  cluster: {{server: '{scheme}://127.0.0.1:{server.server_address[1]}', "
-        "insecure-skip-tls-verify: true}\n"
-        "users:\n- name: u\n  user: {token: abc}\n"
-        "contexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n")
+    kubeconfig = kubeconfig_for(tmp_path, f"{scheme}://127.0.0.1:{server.server_address[1]}")
     try:
         yield server, Cluster.from_kubeconfig(str(kubeconfig))
     finally:
