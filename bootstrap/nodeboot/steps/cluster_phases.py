@@ -64,10 +64,14 @@ class JoinPreflight(Phase):
         return False
 
 
-def node_registered(ctx: HostContext) -> bool:
+def current_node(ctx: HostContext):
+    """The host's Node: from the watch's first listing, else read on its own (None: not registered)."""
     from nodeboot.cluster import nodes
-    name = ctx.host.node_name
-    return ctx.nodes().listed(name) is not None or nodes.read_node(ctx.kube(), name) is not None
+    return ctx.nodes().listed(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
+
+
+def node_registered(ctx: HostContext) -> bool:
+    return current_node(ctx) is not None
 
 
 def config_minor(kubeadm_version: str) -> int:
@@ -127,13 +131,9 @@ class LabelAndTaint(Phase):
     name = "label-taint"
     title = "apply labels and taints"
 
-    def _node(self, ctx: HostContext):
-        from nodeboot.cluster import nodes
-        return ctx.nodes().listed(ctx.host.node_name) or nodes.read_node(ctx.kube(), ctx.host.node_name)
-
     def satisfied(self, ctx: HostContext) -> str | None:
         from nodeboot.cluster import nodes
-        node = self._node(ctx)
+        node = current_node(ctx)
         if node is None:
             return None if (ctx.host.labels or ctx.host.taints) else "nothing asked"
         if not nodes.missing_labels(node, ctx.host.labels) and not nodes.missing_taints(node, ctx.host.taints):
@@ -142,7 +142,7 @@ class LabelAndTaint(Phase):
 
     def dry_run_detail(self, ctx: HostContext, result: ScriptResult | None = None) -> str:
         from nodeboot.cluster import nodes
-        node = self._node(ctx)
+        node = current_node(ctx)
         labels = nodes.missing_labels(node, ctx.host.labels) if node is not None else ctx.host.labels
         taints = nodes.missing_taints(node, ctx.host.taints) if node is not None else ctx.host.taints
         what = [f"labels {', '.join(f'{k}={v}' for k, v in labels.items())}" if labels else "",
