@@ -37,17 +37,19 @@ nb_json_str() {
     printf '%s' "$_nb_out"
 }
 
-nb_json_list() {
-    local out="" item encoded
-    for item in "$@"; do nb_json_into encoded "$item"; out+="${out:+,}$encoded"; done
-    printf '[%s]' "$out"
+# nb_json_list_into VAR ITEM...: the items as a JSON list of strings, into VAR (no subshell).
+nb_json_list_into() {
+    local _nb_var=$1 _nb_out="" _nb_item _nb_encoded
+    shift
+    for _nb_item in "$@"; do nb_json_into _nb_encoded "$_nb_item"; _nb_out+="${_nb_out:+,}$_nb_encoded"; done
+    printf -v "$_nb_var" '[%s]' "$_nb_out"
 }
 
 nb_json_bool() { if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi; }
 
-# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0 / nb_fact_if KEY
-# COMMAND... (true when COMMAND succeeds; a builtin such as test runs without a fork): facts
-# keep their insertion order.
+# nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0 / nb_fact_list KEY
+# ITEM... / nb_fact_if KEY COMMAND... (true when COMMAND succeeds; a builtin such as test runs
+# without a fork): facts keep their insertion order.
 nb_fact() {
     [[ -v "NB_FACTS[$1]" ]] || NB_FACT_KEYS+=("$1")
     NB_FACTS[$1]=$2
@@ -58,6 +60,12 @@ nb_fact_str() {
     nb_fact "$1" "$encoded"
 }
 nb_fact_bool() { if [[ $2 == 1 || $2 == true ]]; then nb_fact "$1" true; else nb_fact "$1" false; fi; }
+nb_fact_list() {
+    local key=$1 list
+    shift
+    nb_json_list_into list "$@"
+    nb_fact "$key" "$list"
+}
 nb_fact_if() {
     local key=$1
     shift
@@ -76,7 +84,8 @@ nb_emit() {
     local ok=$1 error=$2 body="" key
     local encoded
     for key in "${NB_FACT_KEYS[@]}"; do nb_json_into encoded "$key"; body+="${body:+,}$encoded:${NB_FACTS[$key]}"; done
-    body+="${body:+,}\"actions\":$(nb_json_list "${NB_ACTIONS[@]}")"
+    nb_json_list_into encoded "${NB_ACTIONS[@]}"
+    body+="${body:+,}\"actions\":$encoded"
     nb_json_into encoded "$error"
     printf '{"ok":%s,"changed":%s,"facts":{%s},"error":%s}\n' "$ok" "$NB_CHANGED" "$body" "$encoded" >&3
     NB_RESULT_SENT=1

@@ -74,7 +74,7 @@ install_facts() {
     local root=${NB_ROOT:-} p plugins=() kind hash path key="" ok=0 paths=() sums=() line i=0
     nb_fact_if runc test -v "NB_VERSION_PATH[runc]"
     for p in bridge host-local loopback portmap; do [[ -x $root/opt/cni/bin/$p ]] && plugins+=("$p"); done
-    nb_fact cni_plugins "$(nb_json_list "${plugins[@]}")"
+    nb_fact_list cni_plugins "${plugins[@]}"
     local state=$root/var/lib/nodeboot/install.state
     if [[ -r $state ]]; then
         ok=1
@@ -119,9 +119,9 @@ cri_facts() {
         fi
     fi
     nb_fact_str cri_check "$check"
-    nb_fact cri_answered "$(nb_json_bool $ok)"
+    nb_fact_bool cri_answered $ok
     # The runtime's name and version, or (when it did not answer) its client's last line.
-    nb_fact_str cri_version "$(tail -n 1 <<<"$out")"
+    nb_fact_str cri_version "${out##*$'\n'}"
 }
 
 # read_first VAR FILE DEFAULT: FILE's first line into VAR, or DEFAULT when it cannot be read.
@@ -196,14 +196,14 @@ main() {
         done < /proc/modules
     fi
     (( ${#mods[@]} )) && mapfile -t mods < <(printf '%s\n' "${mods[@]}" | sort)
-    nb_fact modules_loaded "$(nb_json_list "${mods[@]}")"
+    nb_fact_list modules_loaded "${mods[@]}"
     local mfile=${NB_MODULES_FILE:-/etc/modules-load.d/nodeboot-ipvs.conf}
     nb_fact_if modules_file test -f "$mfile"
     local tool present=()
     for tool in ipset ipvsadm nft iptables conntrack; do
         command -v "$tool" >/dev/null 2>&1 && present+=("$tool")
     done
-    nb_fact tools "$(nb_json_list "${present[@]}")"
+    nb_fact_list tools "${present[@]}"
     local pm=""
     for tool in apt-get dnf yum zypper; do command -v "$tool" >/dev/null 2>&1 && { pm=$tool; break; }; done
     nb_fact_str package_manager "$pm"

@@ -170,9 +170,9 @@ read_inputs() {
     [[ $MODULES_FILE == /* ]] || nb_die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
     NB_SAY_PREFIX=""
     if [[ $DRY_RUN == 1 ]]; then NB_SAY_PREFIX="(dry run) would "; fi
-    nb_fact modes "$(nb_json_list "${MODE_LIST[@]}")"
+    nb_fact_list modes "${MODE_LIST[@]}"
     nb_fact_str now_mode "$NOW"
-    nb_fact dry_run "$(nb_json_bool "$DRY_RUN")"
+    nb_fact_bool dry_run "$DRY_RUN"
 }
 
 # cleaning MODE: MODE's leftovers are to go (asked for, and not the mode running now).
@@ -467,7 +467,7 @@ clean_nftables() {
             fail "nf_tables is loaded but nft is missing; cannot remove kube-proxy's nftables tables"
         fi
     fi
-    nb_fact nft_tables_removed "$(nb_json_list "${gone[@]}")"
+    nb_fact_list nft_tables_removed "${gone[@]}"
 }
 
 # ---- modules file ---------------------------------------------------------
@@ -502,7 +502,7 @@ main() {
     if cleaning iptables || cleaning ipvs; then clean_iptables; fi
     nb_fact iptables_chains_removed "$CHAINS_REMOVED"
     nb_fact iptables_rules_removed "$RULES_REMOVED"
-    nb_fact iptables_chains_kept "$(nb_json_list "${CHAINS_KEPT[@]}")"
+    nb_fact_list iptables_chains_kept "${CHAINS_KEPT[@]}"
     if cleaning ipvs; then
         clean_ipvs_services
         clean_kube_ipvs0

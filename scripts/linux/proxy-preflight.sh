@@ -69,7 +69,7 @@ main() {
             command -v iptables-restore >/dev/null 2>&1 || PROBLEMS+=("iptables-restore is not installed")
             ;;
     esac
-    nb_fact problems "$(nb_json_list "${PROBLEMS[@]}")"
+    nb_fact_list problems "${PROBLEMS[@]}"
     nb_ok
 }
 

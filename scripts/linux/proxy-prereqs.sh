@@ -42,7 +42,7 @@ read_inputs() {
     NB_SAY_PREFIX=""
     if [[ $DRY_RUN == 1 ]]; then NB_SAY_PREFIX="(dry run) would "; fi
     nb_fact mode "$(nb_json_str "$MODE")"
-    nb_fact dry_run "$(nb_json_bool "$DRY_RUN")"
+    nb_fact_bool dry_run "$DRY_RUN"
 }
 
 # ---- kernel ---------------------------------------------------------------
@@ -75,7 +75,7 @@ load_modules() {
     for name in "${REQUIRED[@]}"; do
         nb_module_loaded "$name" || missing+=("$name")
     done
-    nb_fact modules_required "$(nb_json_list "${REQUIRED[@]}")"
+    nb_fact_list modules_required "${REQUIRED[@]}"
     if ((${#missing[@]} > 0)); then
         nb_changed "load modules ${missing[*]}"
         if [[ $DRY_RUN == 0 ]]; then
@@ -91,8 +91,8 @@ load_modules() {
     if [[ $DRY_RUN == 0 && ${#loaded[@]} -ne ${#REQUIRED[@]} ]]; then
         nb_die "modprobe ran but lsmod still lacks some of ${REQUIRED[*]} (kernel $KERNEL)"
     fi
-    nb_fact modules_loaded "$(nb_json_list "${loaded[@]}")"
-    nb_fact modules_loaded_now "$(nb_json_list "${missing[@]}")"
+    nb_fact_list modules_loaded "${loaded[@]}"
+    nb_fact_list modules_loaded_now "${missing[@]}"
 }
 
 modules_file_content() {
@@ -185,7 +185,7 @@ ensure_tools() {
     done
     nb_fact tools "{$tools}"
     if [[ $INSTALL == 1 && ${#missing_pkgs[@]} -gt 0 ]]; then
-        nb_fact packages_installed "$(nb_json_list "${missing_pkgs[@]}")"
+        nb_fact_list packages_installed "${missing_pkgs[@]}"
     else
         nb_fact packages_installed "[]"
     fi

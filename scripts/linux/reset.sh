@@ -105,7 +105,7 @@ main() {
     for f in /etc/cni/net.d/*; do [[ -e $f ]] && cni+=("$f"); done
     local joined=0
     [[ -f /etc/kubernetes/kubelet.conf || -f /var/lib/kubelet/config.yaml || -d /etc/kubernetes/pki ]] && joined=1
-    nb_fact was_joined "$(nb_json_bool $joined)"
+    nb_fact_bool was_joined $joined
     local removed_links=() removed_chains=() removed_tables=() failures=() state_removed=0
     if [[ $dry == 1 ]]; then
         (( joined )) && nb_changed "would run kubeadm reset -f"
@@ -133,10 +133,10 @@ main() {
         nb_changed "removed ${#cni[@]} entries from /etc/cni/net.d"
     fi
     clean_cni
-    nb_fact cni_links_removed "$(nb_json_list "${removed_links[@]}")"
-    nb_fact cni_chains_removed "$(nb_json_list "${removed_chains[@]}")"
-    nb_fact cni_nft_tables_removed "$(nb_json_list "${removed_tables[@]}")"
-    nb_fact cni_state_removed "$(nb_json_bool $state_removed)"
+    nb_fact_list cni_links_removed "${removed_links[@]}"
+    nb_fact_list cni_chains_removed "${removed_chains[@]}"
+    nb_fact_list cni_nft_tables_removed "${removed_tables[@]}"
+    nb_fact_bool cni_state_removed $state_removed
     if (( ${#failures[@]} )); then
         nb_die "CNI cleanup incomplete: $(IFS=';'; echo "${failures[*]}")"
     fi

@@ -71,7 +71,7 @@ check_cni() {
     for f in /etc/cni/net.d/*.conf /etc/cni/net.d/*.conflist /etc/cni/net.d/*.json; do
         [[ -f $f ]] && names+=("${f##*/}")
     done
-    nb_fact cni_configs "$(nb_json_list "${names[@]}")"
+    nb_fact_list cni_configs "${names[@]}"
 }
 
 # containerd's runc cgroup setting: its merged view (`containerd config dump`) when
