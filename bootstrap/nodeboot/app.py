@@ -99,11 +99,11 @@ def cluster_facts(cluster: Cluster, options: RunOptions, need_join: bool) -> Clu
     major, minor, git_version = cluster.version
     if not need_join:
         return ClusterFacts(server_minor=(major, minor), server_version=git_version)
-    ca_hashes = options.ca_cert_hashes or tuple(tokens.ca_cert_hashes(cluster))
-    source = "--ca-cert-hash" if options.ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
+    pins, source = tokens.pins_and_source(cluster, options.ca_cert_hashes)
+    info = tokens.read_cluster_info(cluster)  # one read serves the endpoint and the CA pin
     return ClusterFacts(server_minor=(major, minor), server_version=git_version,
-                        endpoint=tokens.join_endpoint(cluster, options.api_server_endpoint),
-                        ca_hashes=ca_hashes, ca_problem=tokens.ca_pin_problem(cluster, list(ca_hashes), source))
+                        endpoint=tokens.join_endpoint(cluster, options.api_server_endpoint, info),
+                        ca_hashes=tuple(pins), ca_problem=tokens.ca_pin_problem(cluster, pins, source, info))
 
 
 def run_hosts(cluster: Cluster, hosts: list[Host], settings: RunSettings, output: Output, redactor: Redactor,

@@ -83,7 +83,7 @@ def join_config_create(kubeadm_version: str, api_server_endpoint: str | None, ca
     host = host_from_stdin(read_stdin_json())
     cluster = Cluster.from_kubeconfig(kubeconfig)
     endpoint = tokens.join_endpoint(cluster, api_server_endpoint)
-    hashes = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
+    hashes = tokens.pins_and_source(cluster, ca_cert_hashes)[0]
     ledger = tokens.TokenLedger(cluster)
     token = ledger.create(host.node_name)
     try:
@@ -135,8 +135,7 @@ def plan_join(ca_cert_hashes: tuple[str, ...], kubeconfig: str | None) -> dict[s
         problems += filter(None, [builds.build_problem(int(facts.get("os_build") or 0),
                                                        str(facts.get("os_caption") or ""), cluster.version[:2])])
     if not (facts.get("joined") and registered):
-        source = "--ca-cert-hash" if ca_cert_hashes else f"the kubeconfig {cluster.kubeconfig}"
-        pins = list(ca_cert_hashes) or tokens.ca_cert_hashes(cluster)
+        pins, source = tokens.pins_and_source(cluster, ca_cert_hashes)
         problems += filter(None, [tokens.ca_pin_problem(cluster, pins, source)])
     return {"node": host.node_name, "registered": registered, "ready": nodes.is_ready(current),
             "joined": bool(facts.get("joined")) and registered, "problems": problems,

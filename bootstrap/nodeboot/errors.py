@@ -26,15 +26,21 @@ class UsageError(NodebootError):
     exit_code = EXIT_USAGE
 
 
+def printable(name: str) -> str:
+    """A name from an input file as error text: quoted with escapes when it holds a line break
+    or another unprintable character, so the error stays one line."""
+    return name if name.isprintable() else repr(name)
+
+
 class InventoryError(UsageError):
     """A problem in an inventory file, always naming file, host and field."""
 
     def __init__(self, source: str, host: str | None, field: str | None, problem: str) -> None:
         where = [source]
         if host:
-            where.append(f"host {host}")
+            where.append(f"host {printable(host)}")
         if field:
-            where.append(f"field {field}")
+            where.append(f"field {printable(field)}")
         super().__init__(f"{': '.join(where)}: {problem}")
         self.source, self.host, self.field, self.problem = source, host, field, problem
 

@@ -125,3 +125,11 @@ def test_inventory_error_names_file_host_field(monkeypatch, tmp_path):
     # One line that names the file, host and field, the bad value and what is allowed.
     assert err.strip().splitlines() == [f"nodeboot: {inv}: host web-1: field nodeboot_proxy_mode: "
                                         "'userspace' is not one of iptables, ipvs, nftables"]
+
+
+def test_a_host_name_with_a_line_break_is_named_on_one_line(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": {"web\n1": {"ansible_host": "10.0.0.1"}}}}))
+    with pytest.raises(UsageError) as caught:
+        load_inventory(str(path))
+    assert str(caught.value).startswith(f"{path}: host 'web\\n1': ") and "\n" not in str(caught.value)

@@ -5,6 +5,8 @@ any other call is the generated class's. A real loopback HTTP server; the real c
 
 from __future__ import annotations
 
+import base64
+import datetime
 import http.server
 import json
 import subprocess
@@ -15,15 +17,42 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from kubernetes import client
 
 from loopback import kubeconfig_for
+from nodeboot.app import cluster_facts
+from nodeboot.cluster import tokens
 from nodeboot.cluster.client import Cluster, short_api_error
+from nodeboot.steps.base import RunOptions
 
 NODE = {"kind": "Node", "apiVersion": "v1", "metadata": {"name": "n1", "labels": {"a": "b"}},
         "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def _ca_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+CA_PEM = _ca_pem()
+CA_PIN = tokens.spki_hash(x509.load_pem_x509_certificate(CA_PEM))
+CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 CONFIG_MAP = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "cluster-info", "namespace": "kube-public"},
-              "data": {"kubeconfig": "x"}}
+              "data": {"kubeconfig": yaml.safe_dump({"clusters": [{"name": "", "cluster": {
+                  "server": "https://10.0.0.1:6443",
+                  "certificate-authority-data": base64.b64encode(CA_PEM).decode()}}]})}}
+VERSION = {"major": "1", "minor": "37", "gitVersion": "v1.37.0", "gitCommit": "", "gitTreeState": "", "buildDate": "",
+           "goVersion": "", "compiler": "gc", "platform": "linux/amd64"}
 NOT_FOUND = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404,
              "message": 'nodes "gone" not found'}
 
@@ -48,7 +77,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         status, body = {
             "/api/v1/nodes/n1": (200, NODE),
-            "/api/v1/namespaces/kube-public/configmaps/cluster-info": (200, CONFIG_MAP),
+            CLUSTER_INFO: (200, CONFIG_MAP),
+            "/version/": (200, VERSION),
             "/api/v1/nodes": (200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {"resourceVersion": "9"},
                                     "items": [NODE]}),
             "/api/v1/namespaces/kube-system/pods": (200, {"kind": "PodList", "apiVersion": "v1", "metadata": {},
@@ -82,7 +112,7 @@ def test_reads_come_back_as_the_generated_methods_return_them(tmp_path):
         config_map = core.read_namespaced_config_map("cluster-info", "kube-public")
     assert isinstance(node, client.V1Node) and node.metadata.labels == {"a": "b"}
     assert node.status.conditions[0].type == "Ready"
-    assert isinstance(config_map, client.V1ConfigMap) and config_map.data == {"kubeconfig": "x"}
+    assert isinstance(config_map, client.V1ConfigMap) and config_map.data == CONFIG_MAP["data"]
     assert server.requests == [("/api/v1/nodes/n1", "Bearer abc"),
                                ("/api/v1/namespaces/kube-public/configmaps/cluster-info", "Bearer abc")]
 
@@ -129,3 +159,13 @@ def test_the_reads_do_not_import_the_generated_core_module(tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"
+
+
+def test_a_joins_cluster_facts_read_cluster_info_once_for_endpoint_and_ca_pin(tmp_path):
+    with api_server(tmp_path) as (server, kubeconfig):
+        cluster = Cluster.from_kubeconfig(str(kubeconfig))
+        facts = cluster_facts(cluster, RunOptions(ca_cert_hashes=(CA_PIN,)), need_join=True)
+        wrong = cluster_facts(cluster, RunOptions(ca_cert_hashes=("sha256:" + "0" * 64,)), need_join=True)
+    assert (facts.endpoint, facts.ca_hashes, facts.ca_problem) == ("10.0.0.1:6443", (CA_PIN,), None)
+    assert wrong.ca_problem is not None and CA_PIN in wrong.ca_problem and "--ca-cert-hash" in wrong.ca_problem
+    assert [path for path, _ in server.requests].count(CLUSTER_INFO) == 2  # one per run

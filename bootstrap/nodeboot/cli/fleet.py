@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from nodeboot import validate
 from nodeboot.cli import options as o
 from nodeboot.errors import EXIT_HOST_FAILED, EXIT_USAGE
+from nodeboot.output import escape
 from nodeboot.request import HostArgs, InstallArgs, JoinRequest, ResetRequest, RunArgs
+
+if TYPE_CHECKING:  # rich is imported by the function that prints the table
+    from rich.console import Console
 
 
 @click.command()
@@ -94,6 +96,9 @@ def status(hosts: HostArgs, run: RunArgs) -> None:
 
 
 def print_status_table(rows: list[dict], console: Console | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for col in ("host", "node", "ready", "kubelet", "os", "taints"):
         table.add_column(col)

@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from nodeboot import validate
 from nodeboot.cli import options as o
 from nodeboot.cli.plumbing import emit
 from nodeboot.errors import EXIT_HOST_FAILED, UsageError
+from nodeboot.output import escape
 from nodeboot.request import HostArgs, IpvsArgs, RunArgs
+
+if TYPE_CHECKING:  # rich is imported by the functions that print tables
+    from rich.console import Console
 
 
 @click.group()
@@ -72,6 +74,9 @@ def print_plan(old: str, new: str, hosts, plans: dict, warnings: list[str], max_
                           "cleanup": kubeproxy.cleanup_plan(old, new), "warnings": warnings,
                           "nodes": [{"host": h.name, "node": h.node_name, **plans[h.name]} for h in hosts]}))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console()
     console.print(f"kube-proxy mode {escape(old)} -> {escape(new)}: ConfigMap kube-system/kube-proxy patched once, "
                   f"then the kube-proxy pod restarted node by node ({max_unavailable} at a time), each node "
@@ -94,6 +99,9 @@ def print_outcomes(outcomes: list, output_mode: str) -> None:
     if output_mode == "json":
         print(json.dumps({"event": "proxy-switch", "nodes": [asdict(o) for o in outcomes]}))
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="kube-proxy switch per node", box=None, header_style="bold")
     for col in ("host", "node", "result", "restart s", "gap ms", "failed probes", "error"):
         table.add_column(col)
@@ -122,6 +130,9 @@ def proxy_status(hosts: HostArgs, run: RunArgs) -> None:
 
 
 def print_status_table(mode: str, scheduler: str, rows: list[dict], console: Console | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"kube-proxy mode: {mode}" + (f" (scheduler {scheduler})" if scheduler else ""), box=None)
     for col in ("host", "node", "ipvs modules", "virtual servers", "error"):
         table.add_column(col)

@@ -14,7 +14,9 @@ import secrets
 import string
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 from cryptography import x509
@@ -206,44 +208,63 @@ def ca_cert_hashes(cluster: Cluster) -> list[str]:
     return [spki_hash(cert) for cert in x509.load_pem_x509_certificates(pem)]
 
 
+def pins_and_source(cluster: Cluster, given: Sequence[str]) -> tuple[list[str], str]:
+    """The CA pins a join trusts, and where they came from (for error text): the
+    --ca-cert-hash values given, else the hash of the operator's kubeconfig's CA."""
+    if given:
+        return list(given), "--ca-cert-hash"
+    return ca_cert_hashes(cluster), f"the kubeconfig {cluster.kubeconfig}"
+
+
 def spki_hash(cert: x509.Certificate) -> str:
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return "sha256:" + hashlib.sha256(spki).hexdigest()
 
 
-def join_endpoint(cluster: Cluster, override: str | None = None) -> str:
-    """host:port that nodes use: --api-server-endpoint, else the cluster-info kubeconfig's server."""
-    if override:
-        return override.removeprefix("https://").rstrip("/")
+@dataclass(frozen=True)
+class ClusterInfo:
+    """kube-public/cluster-info's kubeconfig, read once for the join endpoint and the CA
+    pin (None when the ConfigMap has none, or not as YAML)."""
+
+    kubeconfig: Any
+
+
+def read_cluster_info(cluster: Cluster) -> ClusterInfo:
     try:
         cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
     except client.ApiException as exc:
         raise ClusterError(f"cannot read kube-public/cluster-info: {short_api_error(exc)}") from None
     try:
-        kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
-        server = kubeconfig["clusters"][0]["cluster"]["server"]
-    except (KeyError, IndexError, TypeError, yaml.YAMLError):
+        return ClusterInfo(yaml.safe_load((cm.data or {})["kubeconfig"]))
+    except (KeyError, yaml.YAMLError):
+        return ClusterInfo(None)
+
+
+def _info_cluster(info: ClusterInfo, key: str) -> Any:
+    """The first cluster's KEY in cluster-info's kubeconfig (KeyError etc. when it is not there)."""
+    return info.kubeconfig["clusters"][0]["cluster"][key]
+
+
+def join_endpoint(cluster: Cluster, override: str | None = None, info: ClusterInfo | None = None) -> str:
+    """host:port that nodes use: --api-server-endpoint, else the cluster-info kubeconfig's server."""
+    if override:
+        return override.removeprefix("https://").rstrip("/")
+    try:
+        server = _info_cluster(info or read_cluster_info(cluster), "server")
+    except (KeyError, IndexError, TypeError):
         raise ClusterError(
             "kube-public/cluster-info has no usable kubeconfig (was the cluster made by kubeadm?)"
         ) from None
     return server.removeprefix("https://").rstrip("/")
 
 
-def cluster_info_ca(cluster: Cluster) -> bytes:
-    cm = cluster.core.read_namespaced_config_map("cluster-info", "kube-public")
-    kubeconfig = yaml.safe_load((cm.data or {})["kubeconfig"])
-    return base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
-
-
-def ca_pin_problem(cluster: Cluster, pinned: list[str], source: str) -> str | None:
+def ca_pin_problem(cluster: Cluster, pinned: list[str], source: str, info: ClusterInfo | None = None) -> str | None:
     """kubeadm's discovery trusts cluster-info's CA only if it matches a pin: find a mismatch
     before any host is touched, naming both hashes (source: where the pins came from)."""
     try:
-        pem = cluster_info_ca(cluster)
+        pem = base64.b64decode(_info_cluster(info or read_cluster_info(cluster), "certificate-authority-data"))
         found = [spki_hash(cert) for cert in x509.load_pem_x509_certificates(pem)]
-    except client.ApiException as exc:
-        raise ClusterError(f"cannot read kube-public/cluster-info: {short_api_error(exc)}") from None
-    except (KeyError, IndexError, TypeError, ValueError, yaml.YAMLError):
+    except (KeyError, IndexError, TypeError, ValueError):
         return "kube-public/cluster-info has no readable certificate-authority-data (was the cluster made by kubeadm?)"
     if set(found) & set(pinned):
         return None
