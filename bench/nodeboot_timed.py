@@ -55,6 +55,8 @@ def patch() -> None:
     timed(tokens, "wait_signed", "token-wait-signed")
     timed(nodes.NodeWatcher, "start", "watch-start")
     timed(nodes.NodeWatcher, "wait_ready", "wait-ready")
+    timed(nodes.NodeWatcher, "listed", "node-listed")
+    timed(base.PendingClusterFacts, "wait", "cluster-facts-wait")
     timed(nodes, "read_node", "node-read")
     timed(nodes, "apply_labels_and_taints", "label-taint")
     timed(ssh.SSHTransport, "connect", "ssh-connect")

@@ -31,7 +31,7 @@ def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
         "echo one; echo err-one >&2; secret=abc; echo $$",
         big,
         "printf 'no newline at the end'",
-        "echo \"${secret:-unset}\"; echo $$; cat",  # stdin is the rest of this script, then EOF
+        "echo \"${secret:-unset}\"; echo $$; cat; echo after",  # stdin: read to its end before the script runs
         "echo $'caf\\xc3\\xa9 \\xe2\\x9c\\x93'",  # multi-byte text: the frame counts bytes
     ]
     # A line that is not a header (a sudo password sudo did not ask for) is dropped, never run.
@@ -44,6 +44,7 @@ def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
     assert results[2].stdout == b"no newline at the end"
     out = results[3].stdout.split(b"\n")
     assert out[0] == b"unset" and out[1] != first_pid  # no state carried from one script to the next
+    assert out[2:] == [b"after", b""]  # cat found nothing to read: not the script, not the next frame
     assert results[4].stdout == "café ✓\n".encode()
     assert not Path("/tmp/nodeboot-loop-pwned").exists()
 

@@ -10,8 +10,12 @@ A frame is a header line `NB <script bytes> <payload bytes> <after>`, then the
 payload, then the script. The loop reads the script into memory with
 `read -N` (it never touches disk, and nothing of it shows in argv), writes the
 payload, if any, to a file in a private directory ($NB_PAYLOAD), and pipes the
-script into a fresh `bash --noprofile --norc -s`: each script is its own
-process with its own $$, as it was with one exec per script. When that bash
+script into a fresh bash: each script is its own process with its own $$, as
+it was with one exec per script. That bash reads the whole pipe at once and
+evals it: `bash -s` would read its script from a pipe one byte per read(2)
+(it must leave the rest of stdin to the commands), about 16,000 system calls
+and 5 ms of a host's CPU for facts.sh, on every host of every run. Its stdin
+is then at its end, so no command can read the script. When that bash
 exits, the loop prints a marker line carrying the exit status on stdout and a
 marker line on stderr, so the reader knows both streams are complete.
 
@@ -50,7 +54,7 @@ while IFS=' ' read -r h n m after; do
   if [[ $after == 1 && $last != 0 ]]; then
     last=skip
   else
-    printf '%s' "$s" | NB_PAYLOAD=$p bash --noprofile --norc -s
+    printf '%s' "$s" | NB_PAYLOAD=$p bash --noprofile --norc -c 'eval "$(</dev/stdin)"' nodeboot
     last=$?
   fi
   unset s

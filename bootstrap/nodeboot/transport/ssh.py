@@ -3,7 +3,7 @@
 Host keys are checked against known_hosts; an unknown key is refused unless
 the operator asked to accept new keys, and a changed key is always refused.
 Scripts go down one long-lived shell per host (framed_shell.py), each into its
-own `bash --noprofile --norc -s` on stdin, so no rc file runs, nothing the
+own `bash --noprofile --norc` through a pipe, so no rc file runs, nothing the
 script is given shows in argv, and a script costs one round trip.
 """
 
