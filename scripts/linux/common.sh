@@ -31,12 +31,6 @@ nb_json_into() {
     printf -v "$1" '"%s"' "$_nb_s"
 }
 
-nb_json_str() {
-    local _nb_out
-    nb_json_into _nb_out "$1"
-    printf '%s' "$_nb_out"
-}
-
 # nb_json_list_into VAR ITEM...: the items as a JSON list of strings, into VAR (no subshell).
 nb_json_list_into() {
     local _nb_var=$1 _nb_out="" _nb_item _nb_encoded
@@ -44,8 +38,6 @@ nb_json_list_into() {
     for _nb_item in "$@"; do nb_json_into _nb_encoded "$_nb_item"; _nb_out+="${_nb_out:+,}$_nb_encoded"; done
     printf -v "$_nb_var" '[%s]' "$_nb_out"
 }
-
-nb_json_bool() { if [[ $1 == 1 || $1 == true ]]; then printf true; else printf false; fi; }
 
 # nb_fact KEY RAW_JSON / nb_fact_str KEY TEXT / nb_fact_bool KEY 1|0 / nb_fact_list KEY
 # ITEM... / nb_fact_if KEY COMMAND... (true when COMMAND succeeds; a builtin such as test runs

@@ -485,7 +485,7 @@ clean_modules_file() {
     elif [[ $REMOVE_FILE == 1 && -e $MODULES_FILE ]]; then
         echo "proxy-cleanup: keeping $MODULES_FILE: nodeboot did not write it" >&2
     fi
-    nb_fact modules_file "$(nb_json_str "$MODULES_FILE")"
+    nb_fact_str modules_file "$MODULES_FILE"
     nb_fact modules_file_removed "$removed"
     nb_fact modules_file_written_by_nodeboot "$ours"
 }

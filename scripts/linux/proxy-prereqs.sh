@@ -41,14 +41,14 @@ read_inputs() {
     [[ $MODULES_FILE == /* ]] || nb_die "NB_MODULES_FILE must be an absolute path, got '$MODULES_FILE'"
     NB_SAY_PREFIX=""
     if [[ $DRY_RUN == 1 ]]; then NB_SAY_PREFIX="(dry run) would "; fi
-    nb_fact mode "$(nb_json_str "$MODE")"
+    nb_fact_str mode "$MODE"
     nb_fact_bool dry_run "$DRY_RUN"
 }
 
 # ---- kernel ---------------------------------------------------------------
 read_kernel() {
     KERNEL=$(uname -r)
-    nb_fact kernel "$(nb_json_str "$KERNEL")"
+    nb_fact_str kernel "$KERNEL"
     if [[ $KERNEL =~ ^([0-9]+)\.([0-9]+) ]]; then
         KMAJOR=${BASH_REMATCH[1]}
         KMINOR=${BASH_REMATCH[2]}
@@ -164,7 +164,7 @@ install_packages() {
 
 # ensure_tools "command:package" ...: every command present, installing when allowed.
 ensure_tools() {
-    local pair cmd missing_cmds=() missing_pkgs=() tools=""
+    local pair cmd missing_cmds=() missing_pkgs=() tools="" encoded
     for pair in "$@"; do
         cmd=${pair%%:*}
         have "$cmd" || { missing_cmds+=("$cmd") && missing_pkgs+=("${pair#*:}"); }
@@ -181,7 +181,8 @@ ensure_tools() {
         if [[ $DRY_RUN == 0 ]] && ! have "$cmd"; then
             nb_die "${pair#*:} was installed but $cmd is still not on PATH"
         fi
-        tools+="${tools:+,}$(nb_json_str "$cmd"):$(nb_json_bool "$(have "$cmd" && echo 1 || echo 0)")"
+        nb_json_into encoded "$cmd"
+        if have "$cmd"; then tools+="${tools:+,}$encoded:true"; else tools+="${tools:+,}$encoded:false"; fi
     done
     nb_fact tools "{$tools}"
     if [[ $INSTALL == 1 && ${#missing_pkgs[@]} -gt 0 ]]; then
@@ -213,7 +214,7 @@ report_modules_file() {
     [[ -v "NB_FACTS[modules_required]" ]] || nb_fact modules_required "[]"
     [[ -v "NB_FACTS[modules_loaded]" ]] || nb_fact modules_loaded "[]"
     [[ -v "NB_FACTS[modules_loaded_now]" ]] || nb_fact modules_loaded_now "[]"
-    nb_fact modules_file "$(nb_json_str "$MODULES_FILE")"
+    nb_fact_str modules_file "$MODULES_FILE"
     [[ -v "NB_FACTS[modules_file_written]" ]] || nb_fact modules_file_written false
     # In a dry run nothing was written, so ownership follows what would be written.
     if file_is_ours "$MODULES_FILE" || [[ $DRY_RUN == 1 && ${NB_FACTS[modules_file_written]} == true ]]; then
