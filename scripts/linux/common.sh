@@ -22,6 +22,8 @@ declare -a NB_ACTIONS=()
 # encodes dozens of values, and each $(...) is a fork on the host.
 nb_json_into() {
     local _nb_s=$2
+    # Most values need no escaping: one pattern test instead of six substitutions.
+    if [[ $_nb_s != *[\\\"[:cntrl:]]* ]]; then printf -v "$1" '"%s"' "$_nb_s"; return; fi
     _nb_s=${_nb_s//\\/\\\\}
     _nb_s=${_nb_s//\"/\\\"}
     _nb_s=${_nb_s//$'\n'/\\n}

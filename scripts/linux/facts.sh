@@ -148,8 +148,13 @@ main() {
     nb_fact_str os_id "$os_id"
     nb_fact_str os_version "$os_version"
     nb_fact_str os_pretty "$pretty"
+    # uname's two fields from the kernel's own sysctls (kernel.arch is Linux 6.1 and later):
+    # uname is a process started on every host of every run for two words.
     local kernel arch
-    read -r kernel arch < <(uname -rm)
+    read_first kernel /proc/sys/kernel/osrelease ""
+    read_first arch /proc/sys/kernel/arch ""
+    [[ -n $kernel ]] || kernel=$(uname -r)
+    [[ -n $arch ]] || arch=$(uname -m)
     nb_fact_str kernel "$kernel"
     nb_fact_str arch "$arch"
     local hostname

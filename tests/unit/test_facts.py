@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import threading
 from pathlib import Path
@@ -59,7 +60,8 @@ def test_facts_sh_output_parses_and_every_fact_it_prints_has_a_field() -> None:
     raw = facts_sh()
     facts = parse_linux_facts(raw, "local")
     assert set(raw) - {"actions"} <= field_names(LinuxFacts), set(raw) - field_names(LinuxFacts)
-    assert facts.kernel and facts.arch and isinstance(facts.joined, bool) and isinstance(facts.tools, tuple)
+    assert (facts.kernel, facts.arch) == (os.uname().release, os.uname().machine)
+    assert isinstance(facts.joined, bool) and isinstance(facts.tools, tuple)
     assert facts.cri_check in ("crictl", "ctr", "socket") and facts.time == raw["time"]
 
 

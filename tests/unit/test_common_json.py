@@ -1,0 +1,59 @@
+"""common.sh's JSON encoding (nb_json_into, through nb_fact_str and nb_emit), run by a local
+bash: every value comes back as the same string after json.loads, except the control characters
+the encoder drops (carriage return and the C0 range other than newline and tab). Plain values
+take a shortcut past the substitutions; these cases cover both ways."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from nodeboot.scripts import parse_result, script_text, shell_preamble
+
+DROPPED = {chr(c) for c in range(1, 32)} - {"\n", "\t"}
+
+VALUES = [
+    "",
+    "plain",
+    "Debian GNU/Linux 12 (bookworm)",
+    "with space and = sign",
+    'a "quoted" word',
+    "back\\slash",
+    "\\",
+    '"',
+    "two\nlines",
+    "tab\there",
+    "carriage\rreturn",
+    "bell\x07 and escape\x1b[0m",
+    "\x01\x1f",
+    "del\x7fchar",
+    "unicode é ✓",
+    "ends with backslash\\",
+]
+
+
+def encoded_by_bash(value: str) -> str:
+    script = 'nb_fact_str value "$NB_VALUE"\nnb_ok\n'
+    text = shell_preamble({"NB_VALUE": value}) + script_text("linux", "common.sh") + script
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
+                          timeout=30, check=False)
+    result = parse_result("json", proc.returncode, proc.stdout.decode(), proc.stderr.decode())
+    assert result.ok, result.error
+    return str(result.facts["value"])
+
+
+@pytest.mark.parametrize("value", VALUES, ids=[repr(v) for v in VALUES])
+def test_a_value_survives_the_encoding(value: str) -> None:
+    assert encoded_by_bash(value) == "".join(c for c in value if c not in DROPPED)
+
+
+def test_the_result_line_is_one_line_of_json_whatever_the_values() -> None:
+    text = shell_preamble({"NB_A": "x\ny", "NB_B": 'q"\\'}) + script_text("linux", "common.sh") + (
+        'nb_fact_str a "$NB_A"\nnb_fact_list b "$NB_A" "$NB_B"\nnb_ok\n')
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
+                          timeout=30, check=False)
+    lines = proc.stdout.decode().splitlines()
+    assert len(lines) == 1
+    assert json.loads(lines[0])["facts"] == {"a": "x\ny", "b": ["x\ny", 'q"\\'], "actions": []}
