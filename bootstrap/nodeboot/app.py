@@ -132,21 +132,34 @@ def run_fleet(action: str, sel: HostSelection, settings: RunSettings, hosts: lis
     check_passwords(hosts)
     cluster = Cluster.from_kubeconfig(settings.kubeconfig)  # reads the file only: no request yet
     output = make_output(settings, redactor)  # a bad --log-dir is found before the cluster is asked
-    facts = PendingClusterFacts(lambda: run_facts(action, cluster, settings.options, hosts, output))
+    facts = PendingClusterFacts(lambda: run_facts(action, cluster, settings.options, hosts, output),
+                                gate=proxy_gate(action, cluster, settings.options, hosts, output))
     title = f"nodeboot {action}" + (" (dry run)" if settings.options.dry_run else "")
     report = run_hosts(cluster, hosts, settings, output, redactor, workflow_for(action), title, facts)
     summarise(output, report)
     return report.exit_code, report
 
 
+def proxy_gate(action: str, cluster: Cluster, options: RunOptions, hosts: list[Host],
+               output: Output) -> Callable[[], None] | None:
+    """A join's question before any other to the cluster: the proxy modes its hosts ask for,
+    against the server's version (a mode it cannot run is a usage error); what it warns about
+    is said at once."""
+    if action != "join":
+        return None
+
+    def gate() -> None:
+        for notice in check_proxy_modes(cluster, options, hosts):
+            output.message(notice, "yellow")
+
+    return gate
+
+
 def run_facts(action: str, cluster: Cluster, options: RunOptions, hosts: list[Host], output: Output) -> ClusterFacts:
-    """A join's or reset's cluster side before its hosts' phases: the proxy modes asked checked
-    against the server, the facts every host shares, and for Windows hosts the cluster side
-    reconciled once. Runs while the hosts connect and gather their facts."""
-    proxy_notices = check_proxy_modes(cluster, options, hosts) if action == "join" else []
+    """A join's or reset's cluster side before its hosts' phases, once the proxy gate has
+    passed: the facts every host shares, and for Windows hosts the cluster side reconciled
+    once. Runs while the hosts connect and gather their facts (and the Node watch lists)."""
     facts = cluster_facts(cluster, options, need_join=action == "join")
-    for notice in proxy_notices:
-        output.message(notice, "yellow")
     if action == "join" and any(h.os == "windows" for h in hosts):  # once per run, not per Windows host
         from nodeboot.steps import windows
 
@@ -160,10 +173,12 @@ def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) 
     rule `proxy set-mode` uses (a mode it cannot run is a usage error); returns what to warn about."""
     from nodeboot.cluster import kubeproxy
 
+    asked = sorted({m for m in (h.proxy_mode or options.proxy_mode for h in hosts) if m is not None})
+    if not asked:
+        return []  # nothing to judge: the version is read with the cluster's other facts
     server = cluster.version[:2]
     notices = []
-    asked = {h.proxy_mode or options.proxy_mode for h in hosts}
-    for mode in sorted(m for m in asked if m is not None):
+    for mode in asked:
         gates = kubeproxy.gates_for_mode(mode, server)
         if mode != "ipvs":
             continue

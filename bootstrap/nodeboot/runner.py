@@ -128,7 +128,7 @@ class Fleet:
         pending = (cluster_facts if isinstance(cluster_facts, PendingClusterFacts)
                    else PendingClusterFacts(known=cluster_facts))
         if self.watcher is not None:
-            pending.when_read(self.watcher.start)
+            pending.when_cleared(self.watcher.start)
         try:
             at_once, warning = fit_parallel_to_fds(min(self.parallel, len(hosts)) or 1)
             if warning:

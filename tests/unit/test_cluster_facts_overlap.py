@@ -110,3 +110,37 @@ def test_facts_already_known_are_used_as_they_are(tmp_path: Path) -> None:
     assert [o.status for o in result.outcomes] == ["ok", "changed"]
     assert decide.seen == (1, 36)
     pending.raise_failure()  # nothing to raise
+
+
+def test_the_node_watch_starts_once_the_gate_passes_not_after_every_fact() -> None:
+    # The read is held until the step given to when_cleared has run: if cleared steps waited for
+    # the whole read, as they did before the gate, this would time out.
+    order: list[str] = []
+    watch_started = threading.Event()
+
+    def read_cluster() -> ClusterFacts:
+        order.append("read")
+        assert watch_started.wait(HOLD), "the cleared step did not run while the facts were being read"
+        return ClusterFacts(server_minor=(1, 36))
+
+    pending = PendingClusterFacts(read_cluster, gate=lambda: order.append("gate"))
+    pending.when_cleared(lambda: (order.append("watch"), watch_started.set()))
+    facts = pending.wait()
+    assert facts is not None and facts.server_minor == (1, 36)
+    assert order.index("gate") < order.index("watch")
+    pending.when_cleared(lambda: order.append("late"))  # once cleared: at once, on this thread
+    assert order[-1] == "late"
+
+
+def test_a_failing_gate_asks_nothing_more_and_starts_no_watch() -> None:
+    steps: list[str] = []
+
+    def gate() -> None:
+        raise ValueError("the API server is 1.43: kube-proxy has no IPVS mode any more; use nftables")
+
+    pending = PendingClusterFacts(lambda: steps.append("read") or ClusterFacts(), gate=gate)  # type: ignore[func-returns-value]
+    pending.when_cleared(lambda: steps.append("watch"))
+    with pytest.raises(ValueError, match="no IPVS mode"):
+        pending.raise_failure()
+    pending.when_cleared(lambda: steps.append("late watch"))
+    assert steps == [] and pending.failed

@@ -84,43 +84,55 @@ class PendingClusterFacts:
     their facts scripts (which only read), so the API round trips and the kubernetes client's
     first-call cost are not on the wall clock before the first host is touched. A host waits for
     them before its first phase that may use them; if they could not be read, no host goes on
-    and the run raises the reader's error (`raise_failure`)."""
+    and the run raises the reader's error (`raise_failure`).
 
-    def __init__(self, read: Callable[[], ClusterFacts] | None = None, known: ClusterFacts | None = None) -> None:
-        """Either `read` (called on a thread of its own) or the facts already `known` (the
-        defaults when neither is given: a run on the hosts only)."""
+    A `gate` (optional) runs first: the questions that decide whether the run may ask the
+    cluster anything more (a proxy mode the server's version rules out is a usage error). Once
+    it has passed, the steps given to `when_cleared` (the Node watch) start beside the rest of
+    the reading instead of after it."""
+
+    def __init__(self, read: Callable[[], ClusterFacts] | None = None, known: ClusterFacts | None = None,
+                 gate: Callable[[], object] | None = None) -> None:
+        """Either `read` (called on a thread of its own, after `gate`) or the facts already
+        `known` (the defaults when neither is given: a run on the hosts only)."""
         self._facts = None if read is not None else known or ClusterFacts()
         self.error: BaseException | None = None
         self._done = threading.Event()
         self._lock = threading.Lock()
+        self._cleared = read is None
         self._then: list[Callable[[], object]] = []
         if read is None:
             self._done.set()
         else:
-            threading.Thread(target=self._read, args=(read,), name="cluster-facts", daemon=True).start()
+            threading.Thread(target=self._read, args=(gate, read), name="cluster-facts", daemon=True).start()
 
-    def _read(self, read: Callable[[], ClusterFacts]) -> None:
+    def _read(self, gate: Callable[[], object] | None, read: Callable[[], ClusterFacts]) -> None:
         try:
+            if gate is not None:
+                gate()
+            self._clear()
             self._facts = read()
         except BaseException as exc:  # noqa: BLE001 - handed to the run's thread by raise_failure
             self.error = exc
         with self._lock:
             self._done.set()
-            then, self._then = self._then, []
-        if self.error is None:
-            for step in then:
-                step()
 
-    def when_read(self, step: Callable[[], object]) -> None:
-        """Run `step` once the facts are read (now, if they are), never if reading them failed:
-        the cluster is asked nothing else before its facts are in (a mode its version rules
-        out is a usage error)."""
+    def _clear(self) -> None:
         with self._lock:
-            if not self._done.is_set():
-                self._then.append(step)
-                return
-        if self.error is None:
+            self._cleared = True
+            then, self._then = self._then, []
+        for step in then:
             step()
+
+    def when_cleared(self, step: Callable[[], object]) -> None:
+        """Run `step` once the gate has passed (now, if it has), never if it failed: the cluster
+        is asked nothing else before then."""
+        with self._lock:
+            if not self._cleared:
+                if not self._done.is_set():
+                    self._then.append(step)
+                return
+        step()
 
     @property
     def failed(self) -> bool:
