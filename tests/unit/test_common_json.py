@@ -34,11 +34,15 @@ VALUES = [
 ]
 
 
-def encoded_by_bash(value: str) -> str:
-    script = 'nb_fact_str value "$NB_VALUE"\nnb_ok\n'
-    text = shell_preamble({"NB_VALUE": value}) + script_text("linux", "common.sh") + script
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
+def run_common(body: str, variables: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """common.sh, then body, in a local bash as a host runs them."""
+    text = shell_preamble(variables) + script_text("linux", "common.sh") + body
+    return subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
                           timeout=30, check=False)
+
+
+def encoded_by_bash(value: str) -> str:
+    proc = run_common('nb_fact_str value "$NB_VALUE"\nnb_ok\n', {"NB_VALUE": value})
     result = parse_result("json", proc.returncode, proc.stdout.decode(), proc.stderr.decode())
     assert result.ok, result.error
     return str(result.facts["value"])
@@ -50,10 +54,8 @@ def test_a_value_survives_the_encoding(value: str) -> None:
 
 
 def test_the_result_line_is_one_line_of_json_whatever_the_values() -> None:
-    text = shell_preamble({"NB_A": "x\ny", "NB_B": 'q"\\'}) + script_text("linux", "common.sh") + (
-        'nb_fact_str a "$NB_A"\nnb_fact_list b "$NB_A" "$NB_B"\nnb_ok\n')
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
-                          timeout=30, check=False)
+    body = 'nb_fact_str a "$NB_A"\nnb_fact_list b "$NB_A" "$NB_B"\nnb_ok\n'
+    proc = run_common(body, {"NB_A": "x\ny", "NB_B": 'q"\\'})
     lines = proc.stdout.decode().splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["facts"] == {"a": "x\ny", "b": ["x\ny", 'q"\\'], "actions": []}
