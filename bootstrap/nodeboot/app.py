@@ -169,8 +169,9 @@ def run_facts(action: str, cluster: Cluster, options: RunOptions, hosts: list[Ho
 
 
 def check_proxy_modes(cluster: Cluster, options: RunOptions, hosts: list[Host]) -> list[str]:
-    """Before any host: the kube-proxy modes the hosts ask for, against the server's version, by the
-    rule `proxy set-mode` uses (a mode it cannot run is a usage error); returns what to warn about."""
+    """Before the cluster is asked anything else: the kube-proxy modes the hosts ask for, against the
+    server's version, by the rule `proxy set-mode` uses (a mode it cannot run is a usage error);
+    returns what to warn about."""
     asked = sorted({m for m in (h.proxy_mode or options.proxy_mode for h in hosts) if m is not None})
     if not asked:
         return []  # nothing to judge: the version is read with the cluster's other facts
