@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,12 @@ from nodeboot_lab.windows_model import WindowsHostModel
 CONTROLLER_SIDE = {"sent_at", "received_at"}
 
 
-def facts_sh() -> dict:
-    text = shell_preamble({"NB_MODULES_FILE": "/etc/modules-load.d/nodeboot-ipvs.conf"}) + script_text(
-        "linux", "facts.sh")
+def facts_sh(edit: Callable[[str], str] = str, env: dict[str, str] | None = None) -> dict:
+    """facts.sh's answer from a local bash; `edit` changes the script text first (a test's stand-in)."""
+    text = shell_preamble({"NB_MODULES_FILE": "/etc/modules-load.d/nodeboot-ipvs.conf"}) + edit(script_text(
+        "linux", "facts.sh"))
     proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False)
+                          timeout=60, check=False, env=env)
     result = parse_result("facts.sh", proc.returncode, proc.stdout, proc.stderr)
     assert result.ok, result.error
     return result.facts
@@ -63,6 +65,15 @@ def test_facts_sh_output_parses_and_every_fact_it_prints_has_a_field() -> None:
     assert (facts.kernel, facts.arch) == (os.uname().release, os.uname().machine)
     assert isinstance(facts.joined, bool) and isinstance(facts.tools, tuple)
     assert facts.cri_check in ("crictl", "ctr", "socket") and facts.time == raw["time"]
+
+
+def test_a_kernel_without_the_arch_sysctl_gets_its_machine_from_uname(tmp_path: Path) -> None:
+    # Kernels before 6.1 have no /proc/sys/kernel/arch: the script asks uname -m (a stand-in here).
+    (tmp_path / "uname").write_text('#!/bin/sh\n[ "$1" = -m ] && echo stand-in-machine\n')
+    (tmp_path / "uname").chmod(0o755)
+    facts = facts_sh(lambda text: text.replace("/proc/sys/kernel/arch", str(tmp_path / "no-such-sysctl")),
+                     {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}"})
+    assert (facts["kernel"], facts["arch"]) == (os.uname().release, "stand-in-machine")
 
 
 def test_facts_ps1_output_parses_and_every_fact_it_prints_has_a_field(tmp_path: Path) -> None:
