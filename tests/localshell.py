@@ -1,4 +1,5 @@
-"""nodeboot's SSH host side without sshd: the framed shell loop run by a local bash.
+"""nodeboot's SSH host side without sshd: the framed shell loop, or one host script, run by a
+local bash.
 
 The loop, the frames and the scripts are nodeboot's own; only the SSH channel
 between them is left out (a pipe to a local bash instead), for unit tests.
@@ -7,9 +8,29 @@ between them is left out (a pipe to a local bash instead), for unit tests.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 
+from nodeboot.scripts import ScriptResult, parse_result
 from nodeboot.transport.framed_shell import FrameResult, ShellFrames
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
+
+
+def run_host_script(name: str, text: str, env: dict[str, str] | None = None, timeout: float = 60,
+                    wrapper: Sequence[str] = ()) -> tuple[ScriptResult, subprocess.CompletedProcess[str]]:
+    """A host script's whole text (inputs, common functions, script) on the stdin of a local
+    `bash --noprofile --norc -s` (under `wrapper`, e.g. unshare): its parsed result, and the
+    process for tests that read its stdout or stderr themselves."""
+    proc = subprocess.run([*wrapper, "bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True,
+                          text=True, env=env, timeout=timeout, check=False)
+    return parse_result(name, proc.returncode, proc.stdout, proc.stderr), proc
+
+
+def host_script_facts(name: str, text: str, env: dict[str, str] | None = None,
+                      wrapper: Sequence[str] = ()) -> dict:
+    """run_host_script for a script that must succeed: its facts."""
+    result, proc = run_host_script(name, text, env, wrapper=wrapper)
+    assert result.ok, result.error + proc.stderr
+    return result.facts
 
 
 def run_loop(frames: ShellFrames, stdin: bytes) -> list[FrameResult]:

@@ -6,11 +6,11 @@ take a shortcut past the substitutions; these cases cover both ways."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from localshell import host_script_facts, run_host_script
+from nodeboot.scripts import script_text, shell_preamble
 
 DROPPED = {chr(c) for c in range(1, 32)} - {"\n", "\t"}
 
@@ -34,18 +34,14 @@ VALUES = [
 ]
 
 
-def run_common(body: str, variables: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
-    """common.sh, then body, in a local bash as a host runs them."""
-    text = shell_preamble(variables) + script_text("linux", "common.sh") + body
-    return subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text.encode(), capture_output=True,
-                          timeout=30, check=False)
+def with_common(body: str, variables: dict[str, str]) -> str:
+    """common.sh, then body, as a host script's text."""
+    return shell_preamble(variables) + script_text("linux", "common.sh") + body
 
 
 def encoded_by_bash(value: str) -> str:
-    proc = run_common('nb_fact_str value "$NB_VALUE"\nnb_ok\n', {"NB_VALUE": value})
-    result = parse_result("json", proc.returncode, proc.stdout.decode(), proc.stderr.decode())
-    assert result.ok, result.error
-    return str(result.facts["value"])
+    facts = host_script_facts("json", with_common('nb_fact_str value "$NB_VALUE"\nnb_ok\n', {"NB_VALUE": value}))
+    return str(facts["value"])
 
 
 @pytest.mark.parametrize("value", VALUES, ids=[repr(v) for v in VALUES])
@@ -55,7 +51,7 @@ def test_a_value_survives_the_encoding(value: str) -> None:
 
 def test_the_result_line_is_one_line_of_json_whatever_the_values() -> None:
     body = 'nb_fact_str a "$NB_A"\nnb_fact_list b "$NB_A" "$NB_B"\nnb_ok\n'
-    proc = run_common(body, {"NB_A": "x\ny", "NB_B": 'q"\\'})
-    lines = proc.stdout.decode().splitlines()
+    _, proc = run_host_script("json", with_common(body, {"NB_A": "x\ny", "NB_B": 'q"\\'}))
+    lines = proc.stdout.splitlines()
     assert len(lines) == 1
     assert json.loads(lines[0])["facts"] == {"a": "x\ny", "b": ["x\ny", 'q"\\'], "actions": []}

@@ -7,14 +7,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from localshell import LocalShell
+from localshell import LocalShell, host_script_facts
 from nodeboot.facts import (
     FactsError,
     LinuxFacts,
@@ -26,7 +25,7 @@ from nodeboot.facts import (
 )
 from nodeboot.inventory import Host
 from nodeboot.redact import Redactor
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from nodeboot.scripts import script_text, shell_preamble
 from nodeboot.steps import linux
 from nodeboot.steps.base import HostContext, RunOptions, run_workflow
 from nodeboot.transport.winrm import powershell_preamble
@@ -39,11 +38,7 @@ def facts_sh(edit: Callable[[str], str] = str, env: dict[str, str] | None = None
     """facts.sh's answer from a local bash; `edit` changes the script text first (a test's stand-in)."""
     text = shell_preamble({"NB_MODULES_FILE": "/etc/modules-load.d/nodeboot-ipvs.conf"}) + edit(script_text(
         "linux", "facts.sh"))
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False, env=env)
-    result = parse_result("facts.sh", proc.returncode, proc.stdout, proc.stderr)
-    assert result.ok, result.error
-    return result.facts
+    return host_script_facts("facts.sh", text, env)
 
 
 def facts_ps1(tmp_path: Path) -> dict:

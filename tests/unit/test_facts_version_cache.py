@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from localshell import host_script_facts
+from nodeboot.scripts import script_text, shell_preamble
 
 VERSIONS = {  # name: (its version command's first line, the version facts.sh reads from it)
     "kubeadm": ("v1.37.2", "v1.37.2"),
@@ -45,11 +45,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
 def facts(bin_dir: Path, root: Path, cache: str) -> dict:
     text = shell_preamble({"NB_MODULES_FILE": "/nonexistent"}) + script_text("linux", "facts.sh")
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "NB_ROOT": str(root), "NB_VERSION_CACHE": cache}
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False, env=env)
-    result = parse_result("facts.sh", proc.returncode, proc.stdout, proc.stderr)
-    assert result.ok, result.error
-    return result.facts
+    return host_script_facts("facts.sh", text, env)
 
 
 def started(starts: Path) -> list[str]:

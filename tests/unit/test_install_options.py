@@ -4,7 +4,6 @@ preflight without --install, and the kubelet's config through kubeadm patches.""
 from __future__ import annotations
 
 import io
-import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -13,13 +12,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from localshell import run_host_script
 from nodeboot import node_install
 from nodeboot.cli import main
 from nodeboot.cluster.joinconfig import JoinSpec, kubelet_patch, render
 from nodeboot.errors import InventoryError
 from nodeboot.facts import parse_linux_facts
 from nodeboot.inventory import load_inventory
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from nodeboot.scripts import script_text, shell_preamble
 from nodeboot.steps import linux_install
 from nodeboot.steps.base import ClusterFacts, HostState
 from nodeboot.steps.linux import Preflight
@@ -199,9 +199,7 @@ def test_join_sh_writes_the_patch_before_kubeadm_join_and_removes_nothing(tmp_pa
     variables = {"NB_KUBELET_PATCH": kubelet_patch({"maxPods": 50}), "NB_PATCHES_DIR": str(patches),
                  "NB_WORK_DIR": str(tmp_path / "work"), "NB_LOCK_DIR": str(tmp_path / "lock"), "NB_RUN_ID": "t"}
     text = shell_preamble(variables, {"NB_JOIN_CONFIG": "kind: JoinConfiguration"}) + script_text("linux", "join.sh")
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True, text=True,
-                          env={"PATH": f"{bin_dir}:/usr/bin:/bin"}, timeout=60, check=False)
-    result = parse_result("join.sh", proc.returncode, proc.stdout, proc.stderr)
+    result, _ = run_host_script("join.sh", text, {"PATH": f"{bin_dir}:/usr/bin:/bin"})
     assert result.ok, result.error
     seen = (tmp_path / "seen").read_text()
     assert seen.startswith("kubeletconfiguration+json.yaml\nkubeletconfiguration+merge.yaml\n")

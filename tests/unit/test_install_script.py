@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import socket
-import subprocess
 import tarfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -22,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from localshell import run_host_script
 from loopback import serve_directory
 from nodeboot import node_install
-from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
+from nodeboot.scripts import ScriptResult, script_text, shell_preamble
 
 K8S = "v1.37.2"
 ARCH = "amd64"
@@ -158,11 +158,10 @@ def run_script(name: str, variables: dict[str, str], node: Path) -> ScriptResult
     (node / "run").mkdir(exist_ok=True)  # the node's /run: facts.sh keeps its version cache there
     variables = {**variables, "NB_ROOT": str(root), "NB_LOCK_DIR": str(node / "lock"),
                  "NB_VERSION_CACHE": str(node / "run" / "nodeboot" / "versions")}
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=shell_preamble(variables) + script_text(
-        "linux", name), capture_output=True, text=True, env=env, timeout=120, check=False)
+    result, proc = run_host_script(name, shell_preamble(variables) + script_text("linux", name), env, timeout=120)
     assert len(proc.stdout.splitlines()) == 1, proc.stdout + proc.stderr  # one JSON line, nothing else
     json.loads(proc.stdout)
-    return parse_result(name, proc.returncode, proc.stdout, proc.stderr)
+    return result
 
 
 def install(node: Path, s: node_install.InstallSettings, **extra: str) -> ScriptResult:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeboot.scripts import ScriptResult, parse_result, script_text, shell_preamble
+from localshell import run_host_script
+from nodeboot.scripts import ScriptResult, script_text, shell_preamble
 
 # No sbin: the real ipvsadm, modprobe and friends live there, the stand-ins replace them.
 SYSTEM_PATH = "/usr/bin:/bin"
@@ -54,20 +55,11 @@ def run(name: str, variables: dict[str, str], host: Path | None = None) -> tuple
     env = {"PATH": SYSTEM_PATH}
     if host is not None:
         env = {"PATH": f"{host / 'bin'}:{SYSTEM_PATH}", "NB_TEST_STATE": str(host / "state")}
-    text = shell_preamble(variables) + script_text("linux", name)
-    proc = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-s"],
-        input=text,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result, proc = run_host_script(name, shell_preamble(variables) + script_text("linux", name), env)
     # Exactly one line on stdout, and it is JSON.
     assert len(proc.stdout.splitlines()) == 1, proc.stdout
     json.loads(proc.stdout)
-    return parse_result(name, proc.returncode, proc.stdout, proc.stderr), proc.stderr
+    return result, proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -20,24 +20,19 @@ from types import SimpleNamespace
 
 import pytest
 
+from localshell import host_script_facts
 from nodeboot import verify
 from nodeboot.cli.proxy import confirm
 from nodeboot.cluster import kubeproxy
 from nodeboot.errors import UsageError
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from nodeboot.scripts import script_text, shell_preamble
 
 VIEW = verify.ClusterView("ipvs", "10.96.0.1", 443, api_offset=0.0, api_offset_slack=0.5)
 
 
 def run_script(name: str, variables: dict[str, str], netns: bool = False) -> dict:
-    text = shell_preamble(variables) + script_text("linux", name)
-    cmd = ["bash", "--noprofile", "--norc", "-s"]
-    if netns:
-        cmd = ["unshare", "-n", *cmd]
-    proc = subprocess.run(cmd, input=text, capture_output=True, text=True, timeout=60, check=False)
-    result = parse_result(name, proc.returncode, proc.stdout, proc.stderr)
-    assert result.ok, result.error + proc.stderr
-    return result.facts
+    return host_script_facts(name, shell_preamble(variables) + script_text("linux", name),
+                             wrapper=("unshare", "-n") if netns else ())
 
 
 # ---- the check functions ---------------------------------------------------------

@@ -9,14 +9,14 @@ lookup reads a stand-in of the API client (no cluster here).
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
 
+from localshell import host_script_facts
 from nodeboot import verify
-from nodeboot.scripts import parse_result, script_text, shell_preamble
+from nodeboot.scripts import script_text, shell_preamble
 
 VIEW = verify.ClusterView("ipvs", "10.96.0.1", 443, api_offset=0.0, api_offset_slack=0.5)
 ECHO6 = verify.ServiceTarget("nodeboot-echo/echo", "fd00:10:96::5", 80)
@@ -133,9 +133,4 @@ def test_verify_script_connects_to_the_second_family_service(listener6: int) -> 
 
 
 def run_verify(variables: dict[str, str]) -> dict:
-    text = shell_preamble(variables) + script_text("linux", "verify.sh")
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input=text, capture_output=True, text=True,
-                          timeout=60, check=False)
-    result = parse_result("verify.sh", proc.returncode, proc.stdout, proc.stderr)
-    assert result.ok, result.error + proc.stderr
-    return result.facts
+    return host_script_facts("verify.sh", shell_preamble(variables) + script_text("linux", "verify.sh"))
