@@ -35,7 +35,8 @@ def host_script_facts(name: str, text: str, env: dict[str, str] | None = None,
 
 def run_loop(frames: ShellFrames, stdin: bytes) -> list[FrameResult]:
     """Every frame's result, from one run of the loop over all of stdin."""
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.loop()], input=stdin,
+    # As sshd starts it: the login shell (a bash here) given the loop's command line.
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", frames.command()], input=stdin,
                           capture_output=True, timeout=30)
     out, err = bytearray(proc.stdout), bytearray(proc.stderr)
     results = []

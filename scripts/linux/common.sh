@@ -10,6 +10,9 @@
 set -uo pipefail
 exec 3>&1 1>&2
 
+# This script's own process. Under nodeboot's framed shell a script runs in a subshell of
+# the loop, where $$ is the loop's; run by `bash -s` (the Ansible roles) the two are the same.
+NB_PID=$BASHPID
 NB_RESULT_SENT=0
 NB_CHANGED=false
 NB_LOCKED=0
@@ -87,7 +90,7 @@ nb_emit() {
 
 nb_die() {
     echo "${NB_SCRIPT:-nodeboot}: error: $1"
-    [[ $BASHPID == "$$" ]] || exit 1
+    [[ $BASHPID == "$NB_PID" ]] || exit 1
     nb_emit false "$1"
     exit 1
 }
@@ -108,7 +111,7 @@ trap nb_on_exit EXIT
 nb_lock() {
     local run=${NB_RUN_ID:-unknown} stale=${NB_LOCK_STALE:-900} owner since pid age
     if mkdir "$NB_LOCK_DIR" 2>/dev/null; then
-        echo "$run $(date +%s) $$" > "$NB_LOCK_DIR/owner"
+        echo "$run $(date +%s) $NB_PID" > "$NB_LOCK_DIR/owner"
         NB_LOCKED=1
         return 0
     fi
@@ -117,7 +120,7 @@ nb_lock() {
     age=$(( $(date +%s) - ${since:-0} ))
     if (( age > stale )) || [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then
         echo "nodeboot: taking over the lock of run $owner (${age}s old, holder gone or stale)"
-        echo "$run $(date +%s) $$" > "$NB_LOCK_DIR/owner"
+        echo "$run $(date +%s) $NB_PID" > "$NB_LOCK_DIR/owner"
         NB_LOCKED=1
         return 0
     fi

@@ -64,8 +64,8 @@ versions_end() {
             && body+="$name ${NB_VERSION_KEY[$name]} ${NB_VERSION[$name]}"$'\n'
     done
     { [[ -d $dir ]] || mkdir -m 0700 "$dir" 2>/dev/null; } && [[ -w $dir ]] || return 0
-    { printf '%s' "$body" > "$NB_VERSION_CACHE.$$" && mv -f "$NB_VERSION_CACHE.$$" "$NB_VERSION_CACHE"; } 2>/dev/null \
-        || rm -f "$NB_VERSION_CACHE.$$"
+    { printf '%s' "$body" > "$NB_VERSION_CACHE.$NB_PID" && mv -f "$NB_VERSION_CACHE.$NB_PID" "$NB_VERSION_CACHE"; } 2>/dev/null \
+        || rm -f "$NB_VERSION_CACHE.$NB_PID"
 }
 
 # What nodeboot's install left (install.sh's state file: its key and the sha256 of

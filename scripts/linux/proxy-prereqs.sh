@@ -119,9 +119,9 @@ persist_modules() {
         nb_changed "write $MODULES_FILE"
         if [[ $DRY_RUN == 0 ]]; then
             mkdir -p "$(dirname "$MODULES_FILE")"
-            printf '%s\n' "$want" >"$MODULES_FILE.nodeboot.$$"
-            chmod 0644 "$MODULES_FILE.nodeboot.$$"
-            mv -f "$MODULES_FILE.nodeboot.$$" "$MODULES_FILE"
+            printf '%s\n' "$want" >"$MODULES_FILE.nodeboot.$NB_PID"
+            chmod 0644 "$MODULES_FILE.nodeboot.$NB_PID"
+            mv -f "$MODULES_FILE.nodeboot.$NB_PID" "$MODULES_FILE"
         fi
         written=true
     fi

@@ -28,10 +28,10 @@ def test_loop_runs_each_frame_as_its_own_process_and_keeps_in_step() -> None:
     frames = ShellFrames()
     big = "echo start\nexit 4\n" + "# padding that the early exit never reads\n" * 3000  # > a pipe buffer
     scripts = [
-        "echo one; echo err-one >&2; secret=abc; echo $$",
+        "echo one; echo err-one >&2; secret=abc; echo $BASHPID",
         big,
         "printf 'no newline at the end'",
-        "echo \"${secret:-unset}\"; echo $$; cat; echo after",  # stdin: read to its end before the script runs
+        "echo \"${secret:-unset}\"; echo $BASHPID; cat; echo after",  # stdin: nothing, not the next frame
         "echo $'caf\\xc3\\xa9 \\xe2\\x9c\\x93'",  # multi-byte text: the frame counts bytes
     ]
     # A line that is not a header (a sudo password sudo did not ask for) is dropped, never run.
@@ -59,6 +59,21 @@ def test_loop_payload_reaches_the_script_and_is_removed() -> None:
     assert second.exit_status == 0 and second.stdout == b"[]\n"  # a frame without a payload is told so
     assert not Path(path).parent.exists()  # the loop's private directory goes with it
     assert not Path("/tmp/nodeboot-payload-pwned").exists()
+
+
+def test_loop_leaves_nothing_of_its_own_to_a_script() -> None:
+    # A script runs in a subshell of the loop: the loop's variables are not its to read, its
+    # EXIT trap and its exit end only itself, and the loop (payload directory and all) goes on.
+    frames = ShellFrames()
+    seen = b'for v in D h n m after last p; do printf "%s=%s " "$v" "${!v-unset}"; done; echo "$0"'
+    trapped = b"trap 'echo trap-ran' EXIT; f() { exit 6; }; f; echo not-reached"
+    payload = b"second payload\n"
+    first, second, third = run_loop(frames, frames.frame(seen) + frames.frame(trapped)
+                                    + frames.frame(b'cat "$NB_PAYLOAD"; umask', payload))
+    assert first.stdout.decode().split() == [f"{v}=unset" for v in ("D", "h", "n", "m", "after", "last", "p")] \
+        + ["nodeboot"]
+    assert (second.exit_status, second.stdout) == (6, b"trap-ran\n")
+    assert third.exit_status == 0 and third.stdout == payload + b"0077\n"
 
 
 def test_frame_result_waits_for_both_streams() -> None:
@@ -99,7 +114,9 @@ def test_batch_stops_on_the_host_at_the_first_failure(tmp_path: Path) -> None:
     assert (tmp_path / "ran").read_text().split() == ["0", "1", "2"]  # the fourth was sent, never run
     assert t.stats.execs == 1  # one round trip for the four
     # Secrets in a batch travel as shell variables ahead of each script, never in argv.
-    (result,) = t.run_batch([ScriptCall('echo "${#TOKEN} $(tr "\\0" " " < /proc/$$/cmdline)"', {},
+    # The script's own process and the loop's ($$): neither argv holds it.
+    (result,) = t.run_batch([ScriptCall('echo "${#TOKEN} $(tr "\\0" " " < /proc/$BASHPID/cmdline) '
+                                        '$(tr "\\0" " " < /proc/$$/cmdline)"', {},
                                         {"TOKEN": "abcdef.0123456789abcdef"})])
     assert result is not None and result.stdout.startswith("23 ") and "abcdef" not in result.stdout
 

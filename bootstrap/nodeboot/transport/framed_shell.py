@@ -9,15 +9,16 @@ a batch of scripts sent together costs one round trip for all of them.
 A frame is a header line `NB <script bytes> <payload bytes> <after>`, then the
 payload, then the script. The loop reads the script into memory with
 `read -N` (it never touches disk, and nothing of it shows in argv), writes the
-payload, if any, to a file in a private directory ($NB_PAYLOAD), and pipes the
-script into a fresh bash: each script is its own process with its own $$, as
-it was with one exec per script. That bash reads the whole pipe at once and
-evals it: `bash -s` would read its script from a pipe one byte per read(2)
-(it must leave the rest of stdin to the commands), about 16,000 system calls
-and 5 ms of a host's CPU for facts.sh, on every host of every run. Its stdin
-is then at its end, so no command can read the script. When that bash
-exits, the loop prints a marker line carrying the exit status on stdout and a
-marker line on stderr, so the reader knows both streams are complete.
+payload, if any, to a file in a private directory ($NB_PAYLOAD), and evals the
+script in a subshell of its own: each script is its own process (its $BASHPID;
+`$$` is the loop's), nothing it sets outlives it, and its stdin is /dev/null,
+so no command can read the frames that follow. A subshell is a fork of a shell
+that has already started: a fresh `bash -c` per script (exec, start-up, and a
+pipe to carry the script) cost 2-3 ms more of a host's CPU for every script of
+every run. The loop runs with --noprofile --norc and sets nothing a script
+would notice but the umask. When the subshell exits, the loop prints a marker
+line carrying the exit status on stdout and a marker line on stderr, so the
+reader knows both streams are complete.
 
 <after> = 1 makes a frame conditional: it runs only if the frame before it
 exited 0, else it is read, not run, and its marker says `skip`. That is what
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 
 from nodeboot.scripts import sh_quote
 
-# Runs as `bash --noprofile --norc -c LOOP`; {marker} is filled in per shell.
+# Runs as `bash --noprofile --norc -c LOOP nodeboot`; {marker} is filled in per shell.
 # The payload directory is made on the first payload: most shells never carry one.
 _LOOP = r"""umask 077
 D=
@@ -54,7 +55,7 @@ while IFS=' ' read -r h n m after; do
   if [[ $after == 1 && $last != 0 ]]; then
     last=skip
   else
-    printf '%s' "$s" | NB_PAYLOAD=$p bash --noprofile --norc -c 'eval "$(</dev/stdin)"' nodeboot
+    ( unset D h n m after last; export NB_PAYLOAD=$p; unset p; eval "$s" ) </dev/null
     last=$?
   fi
   unset s
@@ -90,7 +91,8 @@ class ShellFrames:
 
     def command(self, sudo: bool = False) -> str:
         """The remote command line that starts the loop (the loop is not secret)."""
-        shell = f"bash --noprofile --norc -c {sh_quote(self.loop())}"
+        # $0 "nodeboot": what bash's own messages (a script's syntax error) are prefixed with.
+        shell = f"bash --noprofile --norc -c {sh_quote(self.loop())} nodeboot"
         # sudo -S reads the password as the first line of stdin; the loop gets the rest.
         return f"sudo -S -p '' {shell}" if sudo else shell
 

@@ -577,7 +577,7 @@ def upload_call(data: bytes, remote_path: str, mode: int = 0o644) -> ScriptCall:
         f'if [ "$sum" = {digest} ]; then echo unchanged; exit 0; fi; fi\n'
         f"d={sh_quote(os.path.dirname(remote_path) or '.')}\n"
         '[ -d "$d" ] || mkdir -p "$d" || exit 1\n'
-        't=$p.nodeboot.$$\n'
+        't=$p.nodeboot.$BASHPID\n'
         # No payload file for empty data: the loop only writes one when there are bytes.
         'if [ -n "${NB_PAYLOAD:-}" ]; then mv -f "$NB_PAYLOAD" "$t"; else : > "$t"; fi || exit 1\n'
         f'read -r sum _ < <(sha256sum "$t"); if [ "$sum" != {digest} ]; then rm -f "$t"; echo mismatch; exit 3; fi\n'
