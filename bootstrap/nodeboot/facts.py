@@ -64,6 +64,9 @@ class LinuxFacts(HostFacts):
     containerd_version: str = ""
     runc_version: str = ""
     lock: str = ""
+    # A joined host asked for brief facts (a join's re-run) reported only the host's identity,
+    # joined, kubelet_configured and lock; every other field is its default, not the host's.
+    brief: bool = False
 
 
 @dataclass

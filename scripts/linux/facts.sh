@@ -1,5 +1,6 @@
 # facts.sh: everything nodeboot decides with, gathered in one round trip.
-# Inputs: NB_MODULES_FILE (where nodeboot persists IPVS modules).
+# Inputs: NB_MODULES_FILE (where nodeboot persists IPVS modules); NB_JOINED_FACTS=brief (optional:
+# a joined host reports only what it is, that it is joined, and its lock, with brief=true).
 NB_SCRIPT=facts.sh
 
 # The versions of the node's binaries, keyed by each file's identity (inode, ctime, size,
@@ -131,6 +132,13 @@ read_first() {
     else printf -v "$1" '%s' "$3"; fi
 }
 
+# lock_fact: what another run left in the host lock (its run id, when, its shell), or "".
+lock_fact() {
+    local owner=""
+    [[ -f $NB_LOCK_DIR/owner ]] && read_first owner "$NB_LOCK_DIR/owner" ""
+    nb_fact_str lock "$owner"
+}
+
 # Most of what follows reads /proc, /sys and files with bash builtins: on a re-run this script
 # is all nodeboot asks of a host, and every process it starts is CPU the host spends.
 main() {
@@ -163,15 +171,22 @@ main() {
     local now=${EPOCHREALTIME:-}  # bash 5; its decimal point follows the locale
     [[ -n $now ]] || now=$(date +%s.%N)
     nb_fact_str time "${now/,/.}"
+    local root=${NB_ROOT:-} joined=0
+    [[ -f $root/etc/kubernetes/kubelet.conf ]] && joined=1
+    nb_fact_bool joined $joined
+    nb_fact_if kubelet_configured test -f "$root/var/lib/kubelet/config.yaml"
+    # A join's re-run of a joined host reads nothing more (nodeboot asks for brief facts only then):
+    # the rest, above all the binaries' versions (a stat process at least), is host CPU for nothing.
+    if (( joined )) && [[ ${NB_JOINED_FACTS:-} == brief ]]; then
+        nb_fact brief true
+        lock_fact
+        nb_ok
+    fi
     versions_begin kubeadm kubelet containerd runc
     version_of kubeadm 1 kubeadm version -o short
     version_of kubelet 2 kubelet --version
     nb_fact_str kubeadm_version "${NB_VERSION[kubeadm]:-}"
     nb_fact_str kubelet_version "${NB_VERSION[kubelet]:-}"
-    local root=${NB_ROOT:-} joined=0
-    [[ -f $root/etc/kubernetes/kubelet.conf ]] && joined=1
-    nb_fact_bool joined $joined
-    nb_fact_if kubelet_configured test -f "$root/var/lib/kubelet/config.yaml"
     local sock=$root/run/containerd/containerd.sock
     nb_fact_if cri_socket test -S "$sock"
     # Only the join's preflight reads the runtime's answer, and a joined host skips it: asking
@@ -214,9 +229,7 @@ main() {
     nb_fact_str package_manager "$pm"
     install_facts
     versions_end
-    local lock_owner=""
-    [[ -f $NB_LOCK_DIR/owner ]] && read_first lock_owner "$NB_LOCK_DIR/owner" ""
-    nb_fact_str lock "$lock_owner"
+    lock_fact
     nb_ok
 }
 

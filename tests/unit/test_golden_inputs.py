@@ -242,6 +242,9 @@ LINUX_READY = {  # a host with its node parts, not joined, nothing for IPVS yet
 LINUX_BARE = {**LINUX_READY, "cri_socket": False, "cri_check": "socket", "cri_answered": False, "runc": False,
               "cni_plugins": [], "kubelet_version": "", "kubeadm_version": "", "swap_on": True}
 LINUX_JOINED = {**LINUX_READY, "joined": True, "kubelet_configured": True, "cni_leftovers": True}  # as facts.sh says it
+# A joined host asked for brief facts (a join's re-run): all facts.sh says then.
+LINUX_JOINED_BRIEF = {"hostname": "web-1", "arch": "x86_64", "kernel": "6.1.0-28-amd64", "joined": True,
+                      "kubelet_configured": True, "brief": True, "lock": ""}
 
 WINDOWS_BARE = {  # Windows Server 2022 with the Containers feature available, nothing of Kubernetes yet
     "hostname": "WIN-GOLDEN", "os_build": 20348, "os_caption": "Microsoft Windows Server 2022 Datacenter",
@@ -325,6 +328,8 @@ SCENARIOS = [
     # script words them) become the phases' details.
     Scenario("linux-join-dry-run", linux_host(install=INSTALL, proxy_mode="ipvs", kubelet_config={"maxPods": 60}),
              linux.join_phases, LINUX_BARE, options={"dry_run": True}, answers=DRY_RUN_ANSWERS),
+    # A re-run: the host is joined and its Node there; it answers briefly and is sent nothing else.
+    Scenario("linux-join-rerun", linux_host(**WEB), linux.join_phases, LINUX_JOINED_BRIEF, registered=True),
     Scenario("linux-reset", linux_host(), linux.reset_phases, LINUX_JOINED, registered=True),
     Scenario("linux-reset-dry-run", linux_host(), linux.reset_phases, LINUX_JOINED, registered=True,
              options={"dry_run": True}, answers=DRY_RUN_ANSWERS),
@@ -513,7 +518,7 @@ def test_secrets_stay_out_of_plain_inputs_and_events(runs: dict[str, Run], name:
 
 
 @pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.name.startswith(("linux-join", "windows-join"))
-                                  and not s.options.get("dry_run")])
+                                  and not s.options.get("dry_run") and not s.registered])
 def test_a_join_sends_its_configuration_as_a_secret_and_deletes_its_token(runs: dict[str, Run], name: str) -> None:
     run = runs[name]
     joins = [s for s in run.transport.sent if s.name.startswith("join.")]

@@ -188,6 +188,10 @@ class HostContext:
         facts = self.gathered()
         if not isinstance(facts, LinuxFacts):
             raise RuntimeError(f"{self.host.name}: a Linux phase on a host with {type(facts).__name__}")
+        if facts.brief:
+            # Only joined, kubelet_configured and the lock are the host's (gathered() has them):
+            # a phase deciding with the defaults of the rest would decide wrong without a word.
+            raise RuntimeError(f"{self.host.name}: a phase read facts the joined host's brief answer leaves out")
         return facts
 
     def windows_facts(self) -> WindowsFacts:

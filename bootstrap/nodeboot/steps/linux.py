@@ -24,8 +24,23 @@ class Facts(Phase):
     uses_cluster_facts = False
 
     def run(self, ctx: HostContext) -> bool:
-        cluster_phases.gather_facts(ctx, "facts.sh", {"NB_MODULES_FILE": MODULES_FILE})
+        cluster_phases.gather_facts(ctx, "facts.sh", {"NB_MODULES_FILE": MODULES_FILE, **self.inputs(ctx)})
         return False
+
+    def inputs(self, ctx: HostContext) -> dict[str, str]:
+        return {}
+
+
+class JoinFacts(Facts):
+    """The join's facts. Of a host already joined (and still a Node) the join reads nothing but
+    that, unless it installs (--install compares what is installed) or prepares an IPVS or
+    nftables mode (modules, tools, kernel): then such a host answers briefly, which on a
+    re-run of a fleet is most of what nodeboot asks of each host. A joined host whose Node
+    is gone needs no more either: the preflight stops it (reset it first)."""
+
+    def inputs(self, ctx: HostContext) -> dict[str, str]:
+        needs_more = ctx.host.install.enabled or wanted_proxy_mode(ctx) not in (None, "iptables")
+        return {} if needs_more else {"NB_JOINED_FACTS": "brief"}
 
 
 class Preflight(cluster_phases.JoinPreflight):
@@ -119,7 +134,7 @@ class KubeadmJoin(Phase):
 
 def join_phases() -> list[Phase]:
     return [
-        Facts(),
+        JoinFacts(),
         Preflight(),
         linux_install.Install(),
         ProxyPrereqs(),
