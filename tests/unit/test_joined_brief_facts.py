@@ -87,6 +87,9 @@ def context(host: Host, options: RunOptions | None = None) -> HostContext:
     (Host(name="h", address="192.0.2.1"), RunOptions(proxy_mode="ipvs"), False),
     (Host(name="h", address="192.0.2.1", proxy_mode="nftables"), RunOptions(), False),
     (Host(name="h", address="192.0.2.1", install=InstallSettings(enabled=True)), RunOptions(), False),
+    # Without the preflight a joined host whose Node is gone goes on to kubeadm join.
+    (Host(name="h", address="192.0.2.1"), RunOptions(skip_phases=frozenset({"preflight"})), False),
+    (Host(name="h", address="192.0.2.1"), RunOptions(skip_phases=frozenset({"label-taint"})), True),
 ])
 def test_the_join_asks_briefly_only_when_it_reads_no_more_of_a_joined_host(host: Host, options: RunOptions,
                                                                            brief: bool) -> None:

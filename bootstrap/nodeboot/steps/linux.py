@@ -36,10 +36,12 @@ class JoinFacts(Facts):
     that, unless it installs (--install compares what is installed) or prepares an IPVS or
     nftables mode (modules, tools, kernel): then such a host answers briefly, which on a
     re-run of a fleet is most of what nodeboot asks of each host. A joined host whose Node
-    is gone needs no more either: the preflight stops it (reset it first)."""
+    is gone needs no more either: the preflight stops it (reset it first); with the preflight
+    skipped, the join goes on to kubeadm and needs the whole answer."""
 
     def inputs(self, ctx: HostContext) -> dict[str, str]:
-        needs_more = ctx.host.install.enabled or wanted_proxy_mode(ctx) not in (None, "iptables")
+        needs_more = (ctx.host.install.enabled or wanted_proxy_mode(ctx) not in (None, "iptables")
+                      or Preflight.name in ctx.options.skip_phases)
         return {} if needs_more else {"NB_JOINED_FACTS": "brief"}
 
 
