@@ -40,7 +40,7 @@ class JoinFacts(Facts):
     skipped, the join goes on to kubeadm and needs the whole answer."""
 
     def inputs(self, ctx: HostContext) -> dict[str, str]:
-        needs_more = (ctx.host.install.enabled or wanted_proxy_mode(ctx) not in (None, "iptables")
+        needs_more = (ctx.host.install.enabled or needs_prerequisites(wanted_proxy_mode(ctx))
                       or Preflight.name in ctx.options.skip_phases)
         return {} if needs_more else {"NB_JOINED_FACTS": "brief"}
 
@@ -59,8 +59,13 @@ def wanted_proxy_mode(ctx: HostContext) -> str | None:
     return ctx.host.proxy_mode or ctx.options.proxy_mode
 
 
+def needs_prerequisites(mode: str | None) -> bool:
+    """A kube-proxy mode that needs something of the node (IPVS, nftables); iptables, the default, does not."""
+    return mode not in (None, "iptables")
+
+
 def proxy_prereqs_met(facts: LinuxFacts | Mapping[str, Any], mode: str | None) -> bool:
-    if mode in (None, "iptables"):
+    if not needs_prerequisites(mode):
         return True
     facts = as_linux_facts(facts)
     tools = set(facts.tools)
@@ -84,7 +89,7 @@ class ProxyPrereqs(Phase):
 
     def satisfied(self, ctx: HostContext) -> str | None:
         mode = wanted_proxy_mode(ctx)
-        if mode in (None, "iptables"):
+        if not needs_prerequisites(mode):
             return "no IPVS or nftables mode asked"
         return f"{mode} prerequisites in place" if proxy_prereqs_met(ctx.linux_facts(), mode) else None
 
