@@ -8,9 +8,14 @@ between them is left out (a pipe to a local bash instead), for unit tests.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from nodeboot.inventory import Host
+from nodeboot.redact import Redactor
 from nodeboot.scripts import ScriptResult, parse_result
+from nodeboot.steps.base import HostContext, RunOptions
 from nodeboot.transport.framed_shell import FrameResult, ShellFrames
 from nodeboot.transport.ssh import SSHOptions, SSHTransport
 
@@ -56,3 +61,13 @@ class LocalShell(SSHTransport):
         self.stats.execs += 1
         frames = ShellFrames()
         return run_loop(frames, b"".join(frames.frame(s, p, i > 0) for i, (s, p) in enumerate(frames_out)))
+
+
+def local_context(host: Host | None = None, options: RunOptions | None = None,
+                  emit: Callable[..., None] = lambda kind, **fields: None, **more: Any) -> HostContext:
+    """A host's context for phases run against a LocalShell, with no cluster, watcher or tokens
+    (more: other HostContext fields, e.g. pending or host_facts)."""
+    return HostContext(host=host or Host(name="h1", address="127.0.0.1"), transport=LocalShell(),
+                       cluster=None, watcher=None, tokens=None,  # type: ignore[arg-type]
+                       options=options or RunOptions(), redactor=Redactor(), cancelled=threading.Event(),
+                       emit=emit, **more)

@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from localshell import LocalShell
-from nodeboot.inventory import Host
-from nodeboot.redact import Redactor
+from localshell import local_context
 from nodeboot.steps.base import (
     CLUSTER_UNREAD,
     ClusterFacts,
@@ -21,7 +19,6 @@ from nodeboot.steps.base import (
     PendingClusterFacts,
     Phase,
     PhaseStatus,
-    RunOptions,
     run_workflow,
 )
 from nodeboot.transport import ScriptCall
@@ -62,10 +59,7 @@ class Decide(Phase):
 
 
 def context(pending: PendingClusterFacts) -> HostContext:
-    return HostContext(host=Host(name="h1", address="127.0.0.1"), transport=LocalShell(), cluster=None,  # type: ignore[arg-type]
-                       watcher=None, tokens=None, options=RunOptions(),  # type: ignore[arg-type]
-                       redactor=Redactor(), cancelled=threading.Event(), emit=lambda kind, **f: None,
-                       pending=pending)
+    return local_context(pending=pending)
 
 
 def test_the_facts_script_runs_while_the_cluster_is_read(tmp_path: Path) -> None:

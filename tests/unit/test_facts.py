@@ -7,13 +7,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from localshell import LocalShell, host_script_facts
+from localshell import host_script_facts, local_context
 from nodeboot.facts import (
     FactsError,
     LinuxFacts,
@@ -24,10 +23,9 @@ from nodeboot.facts import (
     parse_windows_facts,
 )
 from nodeboot.inventory import Host
-from nodeboot.redact import Redactor
 from nodeboot.scripts import script_text, shell_preamble
 from nodeboot.steps import linux
-from nodeboot.steps.base import HostContext, RunOptions, run_workflow
+from nodeboot.steps.base import run_workflow
 from nodeboot.transport.winrm import powershell_preamble
 from nodeboot_lab.windows_model import WindowsHostModel
 
@@ -113,9 +111,8 @@ def test_the_facts_phase_fails_the_host_with_that_one_line(tmp_path: Path, monke
     monkeypatch.setattr(linux.cluster_phases, "parse_facts",
                         lambda os_name, data, host: parse_linux_facts({**data, "swap_on": "1"}, host))
     events: list[dict] = []
-    ctx = HostContext(host=Host(name="web-9", address="127.0.0.1"), transport=LocalShell(), cluster=None,
-                      watcher=None, tokens=None, options=RunOptions(), redactor=Redactor(),
-                      cancelled=threading.Event(), emit=lambda kind, **f: events.append({"event": kind, **f}))
+    ctx = local_context(Host(name="web-9", address="127.0.0.1"),
+                        emit=lambda kind, **f: events.append({"event": kind, **f}))
     result = run_workflow([linux.Facts(), linux.ProxyPrereqs()], ctx)
     assert [(o.phase, o.status) for o in result.outcomes] == [("facts", "failed"), ("proxy-prereqs", "not-run")]
     assert result.error is not None

@@ -7,19 +7,18 @@ the brief answer leaves out fails loudly instead of deciding with a default."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
+from test_facts_version_cache import VERSIONS, install_binary
 
-from localshell import LocalShell, host_script_facts
+from localshell import host_script_facts, local_context
 from nodeboot.facts import parse_linux_facts
 from nodeboot.inventory import Host
 from nodeboot.node_install import InstallSettings
-from nodeboot.redact import Redactor
 from nodeboot.scripts import script_text, shell_preamble
 from nodeboot.steps import linux
-from nodeboot.steps.base import HostContext, RunOptions
+from nodeboot.steps.base import RunOptions
 
 BRIEF = {"os_id", "os_version", "os_pretty", "kernel", "arch", "hostname", "time", "joined",
          "kubelet_configured", "brief", "lock"}
@@ -36,11 +35,10 @@ def host_root(tmp_path: Path, joined: bool) -> tuple[Path, Path]:
         (root / "var/lib/kubelet/config.yaml").write_text("kind: KubeletConfiguration\n")
     bin_dir.mkdir()
     log = tmp_path / "calls.log"
-    stand_ins = {"kubeadm": "echo v1.37.2", "kubelet": "echo Kubernetes v1.37.2",
-                 "stat": f'exec {Path("/usr/bin/stat")} "$@"'}
-    for name, body in stand_ins.items():
-        (bin_dir / name).write_text(f'#!/bin/sh\necho {name} >> {log}\n{body}\n')
-        (bin_dir / name).chmod(0o755)
+    for name in ("kubeadm", "kubelet"):
+        install_binary(bin_dir, name, VERSIONS[name][0], log)
+    (bin_dir / "stat").write_text(f'#!/bin/sh\necho stat >> {log}\nexec /usr/bin/stat "$@"\n')
+    (bin_dir / "stat").chmod(0o755)
     return root, bin_dir
 
 
@@ -70,15 +68,9 @@ def test_a_joined_host_asked_briefly_reports_only_what_a_rerun_reads(tmp_path: P
 def test_otherwise_the_whole_answer(tmp_path: Path, joined: bool, variables: dict[str, str]) -> None:
     facts, calls = facts_of(tmp_path, joined, variables)
     assert "brief" not in facts and facts["joined"] is joined
-    assert facts["kubeadm_version"] == "v1.37.2" and facts["kubelet_version"] == "v1.37.2"
+    assert (facts["kubeadm_version"], facts["kubelet_version"]) == (VERSIONS["kubeadm"][1], VERSIONS["kubelet"][1])
     assert {"tools", "modules_loaded", "install_files_ok", "swap_on"} <= set(facts)
     assert {"kubeadm", "kubelet", "stat"} <= set(calls)
-
-
-def context(host: Host, options: RunOptions | None = None) -> HostContext:
-    return HostContext(host=host, transport=LocalShell(), cluster=None, watcher=None,  # type: ignore[arg-type]
-                       tokens=None, options=options or RunOptions(), redactor=Redactor(),
-                       cancelled=threading.Event(), emit=lambda kind, **f: None)
 
 
 @pytest.mark.parametrize(("host", "options", "brief"), [
@@ -93,12 +85,12 @@ def context(host: Host, options: RunOptions | None = None) -> HostContext:
 ])
 def test_the_join_asks_briefly_only_when_it_reads_no_more_of_a_joined_host(host: Host, options: RunOptions,
                                                                            brief: bool) -> None:
-    assert linux.JoinFacts().inputs(context(host, options)) == ({"NB_JOINED_FACTS": "brief"} if brief else {})
-    assert linux.Facts().inputs(context(host, options)) == {}  # reset's and proxy's facts: always whole
+    assert linux.JoinFacts().inputs(local_context(host, options)) == ({"NB_JOINED_FACTS": "brief"} if brief else {})
+    assert linux.Facts().inputs(local_context(host, options)) == {}  # reset's and proxy's facts: always whole
 
 
 def test_a_phase_reading_what_a_brief_answer_leaves_out_fails_loudly() -> None:
-    ctx = context(Host(name="web-1", address="192.0.2.1"))
+    ctx = local_context(Host(name="web-1", address="192.0.2.1"))
     ctx.host_facts = parse_linux_facts({"joined": True, "kubelet_configured": True, "brief": True}, "web-1")
     assert ctx.gathered().joined  # what the brief answer holds is there to read
     with pytest.raises(RuntimeError, match="^web-1: a phase read facts the joined host's brief answer leaves out$"):
